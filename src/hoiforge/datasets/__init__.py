@@ -1,0 +1,1 @@
+"""The sample contract, keypoint layouts, rendering and torch loaders."""

@@ -1,0 +1,66 @@
+"""The sample contract: what a shard member is called and what the annotation document holds.
+
+WebDataset convention: the key is everything before the first dot of a member name, the
+extension everything after it. Every consumer (trainers, eval, report, viewer, validate) reads
+samples through the names defined here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+SCHEMA = "hoiforge/sample/v1"
+
+ID_LENGTH = 20  # hex chars of sha256(source bytes): 80 bits, collision-free at billions of images
+
+IMAGE_EXTENSIONS = ("jpg", "png", "webp")
+ANNOTATION_EXT = "json"
+CAPTION_EXT = "txt"
+
+# Optional members and who writes them. A stage declares the ones it may write (Stage.members).
+KNOWN_MEMBERS = {
+    "pose.png": "rendered whole-body skeleton at image size",
+    "mask.png": "product instance-id map (0 = background, i = products[i-1])",
+    "edge.png": "canny edges inside product masks",
+    "shoe.png": "RGBA shoe-only image",
+    "leg.json": "12 leg+foot keypoints (shoe-leg)",
+    "wear.png": "wearable-area labels 0/1/2 (shoe-leg)",
+    "latent.npy": "precomputed VAE latent",
+    "text.npy": "precomputed text encoding",
+    "dino.npy": "precomputed DINOv2 features",
+}
+
+SPLITS = ("train", "test")
+
+# Shard names: <split>-<6 digits>.tar
+SHARD_NAME = re.compile(r"^(train|test)-(\d{6})\.tar$")
+_MEMBER_NAME = re.compile(r"^([0-9a-f]{%d})\.([a-z0-9][a-z0-9._-]*)$" % ID_LENGTH)
+
+
+def sample_id(data: bytes) -> str:
+    """Stable id of an image: a prefix of sha256 of its source bytes (exact duplicates collapse)."""
+    return hashlib.sha256(data).hexdigest()[:ID_LENGTH]
+
+
+def split_of(sample_id_: str, test_fraction: float) -> str:
+    """Train/test split as a function of the id alone, so reruns and resumes never move a sample.
+
+    The id is a sha256 prefix, so its leading 32 bits are uniform: comparing them to the
+    fraction holds out that fraction of the set.
+    """
+    if test_fraction <= 0:
+        return "train"
+    return "test" if int(sample_id_[:8], 16) < test_fraction * 2**32 else "train"
+
+
+def shard_name(split: str, seq: int) -> str:
+    return f"{split}-{seq:06d}.tar"
+
+
+def split_member_name(name: str) -> tuple[str, str]:
+    """(key, extension) of a shard member name; ValueError if it does not follow the contract."""
+    m = _MEMBER_NAME.match(name)
+    if not m:
+        raise ValueError(f"member name {name!r} is not '<{ID_LENGTH}-hex-id>.<ext>'")
+    return m.group(1), m.group(2)

@@ -1,0 +1,120 @@
+"""Image decoding with the safety limits every stage relies on.
+
+The decode stage normalises every kept image to something any loader reads the same way:
+upright (EXIF orientation applied), RGB or greyscale, first frame only. Images that already are
+so keep their source bytes untouched; the others are re-encoded and say why.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+KEEP_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+KEEP_MODES = {"RGB", "L"}
+
+
+class BadImage(ValueError):
+    """The bytes are not a usable image; the message is the manifest's reason."""
+
+
+@dataclass
+class Normalised:
+    data: bytes  # bytes to store: the source bytes when nothing had to change
+    ext: str  # jpg / png / webp
+    width: int
+    height: int
+    source_format: str
+    source_mode: str
+    reencoded: str | None  # why the bytes changed, None when they are the source bytes
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    if not data:
+        raise BadImage("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise BadImage(f"decompression bomb refused: {e}") from None
+    except UnidentifiedImageError:
+        raise BadImage("not an image (no decoder recognises the bytes)") from None
+    except Exception as e:  # noqa: BLE001 - any decoder error is a property of the input
+        raise BadImage(f"unreadable image header: {type(e).__name__}: {e}") from None
+    if w * h > max_pixels:
+        raise BadImage(f"image too large: {w}x{h} = {w * h / 1e6:.1f} MP > limit {max_pixels / 1e6:.1f} MP")
+    return img
+
+
+def _to_keepable_mode(img: Image.Image) -> tuple[Image.Image, str | None]:
+    """Convert to RGB or L; returns the image and why it changed (None if unchanged)."""
+    mode = img.mode
+    if mode in KEEP_MODES:
+        return img, None
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        grey = np.clip(arr * (255.0 / top), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(grey, "L"), f"{mode} scaled to 8-bit grey"
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if mode in ("RGBA", "LA", "PA") or img.mode == "RGBA":
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB"), f"{mode} composited on white"
+    return img.convert("RGB"), f"{mode} converted to RGB"
+
+
+def normalise(data: bytes, max_pixels: int, jpeg_quality: int = 95) -> Normalised:
+    """Validate and normalise one image; raises BadImage with the reason."""
+    img = _open(data, max_pixels)
+    source_format, source_mode = img.format or "unknown", img.mode
+    reasons: list[str] = []
+    n_frames = getattr(img, "n_frames", 1)
+    try:
+        if n_frames > 1:
+            img.seek(0)
+            reasons.append(f"animated: first of {n_frames} frames")
+        img.load()
+        orientation = img.getexif().get(0x0112, 1)
+        if orientation not in (1, None):
+            img = ImageOps.exif_transpose(img)
+            reasons.append(f"EXIF orientation {orientation} applied")
+        img, why = _to_keepable_mode(img)
+    except BadImage:
+        raise
+    except Exception as e:  # noqa: BLE001 - truncated/corrupt data raises many types
+        raise BadImage(f"corrupt image data: {type(e).__name__}: {e}") from None
+    if why:
+        reasons.append(why)
+    if source_format not in KEEP_FORMATS:
+        reasons.append(f"{source_format} stored as PNG")
+    if not reasons:
+        return Normalised(data, KEEP_FORMATS[source_format], img.width, img.height, source_format, source_mode, None)
+    buf = io.BytesIO()
+    if source_format == "JPEG":
+        img.save(buf, "JPEG", quality=jpeg_quality, subsampling=0)
+        ext = "jpg"
+    else:
+        img.save(buf, "PNG", optimize=False)
+        ext = "png"
+    return Normalised(buf.getvalue(), ext, img.width, img.height, source_format, source_mode, "; ".join(reasons))
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    """RGB uint8 HxWx3 of bytes the decode stage already normalised."""
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """PNG bytes of a uint8 array (HxW, HxWx3 or HxWx4)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, "PNG", compress_level=3)
+    return buf.getvalue()

@@ -1,0 +1,21 @@
+"""Errors users see. Each says what went wrong and what to do about it."""
+
+
+class HoiforgeError(Exception):
+    """Base class: the CLI prints these as one clear line, without a traceback."""
+
+
+class RecipeError(HoiforgeError):
+    """A recipe file is missing, malformed, or names an unknown key or a bad value."""
+
+
+class BackendUnavailable(HoiforgeError):
+    """A stage's backend cannot run here (package missing, weights missing). Raised before work starts."""
+
+
+class OutputError(HoiforgeError):
+    """The output directory is unusable (unwritable, full, or built from another recipe)."""
+
+
+class InputError(HoiforgeError):
+    """The inputs cannot be listed (path does not exist, unreadable list file)."""

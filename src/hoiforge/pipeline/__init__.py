@@ -1,0 +1,1 @@
+"""Recipes, input listing, the Ray plan, shard writing, resume and the manifest."""

@@ -1,0 +1,31 @@
+"""Stages: one file per stage. The registry maps a recipe's ``stage:`` name to its class.
+
+Entries are "module:Class" strings so that listing or validating a recipe never imports a
+model library; a stage imports its backend inside ``setup()``/``preflight()``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from hoiforge.stages.base import Sample, Stage, StageParams
+
+REGISTRY: dict[str, str] = {
+    "decode": "hoiforge.stages.decode:Decode",
+    "resolution": "hoiforge.stages.resolution:Resolution",
+    "person": "hoiforge.stages.person:Person",
+    "edges": "hoiforge.stages.edges:Edges",
+}
+
+
+def stage_class(name: str) -> type[Stage]:
+    try:
+        target = REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise KeyError(f"unknown stage {name!r}; known stages: {known}") from None
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+__all__ = ["REGISTRY", "Sample", "Stage", "StageParams", "stage_class"]

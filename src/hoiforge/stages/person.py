@@ -1,0 +1,64 @@
+"""person: keep images with 1–5 persons detected at score ≥ 0.5 (HoIHuman), boxes recorded.
+
+Backends: ``mediapipe`` (embedded: face + pose detectors, offline). Paper-grade detectors plug
+in through PERSON_BACKENDS ("module:Class" implementing models.base.PersonDetector).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from hoiforge.errors import BackendUnavailable
+from hoiforge.stages.base import Sample, Stage, StageParams
+
+PERSON_BACKENDS: dict[str, str] = {
+    "mediapipe": "hoiforge.models.mediapipe_person:MediapipePersonDetector",
+}
+
+
+def load_backend_class(table: dict[str, str], backend: str, stage: str) -> type:
+    if backend not in table:
+        raise BackendUnavailable(f"{stage}: unknown backend {backend!r}; choose one of: {', '.join(sorted(table))}")
+    module, cls = table[backend].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+class PersonParams(StageParams):
+    backend: str = "mediapipe"
+    min_score: float = Field(0.5, ge=0, le=1)
+    min_persons: int = Field(1, ge=0)
+    max_persons: int = Field(5, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the backend")
+
+    @model_validator(mode="after")
+    def _range(self) -> "PersonParams":
+        if self.min_persons > self.max_persons:
+            raise ValueError(f"min_persons {self.min_persons} > max_persons {self.max_persons}")
+        return self
+
+
+class Person(Stage):
+    name = "person"
+    Params = PersonParams
+    uses_model = True
+    default_batch_size = 8
+
+    def preflight(self) -> None:
+        load_backend_class(PERSON_BACKENDS, self.params.backend, self.name).check(**self.params.options)
+
+    def setup(self) -> None:
+        self.detector = load_backend_class(PERSON_BACKENDS, self.params.backend, self.name)(**self.params.options)
+
+    def process(self, samples: list[Sample]) -> None:
+        p = self.params
+        found = self.detector.detect([s.rgb() for s in samples])
+        for s, dets in zip(samples, found, strict=True):
+            persons = [d for d in dets if d.score >= p.min_score]
+            persons.sort(key=lambda d: -d.score)
+            s.ann["persons"] = [d.to_json() for d in persons]
+            s.metrics["persons"] = len(persons)
+            if not p.min_persons <= len(persons) <= p.max_persons:
+                s.drop(self.name, f"{len(persons)} persons at score >= {p.min_score} (need {p.min_persons}-{p.max_persons})")

@@ -1,0 +1,27 @@
+"""resolution: keep images whose short side is at least N pixels (HoIHuman: 256)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from hoiforge.stages.base import Sample, Stage, StageParams
+
+
+class ResolutionParams(StageParams):
+    min_short_side: int = Field(256, ge=1)
+    max_aspect: float | None = Field(None, gt=1, description="long/short side above this drops (None: no limit)")
+
+
+class Resolution(Stage):
+    name = "resolution"
+    Params = ResolutionParams
+    default_batch_size = 256
+
+    def process(self, samples: list[Sample]) -> None:
+        for s in samples:
+            w, h = s.ann["image"]["width"], s.ann["image"]["height"]
+            short, long = min(w, h), max(w, h)
+            if short < self.params.min_short_side:
+                s.drop(self.name, f"short side {short} < {self.params.min_short_side}")
+            elif self.params.max_aspect and long / short > self.params.max_aspect:
+                s.drop(self.name, f"aspect {long / short:.2f} > {self.params.max_aspect}")
