@@ -37,3 +37,11 @@ def require(package: str, install_hint: str) -> None:
     """BackendUnavailable unless ``package`` is importable (checked without importing it)."""
     if importlib.util.find_spec(package) is None:
         raise BackendUnavailable(f"python package '{package}' is not installed: {install_hint}")
+
+
+class PoseEstimator(Protocol):
+    """Top-down whole-body pose: per image, per person box, 133 x [x, y, score] in image pixels."""
+
+    name: str
+
+    def estimate(self, images: list[np.ndarray], boxes: list[list[tuple[float, float, float, float]]]) -> list[list[np.ndarray]]: ...

@@ -14,6 +14,8 @@ REGISTRY: dict[str, str] = {
     "decode": "hoiforge.stages.decode:Decode",
     "resolution": "hoiforge.stages.resolution:Resolution",
     "person": "hoiforge.stages.person:Person",
+    "pose": "hoiforge.stages.pose:Pose",
+    "cleanup": "hoiforge.stages.cleanup:Cleanup",
     "edges": "hoiforge.stages.edges:Edges",
 }
 

@@ -16,6 +16,8 @@ from hoiforge.stages.base import Sample, Stage, StageParams
 
 PERSON_BACKENDS: dict[str, str] = {
     "mediapipe": "hoiforge.models.mediapipe_person:MediapipePersonDetector",
+    "yolo": "hoiforge.models.ultralytics_person:UltralyticsPersonDetector",
+    "rtdetr": "hoiforge.models.hf_person:HFPersonDetector",
 }
 
 

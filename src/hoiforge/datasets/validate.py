@@ -1,0 +1,122 @@
+"""``hoiforge validate``: check an output directory against the sample contract and invariants."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from PIL import Image
+
+from hoiforge.datasets.contract import IMAGE_EXTENSIONS, SCHEMA, SHARD_NAME, split_member_name
+from hoiforge.pipeline.layout import OutLayout
+
+SIZED_MEMBERS = ("pose.png", "mask.png", "edge.png", "wear.png", "shoe.png")
+
+
+def _check_sample(url: str, key: str, members: dict[str, bytes], problems: list[str]) -> None:
+    where = f"{url}:{key}"
+    images = [e for e in members if e in IMAGE_EXTENSIONS]
+    if len(images) != 1:
+        problems.append(f"{where}: needs exactly one image member ({'/'.join(IMAGE_EXTENSIONS)}), has {images}")
+        return
+    if "json" not in members:
+        problems.append(f"{where}: no .json annotation")
+        return
+    try:
+        ann = json.loads(members["json"])
+    except ValueError as e:
+        problems.append(f"{where}: .json is not JSON: {e}")
+        return
+    if ann.get("schema") != SCHEMA:
+        problems.append(f"{where}: schema {ann.get('schema')!r} != {SCHEMA!r}")
+    if ann.get("id") != key:
+        problems.append(f"{where}: json id {ann.get('id')!r} != member key")
+    try:
+        with Image.open(io.BytesIO(members[images[0]])) as img:
+            size = img.size
+            img.verify()
+    except Exception as e:  # noqa: BLE001
+        problems.append(f"{where}: image does not decode: {e}")
+        return
+    declared = (ann.get("image", {}).get("width"), ann.get("image", {}).get("height"))
+    if size != declared:
+        problems.append(f"{where}: image is {size}, json says {declared}")
+    for ext in SIZED_MEMBERS:
+        if ext in members:
+            with Image.open(io.BytesIO(members[ext])) as m:
+                if m.size != size:
+                    problems.append(f"{where}: {ext} is {m.size}, image is {size}")
+    if "txt" in members and ann.get("caption", {}).get("text") not in (None, members["txt"].decode("utf-8", "replace")):
+        problems.append(f"{where}: .txt differs from json caption")
+
+
+def validate(out: str | Path, check_images: bool = True) -> list[str]:
+    """Every violation found, as one line each; an empty list means the output is valid."""
+    layout = OutLayout(out)
+    problems: list[str] = []
+    for required in (layout.index, layout.manifest, layout.stats):
+        if not required.exists():
+            return [f"{required}: missing (was the build finished? rerun the same build command)"]
+    index = json.loads(layout.index.read_text())
+    if index.get("__kind__") != "wids-shard-index-v1":
+        problems.append(f"{layout.index}: __kind__ is {index.get('__kind__')!r}")
+    manifest = pq.read_table(layout.manifest, columns=["key", "status", "id", "shard"]).to_pylist()
+    dup_keys = [k for k, n in Counter(r["key"] for r in manifest).items() if n > 1]
+    if dup_keys:
+        problems.append(f"manifest: {len(dup_keys)} inputs listed more than once, e.g. {dup_keys[0]}")
+    if layout.listing.exists():
+        listed = set(pq.read_table(layout.listing, columns=["key"]).column("key").to_pylist())
+        missing = listed - {r["key"] for r in manifest}
+        if missing:
+            problems.append(f"manifest: {len(missing)} listed inputs have no row, e.g. {sorted(missing)[0]}")
+    bad_status = {r["status"] for r in manifest} - {"kept", "dropped", "failed"}
+    if bad_status:
+        problems.append(f"manifest: unknown status {sorted(bad_status)}")
+    expected: dict[str, set[str]] = defaultdict(set)
+    for r in manifest:
+        if r["status"] == "kept":
+            expected[r["shard"]].add(r["id"])
+
+    indexed = {s["url"] for s in index.get("shardlist", [])}
+    if indexed != set(expected):
+        problems.append(f"index.json shards {sorted(indexed ^ set(expected))[:3]} disagree with the manifest")
+    for entry in index.get("shardlist", []):
+        url = entry["url"]
+        path = layout.root / url
+        if not SHARD_NAME.match(Path(url).name):
+            problems.append(f"{url}: shard name does not match <split>-NNNNNN.tar")
+        if not path.exists():
+            problems.append(f"{url}: listed in index.json but missing")
+            continue
+        data = path.read_bytes()
+        if len(data) != entry.get("filesize"):
+            problems.append(f"{url}: size {len(data)} != index {entry.get('filesize')}")
+        if entry.get("md5sum") and hashlib.md5(data).hexdigest() != entry["md5sum"]:
+            problems.append(f"{url}: md5 differs from index")
+        samples: dict[str, dict[str, bytes]] = defaultdict(dict)
+        order: list[str] = []
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for info in tar:
+                try:
+                    key, ext = split_member_name(info.name)
+                except ValueError as e:
+                    problems.append(f"{url}: {e}")
+                    continue
+                if not order or order[-1] != key:
+                    if key in samples:
+                        problems.append(f"{url}: members of {key} are not contiguous")
+                    order.append(key)
+                samples[key][ext] = tar.extractfile(info).read()
+        if len(samples) != entry.get("nsamples"):
+            problems.append(f"{url}: {len(samples)} samples, index says {entry.get('nsamples')}")
+        if set(samples) != expected.get(url, set()):
+            problems.append(f"{url}: samples differ from the manifest's kept rows for this shard")
+        if check_images:
+            for key, members in samples.items():
+                _check_sample(url, key, members, problems)
+    return problems

@@ -1,0 +1,136 @@
+"""``hoiforge models``: list, check and fetch the weights of the paper-grade backends.
+
+Mounted by the main CLI with ``app.add_typer(models_app, name="models")``. Every command takes
+``--weights DIR`` (default $HOIFORGE_WEIGHTS, else ~/.cache/hoiforge/weights); errors are one
+line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hoiforge.errors import HoiforgeError
+from hoiforge.models import weights as W
+
+models_app = typer.Typer(name="models", help="Model weights: what each recipe needs, what is present, fetch.", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+
+WeightsOpt = Annotated[
+    Path | None,
+    typer.Option("--weights", "--to", help=f"weights root (default ${W.WEIGHTS_ENV}, else {W.DEFAULT_ROOT})", show_default=False),
+]
+RecipeOpt = Annotated[list[str] | None, typer.Option("--recipe", "-r", help="bundled recipe name or YAML path (repeatable)")]
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+def _recipes(names: list[str] | None):
+    from hoiforge.pipeline.recipe import bundled_recipes, load_recipe
+
+    return [load_recipe(n) for n in (names or sorted(bundled_recipes()))]
+
+
+def _use_root(root: Path | None) -> Path:
+    # Export the choice so everything this process starts (stage preflights, Ray workers) sees it.
+    resolved = W.weights_root(root)
+    os.environ[W.WEIGHTS_ENV] = str(resolved)
+    return resolved
+
+
+@models_app.command("list")
+def list_(recipe: RecipeOpt = None, weights: WeightsOpt = None) -> None:
+    """Every registry entry: which recipes and backends need it, whether it is present, and where."""
+    try:
+        root = _use_root(weights)
+        recipes = _recipes(recipe)
+        used_by = {s.name: [r.name for r in recipes if s in W.required_for(r)] for s in W.REGISTRY.values()}
+        table = Table(title=f"weights root: {root}")
+        for col in ("name", "needed by", "recipes", "size", "licence", "present", "source"):
+            table.add_column(col, overflow="fold")
+        for s in W.REGISTRY.values():
+            if recipe and not used_by[s.name]:
+                continue
+            where = W.locate(s, root)
+            table.add_row(
+                s.name,
+                ", ".join(f"{st}/{be}" for st, be in s.needed_by),
+                ", ".join(used_by[s.name]) or "-",
+                f"~{s.size_mb} MB",
+                s.licence,
+                str(where) if where else "missing",
+                s.source,
+            )
+        out.print(table)
+        for r in recipes:
+            names = [s.name for s in W.required_for(r)]
+            out.print(f"recipe {r.name}: {', '.join(names) if names else 'no weights (embedded backends only)'}", highlight=False)
+    except HoiforgeError as e:
+        raise _fail(str(e)) from None
+
+
+@models_app.command("check")
+def check(
+    recipe: RecipeOpt = None,
+    weights: WeightsOpt = None,
+    verify: Annotated[bool, typer.Option("--verify", help="also hash the files against the publisher's or fetch's sha256")] = False,
+) -> None:
+    """Exit 1 with the list of missing weights (and the command that fetches them) for the recipe(s)."""
+    try:
+        root = _use_root(weights)
+        recipes = _recipes(recipe)
+        needed = list({s.name: s for r in recipes for s in W.required_for(r)}.values())
+        missing = [s for s in needed if W.locate(s, root) is None]
+        problems = []
+        if verify:
+            from hoiforge.models.fetch import verify_present
+
+            for s in needed:
+                if s not in missing:
+                    problems += verify_present(s, W.locate(s, root))
+    except HoiforgeError as e:
+        raise _fail(str(e)) from None
+    for s in missing:
+        absent = s.missing_in(s.local_dir(root))
+        err.print(f"missing: {s.name} (~{s.size_mb} MB, for {', '.join(f'{st}/{be}' for st, be in s.needed_by)}): "
+                  f"{', '.join(absent)} in {s.local_dir(root)}", markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+    for p in problems:
+        err.print(f"corrupt: {p}", markup=False, highlight=False, soft_wrap=True)
+    if missing or problems:
+        bad = [s.name for s in missing] + sorted({p.split("/")[0] for p in problems})
+        err.print(f"get them with: {W.fetch_command(dict.fromkeys(bad), root)}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    names = ", ".join(r.name for r in recipes)
+    out.print(f"ok: all {len(needed)} weights for {names} present in {root}", highlight=False)
+
+
+@models_app.command("fetch")
+def fetch(
+    names: Annotated[list[str] | None, typer.Argument(help="registry entries (see `hoiforge models list`)")] = None,
+    recipe: RecipeOpt = None,
+    weights: WeightsOpt = None,
+) -> None:
+    """Download entries (or everything a recipe needs) with resume and checksum verification."""
+    from hoiforge.models.fetch import fetch as fetch_one
+
+    try:
+        root = _use_root(weights)
+        wanted = [W.spec(n) for n in names or []]
+        if recipe:
+            wanted += [s for r in _recipes(recipe) for s in W.required_for(r)]
+        if not wanted:
+            raise HoiforgeError("name the weights to fetch, or give --recipe; `hoiforge models list` shows them")
+        for s in dict.fromkeys(wanted):
+            folder = fetch_one(s, root, log=lambda msg: err.print(msg, markup=False, highlight=False))
+            out.print(f"{s.name}: ok in {folder}", highlight=False)
+    except HoiforgeError as e:
+        raise _fail(str(e)) from None

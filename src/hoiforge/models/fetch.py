@@ -1,0 +1,252 @@
+"""Download registry entries into the weights root: Hugging Face snapshots and plain HTTP files.
+
+HTTP downloads go to ``<file>.part`` and resume from its size with a ``Range`` request, so an
+interrupted multi-GB download continues where it stopped. A file becomes visible under its final
+name only after its size (and sha256, where the publisher states one) checked out, so a present
+file is a complete file. Hugging Face entries pin the commit the revision resolves to, so every
+file of an entry comes from the same commit. Every failure is one ``FetchError`` line: no network,
+HTTP errors, an interrupted transfer, a checksum mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import importlib
+import json
+import os
+import shutil
+import socket
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
+
+from hoiforge.errors import HoiforgeError
+from hoiforge.models.weights import MANIFEST, WeightSpec, read_manifest, weights_root
+
+CHUNK = 1 << 20
+TIMEOUT_S = 30
+_TRUE = {"1", "ON", "YES", "TRUE"}
+
+
+class FetchError(HoiforgeError):
+    """A download failed; the message says why and what to do (no traceback)."""
+
+
+class ChecksumError(FetchError):
+    """A file's sha256 differs from the expected one; the file was refused."""
+
+
+def offline() -> bool:
+    """HF_HUB_OFFLINE (the Hugging Face switch users already know) turns every download off."""
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(path: Path, expected: str | None) -> str:
+    """The file's sha256; ChecksumError when ``expected`` is given and differs."""
+    got = sha256_of(path)
+    if expected and got != expected.lower():
+        raise ChecksumError(f"{path.name}: sha256 {got} does not match the expected {expected}; refused (corrupted or changed upstream)")
+    return got
+
+
+def _no_network(what: str, reason: object) -> FetchError:
+    return FetchError(
+        f"cannot download {what}: {reason} (no network here? fetch on a machine that has it and copy the "
+        f"folder, or point HOIFORGE_WEIGHTS at a shared copy)"
+    )
+
+
+def download_url(url: str, dest: Path, sha256: str | None = None, timeout: float = TIMEOUT_S) -> str:
+    """Download ``url`` to ``dest`` with resume from ``dest.part``; returns the file's sha256.
+
+    A checksum mismatch discards the partial file (resuming a corrupt prefix would never heal).
+    """
+    if offline():
+        raise FetchError(f"HF_HUB_OFFLINE is set: not downloading {url}; unset it to fetch")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": "hoiforge"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    host = urlparse(url).netloc
+    try:
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and offset:  # the part is already whole: the server has nothing after it
+            return _finish(part, dest, sha256)
+        raise FetchError(f"{url}: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise _no_network(f"{dest.name} from {host}", getattr(e, "reason", e)) from None
+    with resp:
+        if offset and resp.status == 206:
+            start = resp.headers.get("Content-Range", "").removeprefix("bytes ").split("-")[0]
+            if start != str(offset):
+                raise FetchError(f"{url}: server resumed at byte {start or '?'} instead of {offset}; delete {part} and retry")
+            mode = "ab"
+        else:  # 200: the server ignored Range (or nothing to resume): start over
+            mode, offset = "wb", 0
+        length = resp.headers.get("Content-Length")
+        expected_size = offset + int(length) if length is not None else None
+        try:
+            with open(part, mode) as out:
+                shutil.copyfileobj(resp, out, CHUNK)
+        except (http.client.IncompleteRead, OSError) as e:
+            raise FetchError(f"{dest.name}: download interrupted ({type(e).__name__}: {e}); run the same command again to resume") from None
+    if expected_size is not None and part.stat().st_size != expected_size:
+        got = part.stat().st_size
+        raise FetchError(f"{dest.name}: download interrupted at {got} of {expected_size} bytes; run the same command again to resume")
+    return _finish(part, dest, sha256)
+
+
+def _finish(part: Path, dest: Path, sha256: str | None) -> str:
+    try:
+        digest = verify(part, sha256)
+    except ChecksumError:
+        part.unlink()
+        raise
+    os.replace(part, dest)
+    return digest
+
+
+def _unpack(archive: Path, folder: Path, name: str) -> None:
+    fmt = _archive_format(name)
+    # tar's "data" filter refuses members that would land outside ``folder`` (zip skips them itself).
+    safety = {"filter": "data"} if fmt != "zip" else {}
+    try:
+        shutil.unpack_archive(str(archive), str(folder), format=fmt, **safety)
+    except (shutil.ReadError, OSError, ValueError, tarfile.TarError) as e:
+        raise FetchError(f"{name}: cannot unpack ({e}); delete it and fetch again") from None
+
+
+def _archive_format(name: str) -> str:
+    # unpack_archive guesses from the extension, which the temporary name hides; name the format.
+    for ext, fmt in ((".zip", "zip"), (".tar.gz", "gztar"), (".tgz", "gztar"), (".tar", "tar")):
+        if name.endswith(ext):
+            return fmt
+    raise FetchError(f"{name}: unknown archive type")
+
+
+def _fetch_url_files(s: WeightSpec, folder: Path, log: Callable[[str], None]) -> dict[str, dict]:
+    recorded = read_manifest(folder).get("files", {})
+    files = {}
+    for f in s.files:
+        assert f.url, f"{s.name}: {f.path} has no url"
+        dest = folder / f.path
+        known = recorded.get(f.path, {})
+        if dest.is_file() and known.get("size") in (None, dest.stat().st_size):
+            # Already here (fetched, or copied in by hand): hash only what fetch has not recorded yet.
+            digest = verify(dest, f.sha256) if f.sha256 or "sha256" not in known else known["sha256"]
+            log(f"{s.name}: {f.path} present")
+        else:
+            log(f"{s.name}: downloading {f.url}")
+            if f.unpack:  # unpack from the verified .part before it takes its final name
+                digest = _download_then_unpack(f.url, dest, f.sha256, folder)
+            else:
+                digest = download_url(f.url, dest, f.sha256)
+        files[f.path] = {"size": dest.stat().st_size, "sha256": digest}
+    return files
+
+
+def _download_then_unpack(url: str, dest: Path, sha256: str | None, folder: Path) -> str:
+    part = dest.with_name(dest.name + ".verified")
+    digest = download_url(url, part, sha256)
+    _unpack(part, folder, dest.name)
+    os.replace(part, dest)  # the archive's final name says: downloaded, verified and unpacked
+    return digest
+
+
+def _fetch_hf(s: WeightSpec, folder: Path, log: Callable[[str], None], endpoint: str | None) -> tuple[str, dict[str, dict]]:
+    if offline():
+        raise FetchError(f"HF_HUB_OFFLINE is set: not downloading {s.hf_repo}; unset it to fetch, or copy the files into {folder}")
+    try:
+        from huggingface_hub import HfApi, snapshot_download
+    except ImportError:
+        raise FetchError("python package 'huggingface_hub' is not installed: pip install huggingface_hub") from None
+    try:
+        commit = HfApi(endpoint=endpoint).model_info(s.hf_repo, revision=s.revision).sha
+        log(f"{s.name}: {s.hf_repo}@{s.revision} is commit {commit}")
+        snapshot_download(s.hf_repo, revision=commit, local_dir=folder, allow_patterns=[f.path for f in s.files], endpoint=endpoint)
+    except Exception as e:  # noqa: BLE001 - hub, HTTP and connection errors all become one line
+        first = (str(e).strip().splitlines() or [""])[0]
+        if _is_connection_error(e):
+            raise _no_network(f"{s.hf_repo}", f"{type(e).__name__}: {first}") from None
+        raise FetchError(f"{s.hf_repo}@{s.revision}: {type(e).__name__}: {first}") from None
+    missing = [f.path for f in s.files if not (folder / f.path).is_file()]
+    if missing:
+        raise FetchError(f"{s.hf_repo}@{commit} has no {', '.join(missing)}; the registry entry {s.name!r} needs updating")
+    files = {}
+    for f in s.files:
+        files[f.path] = {"size": (folder / f.path).stat().st_size, "sha256": verify(folder / f.path, f.sha256)}
+    return commit, files
+
+
+def _is_connection_error(e: BaseException) -> bool:
+    seen: BaseException | None = e
+    while seen is not None:
+        name = type(seen).__name__
+        if isinstance(seen, (ConnectionError, TimeoutError, socket.gaierror)) or "Connect" in name or "Timeout" in name:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _convert(s: WeightSpec, folder: Path, log: Callable[[str], None]) -> None:
+    assert s.converter and s.converted
+    target = folder / s.converted
+    if target.exists():
+        return
+    try:
+        convert = importlib.import_module(s.converter).convert
+    except (ImportError, AttributeError):
+        raise FetchError(f"{s.name}: downloaded, but its converter {s.converter}.convert is not available; convert {folder / s.files[0].path} to {target} with it") from None
+    log(f"{s.name}: converting with {s.converter}")
+    convert(folder / s.files[0].path, target)
+
+
+def fetch(s: WeightSpec, root: Path | str | None = None, *, endpoint: str | None = None,
+          log: Callable[[str], None] = lambda msg: None) -> Path:  # fmt: skip
+    """Make ``s`` complete in ``<root>/<name>/``; returns that folder. Idempotent: present files are kept."""
+    folder = weights_root(root) / s.name
+    folder.mkdir(parents=True, exist_ok=True)
+    if s.hf_repo:
+        commit, files = _fetch_hf(s, folder, log, endpoint)
+    else:
+        commit, files = None, _fetch_url_files(s, folder, log)
+    manifest = {"name": s.name, "source": s.source, "commit": commit, "files": files, "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, folder / MANIFEST)
+    if s.converter:
+        _convert(s, folder, log)
+    return folder
+
+
+def verify_present(s: WeightSpec, folder: Path) -> list[str]:
+    """Problems found by hashing the files of ``s`` in ``folder`` against the publisher's or fetch's sha256."""
+    recorded = read_manifest(folder).get("files", {})
+    problems = []
+    for f in s.files:
+        expected = f.sha256 or recorded.get(f.path, {}).get("sha256")
+        path = folder / f.path
+        if not path.is_file():
+            problems.append(f"{s.name}/{f.path}: missing")
+        elif expected:
+            try:
+                verify(path, expected)
+            except ChecksumError as e:
+                problems.append(f"{s.name}/{e}")
+    return problems

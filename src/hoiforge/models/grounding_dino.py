@@ -1,0 +1,123 @@
+"""GroundingDINO open-vocabulary detection through transformers (the HoIHuman recipe's detector).
+
+Weights: a local directory or a Hugging Face cache entry holding what
+``GroundingDinoForObjectDetection.save_pretrained`` + ``AutoProcessor.save_pretrained`` write
+(config.json, model.safetensors, preprocessor/processor config, tokenizer files), e.g. a
+snapshot of ``IDEA-Research/grounding-dino-base``. Nothing is downloaded: loading runs with
+``local_files_only=True``.
+
+Boxes are kept at ``box_threshold`` (max token probability); the label is the prompt phrase that
+holds the query's best token, so labels always are phrases of the recipe's prompt; ``phrase``
+keeps the tokens above ``text_threshold`` as GroundingDINO's own post-processing reads them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hoiforge.errors import BackendUnavailable
+from hoiforge.models.base import require
+from hoiforge.models.segment_types import Product, pick_device, pick_dtype, prompt_phrases
+
+INSTALL = "pip install 'transformers>=4.40' torch"
+
+
+def resolve_local(model: str) -> str:
+    """A local directory, or a hub id already in the Hugging Face cache; never downloads."""
+    if Path(model).is_dir():
+        return str(model)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(model, local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - any cache miss means the same thing to the user
+        raise BackendUnavailable(
+            f"weights {model!r} are not a local directory nor in the Hugging Face cache ({type(e).__name__}); "
+            f"download them on a connected machine (huggingface-cli download {model}) and point the recipe's "
+            f"options at the directory"
+        ) from None
+
+
+def detection_prompt(phrases: list[str]) -> str:
+    """GroundingDINO's text format: lower case phrases, each ended by a period."""
+    return " ".join(f"{p}." for p in phrases)
+
+
+class GroundingDinoDetector:
+    def __init__(
+        self,
+        model: str = "IDEA-Research/grounding-dino-base",
+        box_threshold: float = 0.35,
+        text_threshold: float = 0.25,
+        device: str | None = None,
+        dtype: str | None = None,
+    ):
+        require("transformers", INSTALL)
+        import torch
+        from transformers import AutoProcessor, GroundingDinoForObjectDetection
+
+        path = resolve_local(model)
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(self.device, dtype)
+        self.processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+        self.model = GroundingDinoForObjectDetection.from_pretrained(path, local_files_only=True, dtype=self.dtype)
+        self.model.to(self.device).eval()
+        self.box_threshold, self.text_threshold = box_threshold, text_threshold
+        self._torch = torch
+
+    @classmethod
+    def check(cls, model: str = "IDEA-Research/grounding-dino-base", **options) -> None:
+        require("transformers", INSTALL)
+        require("torch", INSTALL)
+        resolve_local(model)
+
+    def detect(self, images: list[np.ndarray], prompt: str) -> list[list[Product]]:
+        torch = self._torch
+        phrases = prompt_phrases(prompt)
+        if not phrases:
+            raise ValueError("grounding-dino needs a non-empty prompt")
+        text = detection_prompt(phrases)
+        inputs = self.processor(images=list(images), text=[text] * len(images), return_tensors="pt", padding=True)
+        inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)) for k, v in inputs.items()}
+        with torch.inference_mode():
+            out = self.model(**inputs)
+        probs = out.logits.float().sigmoid().cpu()  # B x queries x text tokens
+        boxes = out.pred_boxes.float().cpu()  # B x queries x (cx, cy, w, h), relative to the image
+        ids = inputs["input_ids"][0].cpu()
+        phrase_of_token = self._phrase_of_token(ids)
+        results = []
+        for b, rgb in enumerate(images):
+            h, w = rgb.shape[:2]
+            scores, best = probs[b].max(-1)
+            found = []
+            for q in torch.nonzero(scores >= self.box_threshold).flatten().tolist():
+                k = phrase_of_token[int(best[q])]
+                if k < 0:
+                    continue  # best token is [CLS]/[SEP]/period: no phrase
+                cx, cy, bw, bh = boxes[b, q].tolist()
+                box = (max(0.0, (cx - bw / 2) * w), max(0.0, (cy - bh / 2) * h), min(w, (cx + bw / 2) * w), min(h, (cy + bh / 2) * h))
+                if box[2] <= box[0] or box[3] <= box[1]:
+                    continue
+                read = self.processor.tokenizer.decode(ids[probs[b, q] >= self.text_threshold], skip_special_tokens=True)
+                found.append(Product(box, float(scores[q]), phrases[k], read.replace(" .", "").strip(" ."), source="grounding-dino"))
+            found.sort(key=lambda p: -p.score)
+            results.append(found)
+        return results
+
+    def _phrase_of_token(self, ids) -> list[int]:
+        """Index of the prompt phrase each token belongs to; -1 for special tokens and periods."""
+        tok = self.processor.tokenizer
+        period = tok.convert_tokens_to_ids(".")
+        specials = set(tok.all_special_ids)
+        owner, k = [], 0
+        for t in ids.tolist():
+            if t == period:
+                owner.append(-1)
+                k += 1
+            elif t in specials:
+                owner.append(-1)
+            else:
+                owner.append(k)
+        return owner

@@ -1,0 +1,61 @@
+"""Paper-grade person detector: ultralytics YOLO (the card's choice; the paper used YOLOX).
+
+Loads a local ``.pt`` (e.g. ``yolo11x.pt``): ultralytics downloads weights by name at run time,
+which these machines cannot do, so the file must exist. Batched ``predict`` on the person class
+only, fp16 on GPU.
+
+ultralytics imports torchvision at import time. PyPI's torchvision does not load beside
+torch 2.13.0+cpu (``torchvision::nms does not exist``), so on such an install ``check()`` says
+so; ``torch==2.14.1 torchvision==0.29.1`` (MODELS.md) is a pair where it works.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hoiforge.errors import BackendUnavailable
+from hoiforge.models.base import Detection, require
+
+INSTALL = "pip install ultralytics (needs a torchvision that loads beside your torch, e.g. torch==2.14.1 torchvision==0.29.1)"
+COCO_PERSON = 0
+
+
+class UltralyticsPersonDetector:
+    def __init__(self, model: str = "yolo11x.pt", device: str | None = None, half: bool | None = None,
+                 min_score: float = 0.3, imgsz: int = 640):  # fmt: skip
+        self.check(model)
+        import torch
+        from ultralytics import YOLO
+
+        self.model = YOLO(str(Path(model).expanduser()))
+        self.device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
+        self.half = self.device != "cpu" if half is None else half
+        self.min_score, self.imgsz = min_score, imgsz
+
+    @classmethod
+    def check(cls, model: str = "yolo11x.pt", **options) -> None:
+        require("ultralytics", INSTALL)
+        require("torchvision", INSTALL)
+        try:
+            import torchvision  # noqa: F401 - ultralytics needs it to import, and it fails on mismatched torch
+        except Exception as e:  # noqa: BLE001 - any import failure means the backend cannot run
+            raise BackendUnavailable(f"person backend 'yolo': torchvision does not load here ({type(e).__name__}: {e}); {INSTALL}") from None
+        if not Path(model).expanduser().is_file():
+            raise BackendUnavailable(
+                f"person backend 'yolo': weights {model} not found; give options.model the path of a local .pt "
+                "(ultralytics would download it, which this tool never does)"
+            )
+
+    def detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        # ultralytics reads numpy images as BGR (OpenCV order).
+        bgr = [np.ascontiguousarray(img[..., ::-1]) for img in images]
+        results = self.model.predict(bgr, conf=self.min_score, classes=[COCO_PERSON], device=self.device,
+                                     half=self.half, imgsz=self.imgsz, verbose=False)  # fmt: skip
+        out = []
+        for res in results:
+            boxes = res.boxes
+            out.append([Detection(tuple(float(v) for v in xyxy), float(conf), "person", "ultralytics")
+                        for xyxy, conf in zip(boxes.xyxy.tolist(), boxes.conf.tolist(), strict=True)])  # fmt: skip
+        return out

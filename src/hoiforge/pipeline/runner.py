@@ -1,0 +1,156 @@
+"""``hoiforge build``: list inputs, check everything, stream them through the stages, finalize.
+
+Order matters for the invariants: every check that can fail (recipe, backends, output dir,
+inputs) runs before Ray starts; inputs already committed by an earlier run are skipped; and
+finalize derives the manifest, index and stats from what was committed, so a killed and resumed
+run ends with exactly the accounting of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from hoiforge import __version__
+from hoiforge.errors import OutputError
+from hoiforge.pipeline.inputs import list_inputs, refs_to_table
+from hoiforge.pipeline.layout import OutLayout, write_atomic
+from hoiforge.pipeline.manifest import clean_uncommitted, committed_keys, committed_parts, finalize, next_shard_seq
+from hoiforge.pipeline.recipe import Recipe
+from hoiforge.stages import stage_class
+from hoiforge.stages.base import Stage
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    stats: dict[str, Any]
+    processed: int  # inputs processed by this run (the rest were committed before)
+
+
+def instantiate(recipe: Recipe) -> list[Stage]:
+    return [stage_class(p.stage)(p) for p in recipe.stages]
+
+
+def preflight(stages: list[Stage]) -> None:
+    """Every backend says now, on the driver, whether it can run (BackendUnavailable if not)."""
+    for stage in stages:
+        stage.preflight()
+
+
+def prepare_output(layout: OutLayout, recipe: Recipe) -> None:
+    """Create the output dir, prove it writable, and refuse one built by a different recipe."""
+    try:
+        layout.make()
+        probe = layout.work / ".tmp-probe"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"output directory {layout.root} is not writable: {e.strerror or e}") from None
+    fingerprint = recipe.model_dump(mode="json")
+    if layout.recipe.exists():
+        previous = json.loads(layout.recipe.read_text())
+        if previous != fingerprint:
+            changed = sorted(k for k in set(previous) | set(fingerprint) if previous.get(k) != fingerprint.get(k))
+            raise OutputError(
+                f"{layout.root} was built with a different recipe ({', '.join(changed)} changed); "
+                "resume needs the same recipe and --test-size: use a new --out"
+            )
+    else:
+        write_atomic(layout.recipe, json.dumps(fingerprint, indent=2).encode())
+
+
+def update_listing(layout: OutLayout, inputs: list[str]) -> pa.Table:
+    """The run's listing: previous rows keep their index, new inputs are appended (incremental)."""
+    fresh = refs_to_table(list_inputs(inputs))
+    if layout.listing.exists():
+        previous = pq.read_table(layout.listing)
+        new = fresh.filter(pc.invert(pc.is_in(fresh.column("key"), previous.column("key"))))
+        start = previous.num_rows
+    else:
+        previous, new, start = None, fresh, 0
+    new = new.append_column("index", pa.array(range(start, start + new.num_rows), pa.int64()))
+    listing = new if previous is None else pa.concat_tables([previous, new])
+    if previous is None or new.num_rows:
+        buf = io.BytesIO()
+        pq.write_table(listing, buf)
+        write_atomic(layout.listing, buf.getvalue())
+    # This run's work is what these inputs name (not what an earlier command listed).
+    return listing.filter(pc.is_in(listing.column("key"), fresh.column("key")))
+
+
+def build(
+    inputs: list[str],
+    out: str | Path,
+    recipe: Recipe,
+    address: str | None = None,
+    progress: bool = True,
+) -> BuildResult:
+    started = time.time()
+    layout = OutLayout(out)
+    stages = instantiate(recipe)
+    preflight(stages)
+    prepare_output(layout, recipe)
+    listing = update_listing(layout, inputs)
+    clean_uncommitted(layout)
+    done = committed_keys(layout)
+    todo = listing.filter(pc.invert(pc.is_in(listing.column("key"), pa.array(sorted(done), pa.string()))))
+
+    if todo.num_rows:
+        run_plan(todo, layout, recipe, stages, address, progress)
+    # Writers may leave tars behind when Ray retried them; finalize sees only committed work.
+    clean_uncommitted(layout)
+    stats = finalize(
+        layout,
+        listing,
+        {"recipe": recipe.name, "hoiforge_version": __version__, "last_run_seconds": round(time.time() - started, 2), "last_run_processed": todo.num_rows},
+    )
+    return BuildResult(layout.root, stats, todo.num_rows)
+
+
+def run_plan(todo: pa.Table, layout: OutLayout, recipe: Recipe, stages: list[Stage], address: str | None, progress: bool) -> None:
+    import ray
+
+    from hoiforge.pipeline.cluster import connect, size_stages
+    from hoiforge.pipeline.read import read_batch
+    from hoiforge.pipeline.writer import ShardCounter, ShardSink
+
+    started_here = connect(address)
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = progress
+        ctx.print_on_execution_start = False
+        resources = ray.cluster_resources()
+        task_cpus, runs = size_stages(stages, resources.get("CPU", 1), resources.get("GPU", 0))
+
+        # Blocks of listing rows: enough of them to keep every CPU busy, few enough to stay cheap.
+        rows_per_block = max(1, min(256, math.ceil(todo.num_rows / (4 * max(1, resources.get("CPU", 1))))))
+        blocks = [todo.slice(i, rows_per_block) for i in range(0, todo.num_rows, rows_per_block)]
+        ds = ray.data.from_arrow(blocks)
+        ds = ds.map_batches(read_batch, batch_format="pyarrow", batch_size=rows_per_block, num_cpus=task_cpus)
+        for stage, run in zip(stages, runs, strict=True):
+            common = dict(batch_format="pyarrow", batch_size=run.batch_size, num_cpus=run.num_cpus, udf_modifying_row_count=False)
+            if run.concurrency is None:
+                ds = ds.map_batches(stage, **common)
+            else:
+                pool = ray.data.ActorPoolStrategy(size=run.concurrency)
+                ds = ds.map_batches(type(stage), fn_constructor_args=(stage.params,), compute=pool, num_gpus=run.num_gpus or None, **common)
+        counter = ShardCounter.remote(next_shard_seq(layout))
+        ds.write_datasink(ShardSink(str(layout.root), recipe.output, counter), ray_remote_args={"num_cpus": task_cpus})
+    finally:
+        if started_here and not os.environ.get("HOIFORGE_KEEP_RAY"):
+            ray.shutdown()
+
+
+def already_complete(layout: OutLayout) -> bool:
+    return layout.manifest.exists() and bool(committed_parts(layout))

@@ -1,0 +1,204 @@
+"""Shard writing: a Ray Data sink whose write tasks each commit shards plus one manifest part.
+
+A write task receives up to ``shard_max_count`` rows, writes the kept samples into tars (rolled
+over by count and bytes, one stream per split) and then a manifest part listing every row it
+got, kept, dropped or failed. Tars are renamed into place first and the part last: the part is
+the commit marker. A tar that no part names is an orphan of a killed run and resume deletes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+from ray.data.block import BlockAccessor
+from ray.data.datasource import Datasink
+
+from hoiforge.datasets.contract import shard_name, split_of
+from hoiforge.pipeline.layout import OutLayout, commit, tmp_path_for
+from hoiforge.pipeline.recipe import OutputSpec
+from hoiforge.stages.base import OK, Sample, batch_to_samples
+
+PART_META_KEY = b"hoiforge.shards"
+
+
+@ray.remote(num_cpus=0)
+class ShardCounter:
+    """Hands out shard sequence numbers per split, so parallel write tasks never collide."""
+
+    def __init__(self, start: dict[str, int]):
+        self.next_seq = dict(start)
+
+    def take(self, split: str) -> int:
+        seq = self.next_seq.get(split, 0)
+        self.next_seq[split] = seq + 1
+        return seq
+
+
+class _HashingFile:
+    """A write-only file wrapper that keeps the md5 and size of what passes through."""
+
+    def __init__(self, f):
+        self.f, self.md5, self.size = f, hashlib.md5(), 0
+
+    def write(self, data) -> int:
+        self.md5.update(data)
+        self.size += len(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def sample_members(s: Sample) -> dict[str, bytes]:
+    """The shard members of a kept sample, per the sample contract."""
+    members: dict[str, bytes] = {s.ann["image"]["ext"]: s.image}
+    members["json"] = json.dumps(s.ann, ensure_ascii=False, separators=(",", ":")).encode()
+    for ext, data in s.members.items():
+        if data is not None:
+            members[ext] = data
+    return members
+
+
+def write_tar(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> dict[str, Any]:
+    """Write (key, members) samples to ``path`` with webdataset; returns size and md5."""
+    import webdataset as wds
+
+    with open(path, "wb") as raw:
+        hashing = _HashingFile(raw)
+        with wds.TarWriter(hashing, encoder=False, mtime=0) as sink:
+            for key, members in samples:
+                sink.write({"__key__": key, **members})
+        raw.flush()
+    return {"filesize": hashing.size, "md5sum": hashing.md5.hexdigest()}
+
+
+MANIFEST_BASE = pa.schema(
+    [
+        ("key", pa.string()),
+        ("index", pa.int64()),
+        ("uri", pa.string()),
+        ("member", pa.string()),
+        ("status", pa.string()),
+        ("stage", pa.string()),
+        ("reason", pa.string()),
+        ("id", pa.string()),
+        ("split", pa.string()),
+        ("shard", pa.string()),
+        ("sha256", pa.string()),
+        ("bytes", pa.int64()),
+    ]
+)
+
+
+def manifest_table(samples: list[Sample]) -> pa.Table:
+    """Manifest rows: the fixed base columns, then each metric a stage recorded as "m.<name>"."""
+    rows = [manifest_row(s) for s in samples]
+    base = pa.Table.from_pylist([{f.name: r[f.name] for f in MANIFEST_BASE} for r in rows], schema=MANIFEST_BASE)
+    metric_names = sorted({k for r in rows for k in r if k.startswith("m.")})
+    if metric_names:
+        metrics = pa.Table.from_pylist([{k: r.get(k) for k in metric_names} for r in rows])
+        for name in metric_names:
+            base = base.append_column(name, metrics.column(name))
+    return base
+
+
+def manifest_row(s: Sample) -> dict[str, Any]:
+    source = s.ann.get("source", {})
+    row = {
+        "key": s.key,
+        "index": s.index,
+        "uri": s.uri,
+        "member": s.member,
+        "status": "kept" if s.status == OK else s.status,
+        "stage": s.stage,
+        "reason": s.reason,
+        "id": s.ann.get("id"),
+        "split": s.ann.get("split"),
+        "shard": s.ann.get("shard"),
+        "sha256": source.get("sha256"),
+        "bytes": source.get("size"),
+    }
+    for name, value in s.metrics.items():
+        row[f"m.{name}"] = value
+    return row
+
+
+class ShardSink(Datasink):
+    def __init__(self, out: str, spec: OutputSpec, counter):
+        self.out = out
+        self.spec = spec
+        self.counter = counter
+
+    @property
+    def min_rows_per_write(self) -> int:
+        return self.spec.shard_max_count
+
+    def get_name(self) -> str:
+        return "WriteShards"
+
+    def write(self, blocks, ctx) -> dict[str, Any]:
+        samples = [s for block in blocks for s in batch_to_samples(BlockAccessor.for_block(block).to_arrow())]
+        return write_part(OutLayout(self.out), self.spec, samples, lambda split: ray.get(self.counter.take.remote(split)))
+
+
+def drop_duplicates_within(samples: list[Sample]) -> None:
+    """Exact duplicates (same id) collapse: the lowest input index stays, the others are dropped."""
+    first: dict[str, Sample] = {}
+    for s in sorted((s for s in samples if s.live), key=lambda s: s.index):
+        sid = s.ann["id"]
+        if sid in first:
+            s.drop("dedup", f"exact duplicate of {first[sid].key}")
+        else:
+            first[sid] = s
+
+
+def write_part(layout: OutLayout, spec: OutputSpec, samples: list[Sample], take_seq) -> dict[str, Any]:
+    drop_duplicates_within(samples)
+    by_split: dict[str, list[Sample]] = defaultdict(list)
+    for s in sorted(samples, key=lambda s: s.index):
+        if s.live:
+            s.ann["split"] = split_of(s.ann["id"], spec.test_size)
+            by_split[s.ann["split"]].append(s)
+
+    shards: list[dict[str, Any]] = []
+    for split, kept in sorted(by_split.items()):
+        for group in _roll(kept, spec):
+            name = shard_name(split, take_seq(split))
+            for s in group:
+                s.ann["shard"] = f"shards/{name}"
+            final = layout.shards / name
+            tmp = tmp_path_for(final)
+            info = write_tar(tmp, [(s.ann["id"], sample_members(s)) for s in group])
+            commit(tmp, final)
+            shards.append({"url": f"shards/{name}", "split": split, "nsamples": len(group), **info})
+
+    table = manifest_table(samples)
+    table = table.replace_schema_metadata({PART_META_KEY: json.dumps(shards).encode()})
+    final = layout.parts / f"part-{uuid.uuid4().hex}.parquet"
+    tmp = tmp_path_for(final)
+    pq.write_table(table, tmp)
+    commit(tmp, final)
+    return {"rows": len(samples), "kept": sum(len(v) for v in by_split.values()), "shards": [s["url"] for s in shards]}
+
+
+def _roll(samples: list[Sample], spec: OutputSpec):
+    """Groups of samples, each within the shard count and byte limits."""
+    group: list[Sample] = []
+    size = 0
+    for s in samples:
+        nbytes = len(s.image or b"") + sum(len(v or b"") for v in s.members.values()) + 4096
+        if group and (len(group) >= spec.shard_max_count or size + nbytes > spec.shard_max_bytes):
+            yield group
+            group, size = [], 0
+        group.append(s)
+        size += nbytes
+    if group:
+        yield group
