@@ -36,9 +36,9 @@ def sale_overlay(name: str = "astronaut.png") -> Image.Image:
     return Image.alpha_composite(img.convert("RGBA"), mark).convert("RGB")
 
 
-def print_on(name: str, text: str, at: tuple[int, int], size: int, colour=(20, 30, 90)) -> Image.Image:
+def print_on(photo: str | Image.Image, text: str, at: tuple[int, int], size: int, colour=(20, 30, 90)) -> Image.Image:
     """Text printed on something in the photo (a suit, a cup), at pixel ``at`` (centre)."""
-    img = Image.open(DATA / name).convert("RGB")
+    img = (Image.open(DATA / photo) if isinstance(photo, str) else photo.copy()).convert("RGB")
     ImageDraw.Draw(img).text(at, text, font=ImageFont.load_default(size=size), fill=colour, anchor="mm", stroke_width=1, stroke_fill=colour)
     return img
 

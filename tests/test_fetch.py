@@ -37,6 +37,7 @@ class FileServer:
         self.files: dict[str, bytes] = {}
         self.cut_after: int | None = None
         self.honour_range = True
+        self.delay_s = 0.0  # before each body: makes concurrent clients overlap
         self.requests: list[tuple[str, str | None]] = []
         self.sent: list[int] = []  # body bytes sent per response
         server = self
@@ -66,6 +67,7 @@ class FileServer:
                 body = data[start:]
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                time.sleep(server.delay_s)
                 if server.cut_after is not None:
                     body, server.cut_after = body[: server.cut_after], None
                 self.wfile.write(body)
@@ -242,6 +244,29 @@ def test_verify_present_catches_later_corruption(server, tmp_path):
     (folder / "w.bin").write_bytes(bytes(data))
     problems = verify_present(s, folder)
     assert len(problems) == 1 and "does not match" in problems[0]
+
+
+def test_concurrent_fetches_of_one_entry_download_once(server, tmp_path):
+    # Two nodes running `hoiforge models fetch` against one shared folder at the same time.
+    server.files["/w.bin"] = PAYLOAD
+    server.delay_s = 0.5
+    s = url_spec("tiny", [("w.bin", server.url("/w.bin"), PAYLOAD_SHA)])
+    results, errors = [], []
+
+    def run() -> None:
+        try:
+            results.append(fetch(s, tmp_path))
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert errors == [] and len(results) == 2
+    assert server.requests == [("/w.bin", None)]
+    assert (results[0] / "w.bin").read_bytes() == PAYLOAD
 
 
 def test_cli_fetch_without_network_is_one_line(tmp_path, monkeypatch):

@@ -42,11 +42,11 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             img = Image.open(io.BytesIO(data))
             w, h = img.size
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise BadImage(f"decompression bomb refused: {e}") from None
+        raise BadImage(f"image too large (decompression bomb guard): {e}") from None
     except UnidentifiedImageError:
         raise BadImage("not an image (no decoder recognises the bytes)") from None
     except Exception as e:  # noqa: BLE001 - any decoder error is a property of the input
-        raise BadImage(f"unreadable image header: {type(e).__name__}: {e}") from None
+        raise BadImage(f"corrupt or truncated image header: {type(e).__name__}: {e}") from None
     if w * h > max_pixels:
         raise BadImage(f"image too large: {w}x{h} = {w * h / 1e6:.1f} MP > limit {max_pixels / 1e6:.1f} MP")
     return img
@@ -90,7 +90,7 @@ def normalise(data: bytes, max_pixels: int, jpeg_quality: int = 95) -> Normalise
     except BadImage:
         raise
     except Exception as e:  # noqa: BLE001 - truncated/corrupt data raises many types
-        raise BadImage(f"corrupt image data: {type(e).__name__}: {e}") from None
+        raise BadImage(f"corrupt or truncated image data: {type(e).__name__}: {e}") from None
     if why:
         reasons.append(why)
     if source_format not in KEEP_FORMATS:

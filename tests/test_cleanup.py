@@ -1,0 +1,190 @@
+"""cleanup stage on real photos: overlays removed and inpainted, printed text kept per the policy."""
+
+from __future__ import annotations
+
+import io
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image, ImageDraw, ImageFont
+
+from hoiforge.datasets.images import decode_rgb, encode_png
+from hoiforge.errors import BackendUnavailable
+from hoiforge.models.ocr import RapidOCRReader
+from hoiforge.stages import stage_class
+from hoiforge.stages.cleanup import Cleanup, removal_mask
+from hoiforge.stages.person import Person
+from hoiforge.stages.testing import decoded, run_stage
+from tests.overlays import DATA, changed_pixels, png_bytes, print_on, sale_overlay
+
+pytest.importorskip("rapidocr_onnxruntime")
+
+
+def sample_of(img: Image.Image, tmp_path: Path, name: str):
+    path = tmp_path / name
+    path.write_bytes(png_bytes(img))
+    return decoded(path)
+
+
+@pytest.fixture(scope="module")
+def default_cleanup():
+    return Cleanup(Cleanup.Params(stage="cleanup"))  # the recipe defaults: rapidocr + patchmatch
+
+
+@pytest.fixture(scope="module")
+def person():
+    pytest.importorskip("mediapipe")
+    return Person(Person.Params(stage="person"))
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return RapidOCRReader()
+
+
+def read_text(reader, data: bytes) -> str:
+    return " ".join(r.text for r in reader.read([decode_rgb(data)])[0]).upper().replace(" ", "")
+
+
+def test_overlay_and_watermark_are_removed_and_nothing_else_changes(default_cleanup, person, reader, tmp_path):
+    clean = np.asarray(Image.open(DATA / "astronaut.png").convert("RGB"))
+    drawn = sale_overlay()
+    s = run_stage(person, [sample_of(drawn, tmp_path, "sale.png")])[0]
+    before = s.image
+    (s,) = run_stage(default_cleanup, [s])
+    assert s.live, s.reason
+
+    rules = {r["text"].upper().replace(" ", ""): (r["action"], r["rule"]) for r in s.ann["text_regions"]}
+    assert rules["SALE50%OFF"] == ("removed", "overlay banner")  # lies over the person, still removed
+    assert rules["SHOPMARK"] == ("removed", "corner watermark")
+    cleanup = s.ann["cleanup"]
+    assert cleanup["ocr"] == "rapidocr" and cleanup["inpaint"] == "patchmatch" and cleanup["removed"] == 2
+    assert s.metrics["text_removed"] == 2 and 0 < s.metrics["cleanup_fraction"] == cleanup["fraction"] < 0.2
+    assert s.ann["stages"]["cleanup"]["backend"] == "rapidocr+patchmatch"
+
+    # The image changed, is still a PNG, and says why.
+    assert s.image != before and s.image[:8] == b"\x89PNG\r\n\x1a\n" and s.ann["image"]["reencoded"] == "cleanup"
+    still_read = read_text(reader, s.image)
+    assert not any(word in still_read for word in ("SALE", "OFF", "SHOPMARK")), still_read
+
+    # Pixels outside the recorded, dilated masks are exactly the input's.
+    removed = [r["polygon"] for r in s.ann["text_regions"] if r["action"] == "removed"]
+    mask = removal_mask(removed, clean.shape[:2], cleanup["margin_px"], cleanup["margin_rel"])
+    after = decode_rgb(s.image)
+    assert np.array_equal(after[mask == 0], np.asarray(drawn)[mask == 0])
+    assert abs(float((mask > 0).mean()) - cleanup["fraction"]) < 1e-4
+    # Every drawn pixel was inside the mask, and the fill there is close to the clean photo.
+    text_pixels = changed_pixels(drawn, clean)
+    assert (mask[text_pixels] > 0).all()
+    error = lambda img: np.abs(np.asarray(img, dtype=int) - clean.astype(int))[text_pixels].mean()  # noqa: E731
+    assert error(after) < 0.6 * error(drawn)
+
+
+def test_text_printed_on_clothing_is_kept_and_the_bytes_untouched(person, reader, tmp_path):
+    suit = print_on("astronaut.png", "NASA", at=(100, 300), size=34)  # on the orange suit's shoulder
+    s = run_stage(person, [sample_of(suit, tmp_path, "suit.png")])[0]
+    assert s.ann["persons"], "the person stage must find the astronaut for this test"
+    source = s.image
+
+    keep = Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea"))
+    (kept,) = run_stage(keep, [s])
+    (region,) = kept.ann["text_regions"]
+    assert region["text"] == "NASA" and (region["action"], region["rule"]) == ("kept", "on clothing")
+    assert kept.image == source and kept.ann["image"]["reencoded"] is None and kept.metrics["text_removed"] == 0
+
+    # The person box is what keeps it: without that rule the same text is scene text, removed.
+    strict = Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea", policy={"keep_on_persons": False}))
+    (removed,) = run_stage(strict, [s])
+    assert (removed.ann["text_regions"][0]["action"], removed.ann["text_regions"][0]["rule"]) == ("removed", "scene text")
+    assert removed.image != source and "NASA" not in read_text(reader, removed.image)
+
+
+def test_brand_on_a_product_is_kept_when_the_product_mask_covers_it(tmp_path):
+    import cv2
+
+    # A shop's banner and mark over the photo, and a brand printed on the cup.
+    cup = print_on(sale_overlay("coffee.png"), "BREW", at=(290, 240), size=28, colour=(250, 250, 250))
+    s = sample_of(cup, tmp_path, "cup.png")
+    instance_ids = np.zeros((400, 600), np.uint8)
+    cv2.ellipse(instance_ids, (278, 225), (205, 165), 0, 0, 360, 1, -1)  # cup and saucer = product 1
+    stage = Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea"))
+
+    on_product = decoded(tmp_path / "cup.png")
+    on_product.members["mask.png"] = encode_png(instance_ids)
+    (out,) = run_stage(stage, [on_product])
+    rules = {r["text"].upper().replace(" ", ""): (r["action"], r["rule"]) for r in out.ann["text_regions"]}
+    assert rules == {
+        "SALE50%OFF": ("removed", "overlay banner"),  # laid over the product, still an overlay
+        "BREW": ("kept", "on product"),
+        "SHOPMARK": ("removed", "corner watermark"),
+    }
+    assert out.image != s.image and out.members["mask.png"] == on_product.members["mask.png"]
+
+    (no_mask,) = run_stage(stage, [s])  # no products stage ran: nothing says BREW is printed on the cup
+    brew = next(r for r in no_mask.ann["text_regions"] if r["text"] == "BREW")
+    assert (brew["action"], brew["rule"]) == ("removed", "scene text") and no_mask.metrics["text_removed"] == 3
+
+
+def test_scene_text_follows_the_policy_and_jpeg_stays_jpeg(reader):
+    sign = decoded(DATA / "scenetext01.jpg")
+    source = sign.image
+
+    (cleaned,) = run_stage(Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea", quality=90)), [sign])
+    assert cleaned.live and cleaned.ann["cleanup"]["removed"] >= 4
+    assert {r["rule"] for r in cleaned.ann["text_regions"]} == {"scene text"}  # a street sign: no person, no border
+    assert cleaned.image[:3] == b"\xff\xd8\xff" and cleaned.ann["image"]["ext"] == "jpg"
+    with Image.open(io.BytesIO(cleaned.image)) as img:
+        assert img.size == (800, 600)
+    assert "PARKING" not in read_text(reader, cleaned.image) and "NOTICE" not in read_text(reader, cleaned.image)
+
+    (kept,) = run_stage(Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea", policy={"scene_text": "keep"})), [decoded(DATA / "scenetext01.jpg")])
+    assert kept.image == source and {r["action"] for r in kept.ann["text_regions"]} == {"kept"}
+
+    (dropped,) = run_stage(Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea", max_fraction=0.02)), [decoded(DATA / "scenetext01.jpg")])
+    assert dropped.status == "dropped" and dropped.stage == "cleanup" and "cover" in dropped.reason
+    assert dropped.image is None and dropped.metrics["cleanup_fraction"] > 0.02
+
+
+def test_a_photo_without_text_keeps_its_source_bytes(default_cleanup):
+    s = decoded(DATA / "coffee.png")
+    (out,) = run_stage(default_cleanup, [s])
+    assert out.image == s.image and out.ann["text_regions"] == [] and out.ann["cleanup"]["removed"] == 0
+    assert out.metrics["text_regions"] == 0 and out.metrics["cleanup_fraction"] == 0
+
+
+def test_greyscale_photo_stays_greyscale(tmp_path):
+    grey = Image.open(DATA / "basketball1.png").convert("L")
+    ImageDraw.Draw(grey).text((630, 470), "shopmark", fill=255, anchor="rd", font=ImageFont.load_default(size=26), stroke_width=2, stroke_fill=0)
+    path = tmp_path / "grey.png"
+    grey.save(path)
+    (out,) = run_stage(Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea")), [decoded(path)])
+    assert out.live and out.metrics["text_removed"] >= 1
+    with Image.open(io.BytesIO(out.image)) as img:
+        assert img.mode == "L"
+
+
+def test_preflight_and_recipe():
+    with pytest.raises(BackendUnavailable, match="big-lama.pt"):
+        Cleanup(Cleanup.Params(stage="cleanup", inpaint="lama")).preflight()
+    with pytest.raises(BackendUnavailable, match="unknown OCR backend"):
+        Cleanup(Cleanup.Params(stage="cleanup", ocr="tesseract")).preflight()
+    Cleanup(Cleanup.Params(stage="cleanup")).preflight()
+    assert stage_class("cleanup") is Cleanup
+    with pytest.raises(Exception, match="extra"):
+        Cleanup.Params(stage="cleanup", policy={"keep_on_shoes": True})
+
+    # The bundled recipe: cleanup after the stages whose boxes/masks inform the policy, before
+    # the ones that describe the image. Read as YAML so that this test does not depend on the
+    # other stages of the recipe being importable.
+    entries = yaml.safe_load((resources.files("hoiforge") / "recipes" / "hoihuman.yaml").read_text())["stages"]
+    names = [e["stage"] for e in entries]
+    assert names.index("cleanup") > names.index("person")
+    assert all(names.index(n) > names.index("cleanup") for n in ("pose", "caption", "edges") if n in names)
+    if "products" in names:
+        assert names.index("products") < names.index("cleanup")
+    params = Cleanup.Params.model_validate(entries[names.index("cleanup")])
+    assert (params.ocr, params.inpaint) == ("rapidocr", "patchmatch")
+    Cleanup(params).preflight()

@@ -1,0 +1,160 @@
+"""OCR and inpainting backends on the real fixture photos; LaMa's loader on a tiny TorchScript model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hoiforge.errors import BackendUnavailable
+from hoiforge.models.inpaint import LamaInpainter, PatchMatchInpainter, TeleaInpainter, dilate
+from hoiforge.models.ocr import PaddleOCRReader, RapidOCRReader, regions_from_paddle
+from tests.overlays import DATA, changed_pixels, sale_overlay
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return RapidOCRReader()
+
+
+@pytest.fixture(scope="module")
+def overlay():
+    clean = np.asarray(Image.open(DATA / "astronaut.png").convert("RGB"))
+    drawn = np.asarray(sale_overlay())
+    return clean, drawn, changed_pixels(drawn, clean)
+
+
+def texts(regions) -> str:
+    return " ".join(r.text for r in regions).upper().replace(" ", "")
+
+
+# -- OCR ---------------------------------------------------------------------------------------
+def test_rapidocr_reads_the_overlay_where_it_was_drawn(reader, overlay):
+    clean, drawn, text_pixels = overlay
+    regions = reader.read([drawn, np.asarray(Image.open(DATA / "coffee.png").convert("RGB"))])
+    found, on_coffee = regions
+    assert "SALE50%OFF" in texts(found) and "SHOPMARK" in texts(found)
+    assert on_coffee == []  # a clean product photo has no text
+    sale = next(r for r in found if "SALE" in r.text.upper())
+    x0, y0, x1, y1 = sale.box
+    ys, xs = np.nonzero(text_pixels[: int(0.6 * clean.shape[0])])  # the headline's drawn pixels
+    assert x0 <= xs.min() + 4 and xs.max() - 4 <= x1 and y0 <= ys.min() + 4 and ys.max() - 4 <= y1
+    assert 0.5 <= sale.score <= 1 and len(sale.polygon) == 4
+    doc = sale.to_json()
+    assert set(doc) == {"polygon", "box", "text", "score"} and doc["box"] == [round(v, 1) for v in sale.box]
+
+
+def test_paddleocr_says_what_to_do_when_not_installed_or_no_models(tmp_path):
+    with pytest.raises(BackendUnavailable, match="paddleocr|det_model_dir"):
+        PaddleOCRReader.check(det_model_dir=str(tmp_path), rec_model_dir=str(tmp_path))
+
+
+def test_paddleocr_results_become_text_regions():
+    # The mapping PaddleOCR 3.x's OCRResult exposes (rec_polys are int16 4x2 arrays).
+    result = {
+        "rec_polys": [np.array([[10, 20], [90, 20], [90, 40], [10, 40]], np.int16), np.array([[0, 0], [5, 0], [5, 5], [0, 5]], np.int16)],
+        "rec_texts": ["SALE", "x"],
+        "rec_scores": [0.97, 0.2],
+    }
+    (region,) = regions_from_paddle(result, min_score=0.5)
+    assert region.text == "SALE" and region.box == (10, 20, 90, 40) and region.score == pytest.approx(0.97)
+
+
+# -- embedded inpainting -------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", [TeleaInpainter(), PatchMatchInpainter()], ids=["telea", "patchmatch"])
+def test_inpainting_removes_drawn_text_and_touches_nothing_else(backend, reader, overlay):
+    clean, drawn, text_pixels = overlay
+    mask = dilate(text_pixels, 3)
+    (filled,) = backend.inpaint([drawn], [mask])
+    assert filled.shape == drawn.shape and filled.dtype == np.uint8
+    assert np.array_equal(filled[mask == 0], drawn[mask == 0])  # outside the mask: exact
+    error = lambda img: np.abs(img.astype(int) - clean.astype(int))[text_pixels].mean()  # noqa: E731
+    assert error(filled) < 0.6 * error(drawn)  # the fill is far closer to the clean photo than the text was
+    still_read = texts(reader.read([filled])[0])
+    assert not any(word in still_read for word in ("SALE", "OFF", "SHOPMARK")), still_read
+
+
+def test_dilate_grows_the_mask_by_the_margin():
+    mask = np.zeros((40, 40), np.uint8)
+    mask[20, 20] = 1
+    grown = dilate(mask, 5)
+    ys, xs = np.nonzero(grown)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (15, 25, 15, 25) and set(np.unique(grown)) == {0, 255}
+    assert np.array_equal(dilate(mask, 0) > 0, mask > 0)
+
+
+# -- LaMa: the real loader on a tiny model in big-lama.pt's format -------------------------------
+class TinyLama(torch.nn.Module):
+    """big-lama.pt's interface: (image [B,3,H,W] 0-1, mask [B,1,H,W]) -> [B,3,H,W], sides % 8 == 0.
+
+    Like the exported LaMa it blanks the hole, appends the mask, runs a generator and composites.
+    The generator is per-pixel (1x1 convolutions), so every hole pixel gets one known colour.
+    """
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.generator = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 1), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 1), torch.nn.Sigmoid())
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        assert image.shape[2] % 8 == 0 and image.shape[3] % 8 == 0, "LaMa needs sides divisible by 8"
+        predicted = self.generator(torch.cat([image * (1 - mask), mask], dim=1))
+        return mask * predicted + (1 - mask) * image
+
+
+@pytest.fixture(scope="module")
+def lama(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lama") / "big-lama.pt"
+    torch.jit.script(TinyLama().eval()).save(str(path))
+    inpainter = LamaInpainter(model_path=str(path), batch_size=2, hd_threshold=1024, crop_margin=64)
+    hole = inpainter.model(torch.zeros(1, 3, 8, 8), torch.ones(1, 1, 8, 8))[0, :, 0, 0]
+    hole_colour = (hole.clamp(0, 1) * 255).round().byte().numpy()
+    calls: list[tuple[int, ...]] = []
+    model = inpainter.model
+    inpainter.model = lambda image, mask: (calls.append(tuple(image.shape)), model(image, mask))[1]
+    return inpainter, hole_colour, calls
+
+
+def test_lama_loader_pads_batches_and_crops_back(lama, overlay):
+    inpainter, hole_colour, calls = lama
+    calls.clear()
+    _, drawn, text_pixels = overlay
+    odd = drawn[:301, :203]  # sides not divisible by 8
+    masks = [dilate(text_pixels, 2), dilate(text_pixels, 2)[:301, :203], dilate(text_pixels, 4)]
+    out = inpainter.inpaint([drawn, odd, drawn], masks)
+    assert sorted(calls) == [(1, 3, 304, 208), (2, 3, 512, 512)]  # same-size images share a batch
+    for img, mask, filled in zip([drawn, odd, drawn], masks, out, strict=True):
+        assert filled.shape == img.shape
+        assert np.array_equal(filled[mask == 0], img[mask == 0])
+        assert (filled[mask > 0] == hole_colour).all()  # the model's fill, aligned after pad/crop
+
+
+def test_lama_large_images_go_through_crops_around_each_hole(lama, overlay):
+    inpainter, hole_colour, calls = lama
+    calls.clear()
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 255, (1100, 1400, 3), dtype=np.uint8)
+    mask = np.zeros(big.shape[:2], np.uint8)
+    mask[100:130, 100:220] = 255  # a small hole near the top left
+    mask[900:950, 1100:1300] = 255  # and one near the bottom right
+    (filled,) = inpainter.inpaint([big], [mask])
+    assert len(calls) == 2 and all(max(shape[2:]) <= 512 for shape in calls)  # two crops, not the whole image
+    assert np.array_equal(filled[mask == 0], big[mask == 0]) and (filled[mask > 0] == hole_colour).all()
+
+    calls.clear()
+    wide = np.zeros(big.shape[:2], np.uint8)
+    wide[500:540, 20:1380] = 255  # a banner across the whole image: its crop exceeds 1024 px
+    (filled,) = inpainter.inpaint([big], [wide])
+    assert len(calls) == 1 and max(calls[0][2:]) <= 1024
+    assert np.array_equal(filled[wide == 0], big[wide == 0])
+    inner = np.zeros_like(wide)
+    inner[505:535, 30:1370] = 1  # away from the hole's edge the upscaled fill is the model's colour
+    assert np.abs(filled[inner > 0].astype(int) - hole_colour.astype(int)).max() <= 2
+
+
+def test_lama_needs_a_local_model_file(tmp_path):
+    with pytest.raises(BackendUnavailable, match="big-lama.pt"):
+        LamaInpainter.check(model_path=None)
+    with pytest.raises(BackendUnavailable, match="does not exist"):
+        LamaInpainter.check(model_path=str(tmp_path / "missing.pt"))

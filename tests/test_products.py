@@ -1,0 +1,198 @@
+"""products stage, embedded backend, on the fixture photos; instance maps; edges inside products."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hoiforge.datasets.images import decode_rgb, encode_png
+from hoiforge.datasets.masks import decode_mask, encode_mask
+from hoiforge.errors import BackendUnavailable
+from hoiforge.models.segment_types import Product
+from hoiforge.stages.base import Sample
+from hoiforge.stages.edges import Edges
+from hoiforge.stages.products import HOIHUMAN_PROMPT, Products, close_view, instance_map
+from hoiforge.stages.testing import decoded, run_stage
+
+DATA = Path(__file__).parent / "data"
+MAX_PERSON_OVERLAP = 0.05  # a product may share at most this fraction of its pixels with a person
+
+
+def products_stage(**params) -> Products:
+    return Products(Products.Params(stage="products", **params))
+
+
+@pytest.fixture(scope="module")
+def stage() -> Products:
+    return products_stage()
+
+
+@pytest.fixture(scope="module")
+def ran(stage) -> dict[str, Sample]:
+    """coffee, astronaut and basketball1 through the stage's Arrow entry point, in one batch."""
+    names = ("coffee.png", "astronaut.png", "basketball1.png")
+    out = run_stage(stage, [decoded(DATA / n, i) for i, n in enumerate(names)])
+    return dict(zip(names, out, strict=True))
+
+
+def person_mask(path: Path) -> np.ndarray:
+    """An independent person mask: mediapipe pose segmentation run on the full-size photo."""
+    import mediapipe as mp
+
+    rgb = decode_rgb(path.read_bytes())
+    with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True) as pose:
+        result = pose.process(rgb)
+    assert result.segmentation_mask is not None, "fixture must show a person"
+    return result.segmentation_mask > 0.5
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+def test_coffee_cup_is_one_product_matching_the_hand_traced_mask(ran):
+    s = ran["coffee.png"]
+    assert s.live, s.reason
+    assert len(s.ann["products"]) == 1
+    ids = decode_mask(s.members["mask.png"])
+    truth = np.asarray(Image.open(DATA / "coffee_cup_mask.png")) > 0
+    assert ids.shape == truth.shape
+    assert iou(ids == 1, truth) >= 0.8
+    p = s.ann["products"][0]
+    assert p["label"] == "product" and p["mask_index"] == 1
+    assert p["area"] == int((ids == 1).sum())
+    assert s.metrics["products"] == 1 and s.metrics["product_label"] == "product"
+    assert s.metrics["product_area"] == pytest.approx(p["area"] / ids.size, abs=1e-4)
+    x0, y0, x1, y1 = p["box"]
+    cx0, cy0, cx1, cy1 = p["close_view"]
+    assert 0 <= cx0 <= x0 and 0 <= cy0 <= y0 and x1 <= cx1 <= 600 and y1 <= cy1 <= 400
+    assert s.ann["stages"]["products"]["backend"] == "embedded+embedded"
+
+
+def test_astronaut_helmet_is_a_product_and_not_the_person(ran):
+    s = ran["astronaut.png"]
+    assert s.live, s.reason
+    ids = decode_mask(s.members["mask.png"])
+    # The helmet: the black dome at the bottom right (its visor highlight is near (355, 440)).
+    helmet_id = int(ids[440, 390])
+    assert helmet_id > 0, "no product covers the helmet"
+    yy, xx = np.mgrid[: ids.shape[0], : ids.shape[1]]
+    dome = (xx - 390) ** 2 + (yy - 440) ** 2 <= 50**2  # a disk inside the helmet's dome
+    assert (ids[dome] == helmet_id).mean() >= 0.9, "the helmet is not one product"
+    # (the embedded backend merges it with the black stand behind it: same colour, touching)
+    assert ids[120, 225] == 0 and ids[300, 130] == 0 and ids[450, 100] == 0, "the face or the suit became a product"
+
+
+@pytest.mark.parametrize("name", ["astronaut.png", "basketball1.png"])
+def test_products_do_not_overlap_the_person(ran, name):
+    s = ran[name]
+    person = person_mask(DATA / name)
+    ids = decode_mask(s.members["mask.png"]) if "mask.png" in s.members and s.members["mask.png"] else None
+    assert ids is not None and ids.max() >= 1
+    for i in range(1, int(ids.max()) + 1):
+        mask = ids == i
+        assert (mask & person).sum() / mask.sum() <= MAX_PERSON_OVERLAP, f"product {i} overlaps the person"
+
+
+def test_image_without_product_is_dropped_with_reason_or_kept_when_configured(tmp_path):
+    plain = tmp_path / "plain.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray((np.full((300, 400, 3), 180) + rng.integers(-3, 4, (300, 400, 3))).astype(np.uint8)).save(plain)
+    dropped = run_stage(products_stage(), [decoded(plain)])[0]
+    assert dropped.status == "dropped" and dropped.stage == "products"
+    assert "0 products" in dropped.reason
+    kept = run_stage(products_stage(drop_if_none=False), [decoded(plain)])[0]
+    assert kept.live and kept.ann["products"] == [] and kept.metrics["products"] == 0
+    assert not kept.members.get("mask.png")
+
+
+def test_edges_stay_inside_the_product_mask(ran):
+    s = ran["coffee.png"]
+    out = run_stage(Edges(Edges.Params(stage="edges")), [s])[0]
+    edges = np.asarray(Image.open(__import__("io").BytesIO(out.members["edge.png"])))
+    ids = decode_mask(out.members["mask.png"])
+    assert edges.any() and not edges[ids == 0].any()
+
+
+def test_edges_read_16_bit_instance_maps(tmp_path):
+    """More than 255 products: ids above 255 must still count as product pixels."""
+    s = decoded(DATA / "coffee.png")
+    ids = np.zeros((400, 600), np.uint16)
+    ids[:, 300:] = 300  # one product with id 300, right half
+    s.members["mask.png"] = encode_mask(ids)
+    out = run_stage(Edges(Edges.Params(stage="edges")), [s])[0]
+    edges = np.asarray(Image.open(__import__("io").BytesIO(out.members["edge.png"])))
+    assert edges[:, 300:].any() and not edges[:, :300].any()
+
+
+def test_instance_maps_round_trip_8_and_16_bit():
+    small = np.arange(12).reshape(3, 4) % 5
+    big = np.arange(12).reshape(3, 4) * 100
+    assert decode_mask(encode_mask(small)).dtype == np.uint8
+    assert (decode_mask(encode_mask(small)) == small).all()
+    assert decode_mask(encode_mask(big)).dtype == np.uint16
+    assert (decode_mask(encode_mask(big)) == big).all()
+    assert (decode_mask(encode_png((small > 0).astype(np.uint8) * 255)) > 0).sum() == (small > 0).sum()
+
+
+def test_instance_map_paints_best_first_and_skips_duplicates():
+    a = np.zeros((10, 10), bool); a[2:8, 2:8] = True
+    dup = a.copy(); dup[2, 2] = False
+    b = np.zeros((10, 10), bool); b[5:10, 5:10] = True
+    ps = [Product((2, 2, 8, 8), 0.9, "cup", mask=a), Product((2, 2, 8, 8), 0.8, "cup", mask=dup), Product((5, 5, 10, 10), 0.7, "book", mask=b)]
+    ids, kept = instance_map(ps, (10, 10), min_pixels=2, nms_iou=0.7, limit=5)
+    assert [p.label for p in kept] == ["cup", "book"]
+    assert (ids[a] == 1).all() and (ids[b & ~a] == 2).all() and (ids[~(a | b)] == 0).all()
+    _, one = instance_map(ps, (10, 10), min_pixels=2, nms_iou=0.7, limit=1)
+    assert len(one) == 1
+
+
+def test_close_view_grows_the_box_and_clips_to_the_image():
+    assert close_view((10, 20, 50, 60), (100, 100), 0.25) == [0.0, 10.0, 60.0, 70.0]
+    assert close_view((0, 0, 100, 100), (100, 100), 0.25) == [0.0, 0.0, 100.0, 100.0]
+
+
+def test_params_and_preflight_say_what_is_wrong(tmp_path):
+    with pytest.raises(ValueError):
+        Products.Params(stage="products", backend="sam")
+    with pytest.raises(ValueError):
+        Products.Params(stage="products", min_products=3, max_products=2)
+    with pytest.raises(BackendUnavailable, match="unknown detector"):
+        products_stage(detector="yolo-world").preflight()
+    with pytest.raises(BackendUnavailable, match="checkpoint"):
+        products_stage(segmenter="sam", segmenter_options={"checkpoint": str(tmp_path / "missing.pth")}).preflight()
+    with pytest.raises(BackendUnavailable, match="Hugging Face cache"):
+        products_stage(detector="grounding-dino", detector_options={"model": "nobody/no-such-model"}).preflight()
+    products_stage().preflight()  # embedded: mediapipe is installed here
+
+
+def test_recipes_carry_the_papers_prompts():
+    from hoiforge.pipeline.recipe import load_recipe
+
+    hoi = next(s for s in load_recipe("hoihuman").stages if s.stage == "products")
+    assert hoi.prompt == HOIHUMAN_PROMPT
+    assert HOIHUMAN_PROMPT.startswith("cosmetics, clothes, shoes") and HOIHUMAN_PROMPT.endswith("phone, book")
+    shoe = next(s for s in load_recipe("shoeleg").stages if s.stage == "products")
+    assert shoe.prompt == "shoe, sneaker, boot, sandal, high heels"
+    names = [s.stage for s in load_recipe("hoihuman").stages]
+    assert names.index("products") < names.index("edges")
+
+
+def test_segment_service_masks_a_given_box_and_a_prompt():
+    """Eval's OER entry point, same backend code: box-prompted GrabCut and the full detector."""
+    from hoiforge.models.segment_service import ProductSegmenter, segment
+
+    rgb = decode_rgb((DATA / "coffee.png").read_bytes())
+    truth = np.asarray(Image.open(DATA / "coffee_cup_mask.png")) > 0
+    ys, xs = np.nonzero(truth)
+    box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+    service = ProductSegmenter()
+    [[by_box]] = segment([rgb], boxes=[[box]], service=service)
+    assert by_box.shape == truth.shape and iou(by_box, truth) >= 0.8
+    [by_prompt] = segment([rgb], prompt="cup", service=service)
+    assert len(by_prompt) == 1 and iou(by_prompt[0], truth) >= 0.8
+    with pytest.raises(ValueError):
+        segment([rgb], boxes=[[box]], prompt="cup", service=service)
