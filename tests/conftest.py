@@ -33,7 +33,10 @@ def ray_local():
 
     os.environ["HOIFORGE_KEEP_RAY"] = "1"
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        # Workers import the test-only fault stages (tests.faults) from the repo root.
+        root = str(Path(__file__).resolve().parent.parent)
+        env = {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", runtime_env={"env_vars": env})
     yield ray
     ray.shutdown()
 

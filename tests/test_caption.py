@@ -69,6 +69,17 @@ def test_template_pose_cues_and_holding_from_wholebody_keypoints(with_persons):
     assert "The person is holding the black helmet." in text
 
 
+def test_template_pose_cues_after_the_real_pose_stage():
+    from hoiforge.stages.pose import Pose
+
+    names = ["basketball1.png", "astronaut.png"]
+    samples = run_stage(Person(Person.Params(stage="person")), [decoded(DATA / n, i) for i, n in enumerate(names)])
+    samples = run_stage(Pose(Pose.Params(stage="pose")), samples)
+    texts = [s.ann["caption"]["text"] for s in run_stage(caption_stage(), samples)]
+    assert "The person is seen full body." in texts[0]  # the player's ankles are in the frame
+    assert "The person is seen from the waist up." in texts[1]  # portrait: hips visible, knees not
+
+
 def test_template_takes_no_vlm_options():
     with pytest.raises(ValueError, match="template"):
         Caption.Params(stage="caption", options={"model": "x"})

@@ -7,9 +7,9 @@ import pickle
 import pytest
 
 torch = pytest.importorskip("torch")
-from safetensors.torch import load_file  # noqa: E402
+from safetensors.torch import load_file
 
-from hoiforge.models.convert_aesthetic import LAYOUT, ConversionError, build_mlp, convert, main  # noqa: E402
+from hoiforge.models.convert_aesthetic import LAYOUT, ConversionError, build_mlp, convert, main
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import threading
 import time
 import zipfile
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -43,7 +42,7 @@ class FileServer:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 rng = self.headers.get("Range")
                 server.requests.append((self.path, rng))
                 data = server.files.get(self.path)
@@ -77,10 +76,19 @@ class FileServer:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+
+@pytest.fixture(autouse=True)
+def direct_network(monkeypatch):
+    """Downloads allowed and straight to 127.0.0.1 whatever the CI environment sets."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv(W.WEIGHTS_ENV, raising=False)
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(var, "127.0.0.1,localhost")
 
 
 @pytest.fixture
@@ -99,7 +107,7 @@ def closed_port() -> int:
 
 
 def url_spec(name: str, files: list[tuple[str, str, str | None]], **kw) -> W.WeightSpec:
-    return W.WeightSpec(name, (("test", name),), tuple(W.WeightFile(p, u, sha) for p, u, sha in files), "MIT", 1, **kw)
+    return W.WeightSpec(name, (W.Use("test", name),), tuple(W.WeightFile(p, u, sha) for p, u, sha in files), "MIT", 1, **kw)
 
 
 def test_download_verifies_sha256_and_records_it(server, tmp_path):
@@ -187,6 +195,82 @@ def test_no_network_fails_cleanly(tmp_path):
     assert msg.startswith("cannot download w.bin from 127.0.0.1") and "no network" in msg and "\n" not in msg
 
 
+class FakeHub:
+    """The few Hugging Face Hub routes huggingface_hub uses to download files of one repo at one commit."""
+
+    COMMIT = "c" * 40
+    REPO = "org/tiny"
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files, self.requests = files, []
+        hub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self, body_too: bool) -> None:
+                path = self.path.split("?")[0]
+                hub.requests.append((self.command, path))
+                headers, body, code = {}, b"", 404
+                if re.fullmatch(rf"/api/models/{hub.REPO}/revision/[^/]+", path):
+                    code, body = 200, json.dumps({"id": hub.REPO, "sha": hub.COMMIT, "siblings": [{"rfilename": f} for f in hub.files]}).encode()
+                elif m := re.fullmatch(rf"/{hub.REPO}/resolve/{hub.COMMIT}/(.+)", path):
+                    if m.group(1) in hub.files:
+                        code, body = 200, hub.files[m.group(1)]
+                        headers = {"X-Repo-Commit": hub.COMMIT, "ETag": f'"{hashlib.sha256(body).hexdigest()}"'}
+                    else:
+                        headers = {"X-Error-Code": "EntryNotFound"}
+                self.send_response(code)
+                for k, v in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if body_too:
+                    self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                self._answer(True)
+
+            def do_HEAD(self) -> None:
+                self._answer(False)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+
+@pytest.fixture
+def hub():
+    h = FakeHub({"config.json": b'{"a": 1}', "model.safetensors": PAYLOAD, "pytorch_model.bin": b"not wanted"})
+    yield h
+    h.httpd.shutdown()
+    h.httpd.server_close()
+
+
+def hf_spec(name: str, files: tuple[str, ...]) -> W.WeightSpec:
+    return W.WeightSpec(name, (W.Use("test", name),), tuple(W.WeightFile(f) for f in files), "MIT", 1, hf_repo=FakeHub.REPO, revision="main")
+
+
+def test_hf_fetch_pins_one_commit_and_takes_only_listed_files(hub, tmp_path):
+    s = hf_spec("tiny-hf", ("config.json", "model.safetensors"))
+    folder = fetch(s, tmp_path, endpoint=hub.endpoint)
+    assert (folder / "model.safetensors").read_bytes() == PAYLOAD and not (folder / "pytorch_model.bin").exists()
+    manifest = json.loads((folder / W.MANIFEST).read_text())
+    assert manifest["commit"] == FakeHub.COMMIT and manifest["files"]["model.safetensors"]["sha256"] == PAYLOAD_SHA
+    downloads = [p for c, p in hub.requests if c == "GET" and "/resolve/" in p]
+    assert downloads == [f"/{FakeHub.REPO}/resolve/{FakeHub.COMMIT}/{f}" for f in ("config.json", "model.safetensors")]
+    assert s.missing_in(folder) == []
+    n = len(hub.requests)
+    fetch(s, tmp_path, endpoint=hub.endpoint)  # present: no request at all (works offline)
+    assert len(hub.requests) == n
+
+
+def test_hf_entry_naming_a_file_the_repo_lacks(hub, tmp_path):
+    with pytest.raises(FetchError) as e:
+        fetch(hf_spec("tiny-hf", ("config.json", "model.onnx")), tmp_path, endpoint=hub.endpoint)
+    assert str(e.value) == f"{FakeHub.REPO}@{FakeHub.COMMIT} has no model.onnx; the registry entry 'tiny-hf' needs updating"
+
+
 def test_hf_unreachable_fails_cleanly(tmp_path):
     s = W.REGISTRY["rtdetr-r50vd-coco-o365"]
     with pytest.raises(FetchError) as e:
@@ -205,15 +289,34 @@ def test_hf_hub_offline_is_honoured(tmp_path, monkeypatch, server):
     assert server.requests == []  # offline means no request at all
 
 
-def test_archives_are_unpacked(server, tmp_path):
+def served(entry: W.WeightSpec, server: FileServer, data: bytes) -> W.WeightSpec:
+    """``entry`` with its (single) file served by the local server."""
+    server.files["/" + entry.files[0].path] = data
+    return replace(entry, files=(replace(entry.files[0], url=server.url("/" + entry.files[0].path)),))
+
+
+def onnx_sdk_zip(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("rtmw/end2end.onnx", b"onnx bytes")
-    server.files["/m.zip"] = buf.getvalue()
-    s = W.WeightSpec("zipped", (("pose", "x"),), (W.WeightFile("m.zip", server.url("/m.zip"), unpack=True),), "MIT", 1)
-    folder = fetch(s, tmp_path)
-    assert (folder / "rtmw" / "end2end.onnx").read_bytes() == b"onnx bytes"
-    assert (folder / "m.zip").is_file() and not list(folder.glob("*.verified*"))
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_onnx_zip_is_extracted_under_a_stable_name(server, tmp_path):
+    rtmw = W.REGISTRY["rtmw-x-wholebody"]
+    data = onnx_sdk_zip({"20230925/rtmw-x/end2end.onnx": b"onnx graph", "20230925/rtmw-x/pipeline.json": b"{}"})
+    fetch(served(rtmw, server, data), tmp_path)
+    assert W.resolve(rtmw.name, rtmw.converted, root=tmp_path).read_bytes() == b"onnx graph"
+
+
+def test_converter_refusal_is_one_line(server, tmp_path):
+    rtmw = W.REGISTRY["rtmw-x-wholebody"]
+    with pytest.raises(FetchError) as e:
+        fetch(served(rtmw, server, onnx_sdk_zip({"x/model.onnx": b"?"})), tmp_path)
+    assert str(e.value) == (f"rtmw-x-wholebody: hoiforge.models.convert_onnx_zip could not convert {rtmw.files[0].path}: "
+                            f"ConversionError: {rtmw.files[0].path}: expected one end2end.onnx, found 0")  # fmt: skip
+    assert rtmw.missing_in(tmp_path / rtmw.name) == [rtmw.converted]
 
 
 def test_fetch_runs_the_converter(server, tmp_path):
@@ -225,9 +328,8 @@ def test_fetch_runs_the_converter(server, tmp_path):
     state = build_mlp().state_dict()
     buf = io.BytesIO()
     torch.save(state, buf)
-    server.files["/mlp.pth"] = buf.getvalue()
     laion = W.REGISTRY["laion-aesthetic-mlp"]
-    s = replace(laion, files=(replace(laion.files[0], url=server.url("/mlp.pth")),))
+    s = served(laion, server, buf.getvalue())
     folder = fetch(s, tmp_path)
     converted = load_file(str(folder / laion.converted))
     assert set(converted) == set(state) and all(torch.equal(converted[k], state[k]) for k in state)

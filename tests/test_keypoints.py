@@ -63,6 +63,7 @@ def test_shoemodel_subsets():
 def test_visible_count_and_json():
     kp = K.empty()
     kp[K.FEET, 2] = [0.9, 0.0, 0.5, 0.29, 0.3, 1.0]
-    assert K.visible_count(kp, K.FEET, 0.3) == 4
+    assert K.visible_count(kp, K.FEET, 0.3) == 3  # 0.3 itself is not above 0.3
+    assert K.visible_count(kp, K.FEET, 0.0) == 5
     doc = K.to_json(kp)
     assert len(doc) == 133 and doc[17] == [0.0, 0.0, 0.9]

@@ -153,6 +153,54 @@ def test_lama_large_images_go_through_crops_around_each_hole(lama, overlay):
     assert np.abs(filled[inner > 0].astype(int) - hole_colour.astype(int)).max() <= 2
 
 
+class FourierUnit(torch.nn.Module):
+    """LaMa's global branch (FFC): a 1x1 convolution in the 2-D Fourier domain."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2 * channels, 2 * channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        spectrum = torch.fft.rfftn(x, dim=(-2, -1), norm="ortho")
+        stacked = torch.cat([spectrum.real, spectrum.imag], dim=1)
+        real, imag = torch.relu(self.conv(stacked)).chunk(2, dim=1)
+        return torch.fft.irfftn(torch.complex(real, imag), s=(h, w), dim=(-2, -1), norm="ortho")
+
+
+class TinyFFCLama(torch.nn.Module):
+    """A few-channel LaMa: downsample, Fourier unit + local conv, upsample; same interface."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.down = torch.nn.Conv2d(4, 8, 3, stride=2, padding=1)
+        self.local = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.fourier = FourierUnit(8)
+        self.up = torch.nn.ConvTranspose2d(8, 3, 4, stride=2, padding=1)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.down(torch.cat([image * (1 - mask), mask], dim=1)))
+        x = x + self.local(x) + self.fourier(x)
+        predicted = torch.sigmoid(self.up(x))
+        return mask * predicted + (1 - mask) * image
+
+
+def test_lama_loader_runs_a_fourier_model_batched_like_one_by_one(tmp_path, overlay):
+    path = tmp_path / "big-lama.pt"
+    torch.jit.script(TinyFFCLama().eval()).save(str(path))
+    batched = LamaInpainter(model_path=str(path), batch_size=4)
+    single = LamaInpainter(model_path=str(path), batch_size=1)
+    _, drawn, text_pixels = overlay
+    images = [drawn, drawn[:, ::-1].copy(), drawn[:300, :250].copy()]
+    masks = [dilate(text_pixels, 3), dilate(text_pixels[:, ::-1], 3), dilate(text_pixels[:300, :250], 3)]
+    together, apart = batched.inpaint(images, masks), single.inpaint(images, masks)
+    for img, mask, a, b in zip(images, masks, together, apart, strict=True):
+        assert np.array_equal(a[mask == 0], img[mask == 0])
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # batching does not leak between images
+        assert (a[mask > 0] != img[mask > 0]).any()
+
+
 def test_lama_needs_a_local_model_file(tmp_path):
     with pytest.raises(BackendUnavailable, match="big-lama.pt"):
         LamaInpainter.check(model_path=None)

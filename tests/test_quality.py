@@ -66,7 +66,7 @@ def tiny_clip(tmp_path_factory):
     root = tmp_path_factory.mktemp("aesthetic")
     torch.manual_seed(0)
     config = CLIPConfig(
-        text_config=dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2),
+        text_config=dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, bos_token_id=0, eos_token_id=1, pad_token_id=1),
         vision_config=dict(image_size=224, patch_size=32, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
         projection_dim=768,
     )

@@ -73,6 +73,10 @@ def test_crop_puts_the_box_centre_at_the_input_centre():
     y_, x_ = np.unravel_index(rgb.sum(-1).argmax(), (IN_H, IN_W))
     assert abs(x_ - IN_W / 2) <= 1 and abs(y_ - IN_H / 2) <= 1
     assert np.allclose(rgb[0, 0], 0, atol=1e-3)  # black stays black: normalisation inverts exactly
+    red = np.zeros((300, 400, 3), np.uint8)
+    red[..., 0] = 255
+    as_rgb, as_bgr = (crop(red, center, scale, (IN_W, IN_H), bgr=b)[:, IN_H // 2, IN_W // 2] * STD + MEAN for b in (False, True))
+    assert np.allclose(as_rgb, [255, 0, 0], atol=1e-3) and np.allclose(as_bgr, [0, 0, 255], atol=1e-3)
 
 
 def test_simcc_decoding_maps_back_through_the_box(known_peaks_model):

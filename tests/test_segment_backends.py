@@ -190,7 +190,7 @@ def test_products_stage_with_grounding_dino_and_sam(segmenter, tiny_grounding_di
         products = s.ann["products"]
         assert s.metrics["products"] == len(products)
         if not products:
-            continue  # random masks may all be empty
+            continue  # random masks of one image may all be empty...
         ids = decode_mask(s.members["mask.png"])
         assert ids.max() == len(products)
         for i, p in enumerate(products, start=1):
@@ -198,3 +198,21 @@ def test_products_stage_with_grounding_dino_and_sam(segmenter, tiny_grounding_di
             assert p["area"] == int((ids == i).sum()) > 0
             assert p["mask_score"] is not None
         assert s.metrics["product_label"] == products[0]["label"]
+    assert any(s.ann["products"] for s in out), "...but not of every image (seeded weights give several)"
+
+
+# -- half precision (the GPU path), exercised on CPU in bfloat16 -----------------------------------
+def test_backends_run_in_bfloat16(tiny_grounding_dino, tiny_hf_sam, tiny_sam_checkpoint, images):
+    from hoiforge.models.grounding_dino import GroundingDinoDetector
+    from hoiforge.models.sam import HfSamSegmenter, SegmentAnythingSegmenter
+
+    detector = GroundingDinoDetector(model=tiny_grounding_dino, box_threshold=0.0, device="cpu", dtype="bfloat16")
+    assert next(detector.model.parameters()).dtype == torch.bfloat16
+    assert detector.detect(images[:1], PROMPT)[0]
+    boxes = [[(150, 20, 410, 210)]]
+    sam = SegmentAnythingSegmenter(checkpoint=tiny_sam_checkpoint, model_type=TINY_SAM, device="cpu", dtype="bfloat16")
+    assert next(sam.model.image_encoder.parameters()).dtype == torch.bfloat16
+    hf = HfSamSegmenter(model=tiny_hf_sam, device="cpu", dtype="bfloat16")
+    for segmenter in (sam, hf):
+        [[(mask, score)]] = segmenter.segment(images[:1], boxes)
+        assert mask.shape == images[0].shape[:2] and np.isfinite(score)

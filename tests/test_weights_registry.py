@@ -1,9 +1,10 @@
-"""The weights registry: complete entries, one weights root, resolve/preflight/check messages."""
+"""The weights registry: complete entries tied to real backends, one weights root, resolve/preflight/check."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import re
 from pathlib import Path
 
@@ -16,30 +17,73 @@ from hoiforge.models.cli import models_app
 from hoiforge.pipeline.recipe import Recipe, load_recipe
 from hoiforge.stages.base import StageParams
 
-# Every paper-grade backend named in the weights issue, as (stage, backend) -> the entries it needs.
+# Every paper-grade backend of the recipe stages (and eval/train), as (stage, backend) -> its entries.
 PAPER_GRADE: dict[tuple[str, str], set[str]] = {
-    ("person", "ultralytics"): {"yolo11x"},
-    ("person", "yolox"): {"yolox-x-humanart"},
+    ("person", "yolo"): {"yolo11x"},
     ("person", "rtdetr"): {"rtdetr-r50vd-coco-o365"},
     ("pose", "vitpose"): {"vitpose-h-wholebody"},
-    ("pose", "rtmw"): {"rtmw-x-wholebody"},
-    ("pose", "dwpose"): {"dwpose-l-wholebody"},
-    ("products", "groundingdino"): {"grounding-dino-base"},
+    ("pose", "rtmw"): {"rtmw-x-wholebody", "dwpose-l-wholebody"},  # DWPose: an alternative model, same runtime
+    ("products", "grounding-dino"): {"grounding-dino-base"},
     ("products", "sam"): {"sam-vit-h"},
+    ("products", "hf-sam"): {"sam-vit-huge-hf"},
+    ("cleanup", "paddleocr"): {"ppocr-v4-det", "ppocr-v4-rec"},
     ("cleanup", "lama"): {"big-lama"},
-    ("cleanup", "paddleocr"): {"ppocr-v4"},
     ("caption", "qwen2-vl"): {"qwen2-vl-7b-instruct"},
-    ("aesthetic", "laion"): {"clip-vit-large-patch14", "laion-aesthetic-mlp"},
+    ("quality", "laion-aesthetic"): {"clip-vit-large-patch14", "laion-aesthetic-mlp"},
     ("eval", "clip-score"): {"clip-vit-base-patch16"},
     ("eval", "fid"): {"fid-inception"},
     ("train", "virtualmodel"): {"dinov2-base", "stable-diffusion-v1-5"},
     ("train", "shoemodel"): {"stable-diffusion-v1-5"},
 }
 
+PAPER_RECIPE = """
+name: paper
+stages:
+  - stage: decode
+  - stage: person
+    backend: yolo
+  - stage: products
+    detector: grounding-dino
+    segmenter: sam
+  - stage: cleanup
+    ocr: paddleocr
+    inpaint: lama
+    inpaint_options: {model_path: /data/mine/big-lama.pt}
+  - stage: quality
+    backend: laion-aesthetic
+    min_aesthetic: 6
+  - stage: edges
+"""
 
-class ProductsParams(StageParams):  # the shape a two-model stage takes: detector + segmenter keys
-    detector: str = "groundingdino"
-    segmenter: str = "sam"
+
+def backend_class(stage: str, backend: str):
+    """The class a recipe stage runs for ``backend``, looked up in that stage's own backend table."""
+    if stage == "cleanup":
+        from hoiforge.models.inpaint import INPAINT_BACKENDS
+        from hoiforge.models.ocr import OCR_BACKENDS
+
+        return {**OCR_BACKENDS, **INPAINT_BACKENDS}[backend]
+    if stage == "person":
+        from hoiforge.stages.person import PERSON_BACKENDS as table
+    elif stage == "pose":
+        from hoiforge.stages.pose import POSE_BACKENDS as table
+    elif stage == "quality":
+        from hoiforge.stages.quality import QUALITY_BACKENDS as table
+    elif stage == "products":
+        from hoiforge.models.segment_service import DETECTORS, SEGMENTERS
+
+        table = {**DETECTORS, **SEGMENTERS}
+    elif stage == "caption":
+        from hoiforge.stages.caption import CaptionParams
+
+        assert backend in CaptionParams.model_fields["backend"].annotation.__args__
+        table = {"qwen2-vl": "hoiforge.models.vlm_caption:QwenVLCaptioner"}
+    else:
+        raise KeyError(stage)
+    module, cls = table[backend].split(":")
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not written yet")
+    return getattr(importlib.import_module(module), cls)
 
 
 def recipe(*stages: StageParams) -> Recipe:
@@ -61,9 +105,16 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf-cache"))
 
 
+@pytest.fixture
+def paper(tmp_path) -> Recipe:
+    (tmp_path / "paper.yaml").write_text(PAPER_RECIPE)
+    return load_recipe(str(tmp_path / "paper.yaml"))
+
+
+# -- the registry itself ---------------------------------------------------------------------
 def test_every_paper_grade_backend_has_its_entries():
     for need, names in PAPER_GRADE.items():
-        have = {s.name for s in W.REGISTRY.values() if need in s.needed_by}
+        have = {s.name for s in W.REGISTRY.values() if need in {(u.stage, u.backend) for u in s.needed_by}}
         assert have == names, need
     unused = {s.name for s in W.REGISTRY.values()} - set().union(*PAPER_GRADE.values())
     assert not unused
@@ -78,8 +129,8 @@ def test_entry_is_complete(s: W.WeightSpec):
     if s.hf_repo:
         assert re.fullmatch(r"[\w.-]+/[\w.-]+", s.hf_repo) and s.revision
         assert all(f.url is None for f in s.files)
-    else:
-        assert all(f.url and f.url.startswith("https://") and f.url.rstrip("/").endswith(Path(f.path).name.replace("+", "%2B")) for f in s.files)
+    else:  # the URL ends with the file's name (URL-quoted), so the saved name is the published one
+        assert all(f.url and f.url.startswith("https://") and f.url.endswith(Path(f.path).name.replace("+", "%2B")) for f in s.files)
     for f in s.files:
         assert f.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", f.sha256)
     assert (s.converter is None) == (s.converted is None)
@@ -89,28 +140,26 @@ def test_entry_is_complete(s: W.WeightSpec):
 def test_converters_offer_convert(s: W.WeightSpec):
     if importlib.util.find_spec(s.converter) is None:
         pytest.skip(f"{s.converter} is not written yet")
-    assert callable(importlib.import_module(s.converter).convert)
+    params = list(inspect.signature(importlib.import_module(s.converter).convert).parameters.values())
+    assert len(params) >= 2 and all(p.default is inspect.Parameter.empty for p in params[:2])  # convert(src, dst)
 
 
+@pytest.mark.parametrize("s,use", [(s, u) for s in W.REGISTRY.values() for u in s.needed_by if u.stage not in ("eval", "train")],
+                         ids=lambda v: getattr(v, "name", None) or f"{v.stage}/{v.backend}")  # fmt: skip
+def test_uses_name_real_backends_and_options(s: W.WeightSpec, use: W.Use):
+    """A renamed backend or option in a stage breaks this test, not a user's build."""
+    cls = backend_class(use.stage, use.backend)
+    assert use.option in inspect.signature(cls.__init__).parameters, f"{cls.__name__} takes no {use.option!r}"
+    assert use.file is None or use.file in s.expected_paths()
+
+
+# -- one weights root, resolve ---------------------------------------------------------------
 def test_weights_root_precedence(monkeypatch, tmp_path):
     assert W.weights_root() == (tmp_path / "home" / ".cache" / "hoiforge" / "weights").resolve()
     monkeypatch.setenv(W.WEIGHTS_ENV, str(tmp_path / "env"))
     assert W.weights_root() == (tmp_path / "env").resolve()
     assert W.weights_root(tmp_path / "flag") == (tmp_path / "flag").resolve()
     assert W.runtime_env_vars()[W.WEIGHTS_ENV] == str((tmp_path / "env").resolve())
-
-
-def test_required_for_reads_backend_and_model_keys():
-    r = recipe(StageParams(stage="person", backend="ultralytics"), ProductsParams(stage="products"),
-               StageParams(stage="aesthetic", backend="laion"), StageParams(stage="edges"))  # fmt: skip
-    assert [s.name for s in W.required_for(r)] == [
-        "yolo11x", "grounding-dino-base", "sam-vit-h", "clip-vit-large-patch14", "laion-aesthetic-mlp",
-    ]  # fmt: skip
-
-
-@pytest.mark.parametrize("name", ["demo", "hoihuman", "shoeleg"])
-def test_bundled_recipes_with_embedded_backends_need_nothing(name):
-    assert W.required_for(load_recipe(name)) == []
 
 
 def test_resolve_missing_says_how_to_fetch(tmp_path):
@@ -160,40 +209,70 @@ def test_hugging_face_cache_copy_is_used(tmp_path):
         W.resolve("dinov2-base", root=tmp_path / "empty")
 
 
-def test_preflight_lists_every_missing_entry_at_once(tmp_path):
-    r = recipe(StageParams(stage="person", backend="ultralytics"), ProductsParams(stage="products"))
-    put(tmp_path, W.REGISTRY["sam-vit-h"])
+# -- what a recipe needs -----------------------------------------------------------------------
+def test_required_for_reads_every_model_key_and_respects_user_options(paper):
+    # big-lama is absent: the recipe gives its own model_path. Registry order.
+    assert [s.name for s in W.required_for(paper)] == [
+        "yolo11x", "grounding-dino-base", "sam-vit-h", "ppocr-v4-det", "ppocr-v4-rec",
+        "clip-vit-large-patch14", "laion-aesthetic-mlp",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["demo", "hoihuman", "shoeleg"])
+def test_bundled_recipes_with_embedded_backends_need_nothing(name):
+    assert W.required_for(load_recipe(name)) == []
+
+
+def test_alternatives_are_not_required():
+    assert [s.name for s in W.required_for(recipe(StageParams(stage="pose", backend="rtmw")))] == ["rtmw-x-wholebody"]
+
+
+def test_with_weights_fills_unset_options_with_local_paths(paper, tmp_path):
+    root = tmp_path / "weights"
+    for s in W.required_for(paper):
+        put(root, s)
+    filled = {p.stage: p for p in W.with_weights(paper, root).stages}
+    r = root.resolve()
+    assert filled["person"].options == {"model": str(r / "yolo11x" / "yolo11x.pt")}
+    assert filled["products"].detector_options == {"model": str(r / "grounding-dino-base")}
+    assert filled["products"].segmenter_options == {"checkpoint": str(r / "sam-vit-h" / "sam_vit_h_4b8939.pth")}
+    assert filled["cleanup"].ocr_options == {"det_model_dir": str(r / "ppocr-v4-det"), "rec_model_dir": str(r / "ppocr-v4-rec")}
+    assert filled["cleanup"].inpaint_options == {"model_path": "/data/mine/big-lama.pt"}  # the user's, untouched
+    assert filled["quality"].options == {
+        "clip_model": str(r / "clip-vit-large-patch14"),
+        "mlp_weights": str(r / "laion-aesthetic-mlp" / "sac+logos+ava1-l14-linearMSE.safetensors"),
+    }
+    assert {p.stage: p for p in paper.stages}["person"].options == {}  # the input recipe is not modified
+
+
+def test_preflight_lists_every_missing_entry_at_once(paper, tmp_path):
+    for name in ("sam-vit-h", "ppocr-v4-det", "ppocr-v4-rec", "clip-vit-large-patch14", "laion-aesthetic-mlp"):
+        put(tmp_path, W.REGISTRY[name])
     with pytest.raises(BackendUnavailable) as e:
-        W.preflight(r, tmp_path)
+        W.with_weights(paper, tmp_path)
     msg = str(e.value)
-    assert "yolo11x" in msg and "grounding-dino-base" in msg and "sam-vit-h (" not in msg
+    assert "yolo11x (" in msg and "grounding-dino-base (" in msg and "sam-vit-h (" not in msg
     assert msg.endswith(f"hoiforge models fetch yolo11x grounding-dino-base --to {tmp_path.resolve()}")
     put(tmp_path, W.REGISTRY["yolo11x"])
     put(tmp_path, W.REGISTRY["grounding-dino-base"])
-    W.preflight(r, tmp_path)  # all present: no error
+    W.preflight(paper, tmp_path)  # all present: no error
 
 
-def write_recipe(path: Path, person_backend: str) -> Path:
-    path.write_text(
-        "name: paper\nstages:\n  - stage: decode\n"
-        f"  - stage: person\n    backend: {person_backend}\n"
-        "  - stage: edges\n    region: image\n"
-    )
-    return path
-
-
+# -- the CLI -----------------------------------------------------------------------------------
 def test_cli_check_on_empty_dir_lists_exactly_the_recipe_needs(tmp_path):
-    yaml = write_recipe(tmp_path / "paper.yaml", "ultralytics")
+    (tmp_path / "paper.yaml").write_text(PAPER_RECIPE)
     root = tmp_path / "weights"
-    result = CliRunner().invoke(models_app, ["check", "--recipe", str(yaml), "--weights", str(root)])
+    result = CliRunner().invoke(models_app, ["check", "--recipe", str(tmp_path / "paper.yaml"), "--weights", str(root)])
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
-    assert [ln.split(" ")[1] for ln in lines if ln.startswith("missing:")] == ["yolo11x"]
-    assert lines[-1] == f"get them with: hoiforge models fetch yolo11x --to {root.resolve()}"
+    needed = [s.name for s in W.required_for(load_recipe(str(tmp_path / "paper.yaml")))]
+    assert [ln.split(" ")[1] for ln in lines if ln.startswith("missing:")] == needed
+    assert lines[-1] == f"get them with: hoiforge models fetch {' '.join(needed)} --to {root.resolve()}"
 
-    put(root, W.REGISTRY["yolo11x"])
-    result = CliRunner().invoke(models_app, ["check", "--recipe", str(yaml), "--weights", str(root)])
-    assert result.exit_code == 0 and "ok: all 1 weights" in result.stdout
+    for name in needed:
+        put(root, W.REGISTRY[name])
+    result = CliRunner().invoke(models_app, ["check", "--recipe", str(tmp_path / "paper.yaml"), "--weights", str(root)])
+    assert result.exit_code == 0 and f"ok: all {len(needed)} weights" in result.stdout
 
 
 def test_cli_check_embedded_recipe_passes(tmp_path):
@@ -202,12 +281,12 @@ def test_cli_check_embedded_recipe_passes(tmp_path):
 
 
 def test_cli_check_verify_refuses_a_corrupted_file(tmp_path):
-    yaml = write_recipe(tmp_path / "paper.yaml", "ultralytics")
+    (tmp_path / "yolo.yaml").write_text("name: y\nstages:\n  - stage: decode\n  - stage: person\n    backend: yolo\n")
     s = W.REGISTRY["yolo11x"]
     put(tmp_path, s)
     # What fetch would have recorded for the good file; the file on disk differs (same size).
     (tmp_path / s.name / W.MANIFEST).write_text('{"files": {"yolo11x.pt": {"size": 1, "sha256": "' + "0" * 64 + '"}}}')
-    result = CliRunner().invoke(models_app, ["check", "--recipe", str(yaml), "--weights", str(tmp_path), "--verify"])
+    result = CliRunner().invoke(models_app, ["check", "--recipe", str(tmp_path / "yolo.yaml"), "--weights", str(tmp_path), "--verify"])
     assert result.exit_code == 1
     assert "corrupt: yolo11x/yolo11x.pt: sha256" in result.stderr and "does not match" in result.stderr
     assert "hoiforge models fetch yolo11x" in result.stderr

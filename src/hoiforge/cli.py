@@ -3,6 +3,7 @@
     hoiforge build INPUT... --out OUT [--recipe NAME|PATH]
     hoiforge inspect OUT ID
     hoiforge validate OUT
+    hoiforge models list|check|fetch
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from rich.console import Console
 from rich.table import Table
 
 from hoiforge.errors import HoiforgeError
+from hoiforge.models.cli import models_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build, check and inspect HOI training data.")
+app.add_typer(models_app, name="models")
 console = Console(stderr=True)
 stdout = Console()
 
@@ -38,11 +41,15 @@ def build(
     test_size: Annotated[Optional[float], typer.Option("--test-size", help="fraction of ids held out for test (overrides the recipe)")] = None,
     shard_size: Annotated[Optional[int], typer.Option("--shard-size", help="samples per shard at most (overrides the recipe)")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Ray Data progress bars")] = True,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="weights root of the paper-grade backends (default $HOIFORGE_WEIGHTS, else ~/.cache/hoiforge/weights)")] = None,
 ) -> None:
     """Run a recipe over INPUTs into sharded WebDataset tars + manifest + wids index + stats."""
+    from hoiforge.models.weights import WEIGHTS_ENV
     from hoiforge.pipeline.recipe import load_recipe
     from hoiforge.pipeline.runner import build as run_build
 
+    if weights is not None:
+        os.environ[WEIGHTS_ENV] = str(weights.expanduser().resolve())
     try:
         r = load_recipe(recipe)
         overrides = {k: v for k, v in {"test_size": test_size, "shard_max_count": shard_size}.items() if v is not None}

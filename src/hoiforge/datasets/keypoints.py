@@ -102,8 +102,8 @@ def empty() -> np.ndarray:
 
 
 def visible_count(keypoints: np.ndarray, indices: tuple[int, ...], min_score: float) -> int:
-    """How many of ``indices`` have score >= min_score."""
-    return int((np.asarray(keypoints)[list(indices), 2] >= min_score).sum())
+    """How many of ``indices`` score above ``min_score`` (strictly, as DWPose decides what to draw)."""
+    return int((np.asarray(keypoints)[list(indices), 2] > min_score).sum())
 
 
 def to_json(keypoints: np.ndarray) -> list[list[float]]:

@@ -45,7 +45,8 @@ DWPOSE_MIN_SCORE = 0.3
 
 def _hand_edge_colors() -> tuple[tuple[int, int, int], ...]:
     n = len(K.HAND_EDGES)
-    return tuple(tuple(int(c * 255) for c in colorsys.hsv_to_rgb(i / n, 1.0, 1.0)) for i in range(n))
+    # Rounded half up, as OpenCV rounds the float colours DWPose passes to cv2.line.
+    return tuple(tuple(int(c * 255 + 0.5) for c in colorsys.hsv_to_rgb(i / n, 1.0, 1.0)) for i in range(n))
 
 
 HAND_EDGE_COLORS = _hand_edge_colors()

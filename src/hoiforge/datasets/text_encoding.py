@@ -41,16 +41,16 @@ class LongPromptEncoder:
         self.max_chunks = max_chunks  # bound on conditioning length (None: as long as the longest caption)
 
     @classmethod
-    def from_pretrained(cls, model: str | Path, device: str = "auto", dtype: str = "auto", max_chunks: int | None = None):
+    def from_pretrained(cls, model: str | Path, device: str | None = None, dtype: str | None = None, max_chunks: int | None = None):
         """CLIP tokenizer + text model from a local dir: a CLIP checkpoint, or a Stable Diffusion
         layout with ``tokenizer/`` and ``text_encoder/`` subfolders."""
         from transformers import CLIPTextModel, CLIPTokenizer
 
-        from hoiforge.models.hf_local import torch_device
+        from hoiforge.models.hf_local import torch_device_dtype
 
         root = Path(model)
         tok_dir, enc_dir = (root / "tokenizer", root / "text_encoder") if (root / "text_encoder").is_dir() else (root, root)
-        device_, dtype_ = torch_device(device, dtype)
+        device_, dtype_ = torch_device_dtype(device, dtype)
         tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
         encoder = CLIPTextModel.from_pretrained(enc_dir, dtype=dtype_).to(device_)
         return cls(tokenizer, encoder, max_chunks=max_chunks)

@@ -18,10 +18,21 @@ import numpy as np
 
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.base import require
-from hoiforge.models.hf_local import TORCH_HINT, resolve_file, resolve_model_dir, torch_device
+from hoiforge.models.hf_local import resolve_model_dir, torch_device_dtype
+
+TORCH_HINT = "pip install torch transformers (the paper-grade backends need them)"
 
 # layers.<i> of the published nn.Sequential; the other indices are dropouts (no weights).
 MLP_LINEAR_LAYERS = {0: (768, 1024), 2: (1024, 128), 4: (128, 64), 6: (64, 16), 7: (16, 1)}
+
+
+def resolve_file(path: str | Path | None, what: str) -> Path:
+    if not path:
+        raise BackendUnavailable(f"{what}: no weights file given; set options.mlp_weights")
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise BackendUnavailable(f"{what}: weights file {p} does not exist")
+    return p
 
 
 def build_aesthetic_mlp(input_size: int = 768):
@@ -77,12 +88,12 @@ class LaionAestheticScorer:
 
     name = "laion-aesthetic"
 
-    def __init__(self, clip_model: str | None = None, mlp_weights: str | None = None, device: str = "auto", dtype: str = "auto"):
+    def __init__(self, clip_model: str | None = None, mlp_weights: str | None = None, device: str | None = None, dtype: str | None = None):
         self.check(clip_model=clip_model, mlp_weights=mlp_weights)
         from transformers import AutoConfig, AutoImageProcessor, CLIPVisionModelWithProjection
 
-        clip_dir = resolve_model_dir(clip_model, "laion-aesthetic CLIP")
-        self.device, self.dtype = torch_device(device, dtype)
+        clip_dir = resolve_model_dir(clip_model, "laion-aesthetic CLIP (options.clip_model)")
+        self.device, self.dtype = torch_device_dtype(device, dtype)
         self.processor = AutoImageProcessor.from_pretrained(clip_dir)
         config = AutoConfig.from_pretrained(clip_dir)
         if hasattr(config, "vision_config"):  # a full CLIP checkpoint: its projection size lives at the top
@@ -103,7 +114,7 @@ class LaionAestheticScorer:
     def check(cls, clip_model: str | None = None, mlp_weights: str | None = None, **_) -> None:
         require("torch", TORCH_HINT)
         require("transformers", TORCH_HINT)
-        resolve_model_dir(clip_model, "laion-aesthetic CLIP")
+        resolve_model_dir(clip_model, "laion-aesthetic CLIP (options.clip_model)")
         resolve_file(mlp_weights, "laion-aesthetic MLP")
 
     def embed(self, images: list[np.ndarray]):

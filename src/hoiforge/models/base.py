@@ -6,6 +6,7 @@ clear message) and offer ``check()``, a cheap classmethod the driver calls befor
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from dataclasses import asdict, dataclass
 from typing import Protocol
@@ -45,3 +46,11 @@ class PoseEstimator(Protocol):
     name: str
 
     def estimate(self, images: list[np.ndarray], boxes: list[list[tuple[float, float, float, float]]]) -> list[list[np.ndarray]]: ...
+
+
+def load_backend_class(table: dict[str, str], backend: str, stage: str) -> type:
+    """The backend class a stage's table names ("module:Class"), imported on first use."""
+    if backend not in table:
+        raise BackendUnavailable(f"{stage}: unknown backend {backend!r}; choose one of: {', '.join(sorted(table))}")
+    module, cls = table[backend].split(":")
+    return getattr(importlib.import_module(module), cls)

@@ -7,7 +7,6 @@ line on stderr and exit code 1.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -40,18 +39,16 @@ def _recipes(names: list[str] | None):
     return [load_recipe(n) for n in (names or sorted(bundled_recipes()))]
 
 
-def _use_root(root: Path | None) -> Path:
-    # Export the choice so everything this process starts (stage preflights, Ray workers) sees it.
-    resolved = W.weights_root(root)
-    os.environ[W.WEIGHTS_ENV] = str(resolved)
-    return resolved
+def _uses(s: W.WeightSpec) -> str:
+    uses = ", ".join(f"{u.stage}/{u.backend}" + (f" ({u.option})" if u.option else "") for u in s.needed_by)
+    return uses if s.default else f"{uses} (alternative)"
 
 
 @models_app.command("list")
 def list_(recipe: RecipeOpt = None, weights: WeightsOpt = None) -> None:
     """Every registry entry: which recipes and backends need it, whether it is present, and where."""
     try:
-        root = _use_root(weights)
+        root = W.weights_root(weights)
         recipes = _recipes(recipe)
         used_by = {s.name: [r.name for r in recipes if s in W.required_for(r)] for s in W.REGISTRY.values()}
         table = Table(title=f"weights root: {root}")
@@ -63,7 +60,7 @@ def list_(recipe: RecipeOpt = None, weights: WeightsOpt = None) -> None:
             where = W.locate(s, root)
             table.add_row(
                 s.name,
-                ", ".join(f"{st}/{be}" for st, be in s.needed_by),
+                _uses(s),
                 ", ".join(used_by[s.name]) or "-",
                 f"~{s.size_mb} MB",
                 s.licence,
@@ -86,7 +83,7 @@ def check(
 ) -> None:
     """Exit 1 with the list of missing weights (and the command that fetches them) for the recipe(s)."""
     try:
-        root = _use_root(weights)
+        root = W.weights_root(weights)
         recipes = _recipes(recipe)
         needed = list({s.name: s for r in recipes for s in W.required_for(r)}.values())
         missing = [s for s in needed if W.locate(s, root) is None]
@@ -101,7 +98,7 @@ def check(
         raise _fail(str(e)) from None
     for s in missing:
         absent = s.missing_in(s.local_dir(root))
-        err.print(f"missing: {s.name} (~{s.size_mb} MB, for {', '.join(f'{st}/{be}' for st, be in s.needed_by)}): "
+        err.print(f"missing: {s.name} (~{s.size_mb} MB, for {_uses(s)}): "
                   f"{', '.join(absent)} in {s.local_dir(root)}", markup=False, highlight=False, soft_wrap=True)  # fmt: skip
     for p in problems:
         err.print(f"corrupt: {p}", markup=False, highlight=False, soft_wrap=True)
@@ -123,14 +120,14 @@ def fetch(
     from hoiforge.models.fetch import fetch as fetch_one
 
     try:
-        root = _use_root(weights)
+        root = W.weights_root(weights)
         wanted = [W.spec(n) for n in names or []]
         if recipe:
             wanted += [s for r in _recipes(recipe) for s in W.required_for(r)]
         if not wanted:
             raise HoiforgeError("name the weights to fetch, or give --recipe; `hoiforge models list` shows them")
         for s in dict.fromkeys(wanted):
-            folder = fetch_one(s, root, log=lambda msg: err.print(msg, markup=False, highlight=False))
+            folder = fetch_one(s, root, log=lambda msg: err.print(msg, markup=False, highlight=False, soft_wrap=True))
             out.print(f"{s.name}: ok in {folder}", highlight=False)
     except HoiforgeError as e:
         raise _fail(str(e)) from None

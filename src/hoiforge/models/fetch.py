@@ -1,4 +1,4 @@
-"""Download registry entries into the weights root: Hugging Face snapshots and plain HTTP files.
+"""Download registry entries into the weights root: Hugging Face files at a pinned commit, and plain HTTP files.
 
 HTTP downloads go to ``<file>.part`` and resume from its size with a ``Range`` request, so an
 interrupted multi-GB download continues where it stopped. A file becomes visible under its final
@@ -10,6 +10,7 @@ HTTP errors, an interrupted transfer, a checksum mismatch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import importlib
@@ -17,7 +18,6 @@ import json
 import os
 import shutil
 import socket
-import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -102,14 +102,23 @@ def download_url(url: str, dest: Path, sha256: str | None = None, timeout: float
         length = resp.headers.get("Content-Length")
         expected_size = offset + int(length) if length is not None else None
         try:
-            with open(part, mode) as out:
-                shutil.copyfileobj(resp, out, CHUNK)
+            with open(part, mode) as out, _progress(out, dest.name, expected_size, offset) as sink:
+                shutil.copyfileobj(resp, sink, CHUNK)
         except (http.client.IncompleteRead, OSError) as e:
             raise FetchError(f"{dest.name}: download interrupted ({type(e).__name__}: {e}); run the same command again to resume") from None
     if expected_size is not None and part.stat().st_size != expected_size:
         got = part.stat().st_size
         raise FetchError(f"{dest.name}: download interrupted at {got} of {expected_size} bytes; run the same command again to resume")
     return _finish(part, dest, sha256)
+
+
+def _progress(out, name: str, total: int | None, initial: int):
+    """``out`` wrapped in a tqdm bar on a terminal (silent in logs and tests); ``out`` itself without tqdm."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return contextlib.nullcontext(out)
+    return tqdm.wrapattr(out, "write", total=total, initial=initial, desc=name, disable=None, unit="B", unit_scale=True, leave=False)
 
 
 def _finish(part: Path, dest: Path, sha256: str | None) -> str:
@@ -120,24 +129,6 @@ def _finish(part: Path, dest: Path, sha256: str | None) -> str:
         raise
     os.replace(part, dest)
     return digest
-
-
-def _unpack(archive: Path, folder: Path, name: str) -> None:
-    fmt = _archive_format(name)
-    # tar's "data" filter refuses members that would land outside ``folder`` (zip skips them itself).
-    safety = {"filter": "data"} if fmt != "zip" else {}
-    try:
-        shutil.unpack_archive(str(archive), str(folder), format=fmt, **safety)
-    except (shutil.ReadError, OSError, ValueError, tarfile.TarError) as e:
-        raise FetchError(f"{name}: cannot unpack ({e}); delete it and fetch again") from None
-
-
-def _archive_format(name: str) -> str:
-    # unpack_archive guesses from the extension, which the temporary name hides; name the format.
-    for ext, fmt in ((".zip", "zip"), (".tar.gz", "gztar"), (".tgz", "gztar"), (".tar", "tar")):
-        if name.endswith(ext):
-            return fmt
-    raise FetchError(f"{name}: unknown archive type")
 
 
 def _fetch_url_files(s: WeightSpec, folder: Path, log: Callable[[str], None]) -> dict[str, dict]:
@@ -153,41 +144,35 @@ def _fetch_url_files(s: WeightSpec, folder: Path, log: Callable[[str], None]) ->
             log(f"{s.name}: {f.path} present")
         else:
             log(f"{s.name}: downloading {f.url}")
-            if f.unpack:  # unpack from the verified .part before it takes its final name
-                digest = _download_then_unpack(f.url, dest, f.sha256, folder)
-            else:
-                digest = download_url(f.url, dest, f.sha256)
+            digest = download_url(f.url, dest, f.sha256)
         files[f.path] = {"size": dest.stat().st_size, "sha256": digest}
     return files
-
-
-def _download_then_unpack(url: str, dest: Path, sha256: str | None, folder: Path) -> str:
-    part = dest.with_name(dest.name + ".verified")
-    digest = download_url(url, part, sha256)
-    _unpack(part, folder, dest.name)
-    os.replace(part, dest)  # the archive's final name says: downloaded, verified and unpacked
-    return digest
 
 
 def _fetch_hf(s: WeightSpec, folder: Path, log: Callable[[str], None], endpoint: str | None) -> tuple[str, dict[str, dict]]:
     if offline():
         raise FetchError(f"HF_HUB_OFFLINE is set: not downloading {s.hf_repo}; unset it to fetch, or copy the files into {folder}")
     try:
-        from huggingface_hub import HfApi, snapshot_download
+        from huggingface_hub import HfApi, hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
     except ImportError:
         raise FetchError("python package 'huggingface_hub' is not installed: pip install huggingface_hub") from None
+    # One file at a time rather than snapshot_download: that one returns quietly with whatever is in
+    # local_dir when the hub cannot be reached, and the entry lists its files anyway.
+    current = None
     try:
         commit = HfApi(endpoint=endpoint).model_info(s.hf_repo, revision=s.revision).sha
         log(f"{s.name}: {s.hf_repo}@{s.revision} is commit {commit}")
-        snapshot_download(s.hf_repo, revision=commit, local_dir=folder, allow_patterns=[f.path for f in s.files], endpoint=endpoint)
+        for f in s.files:
+            current = f.path
+            hf_hub_download(s.hf_repo, f.path, revision=commit, local_dir=folder, endpoint=endpoint)
+    except EntryNotFoundError:
+        raise FetchError(f"{s.hf_repo}@{commit} has no {current}; the registry entry {s.name!r} needs updating") from None
     except Exception as e:  # noqa: BLE001 - hub, HTTP and connection errors all become one line
         first = (str(e).strip().splitlines() or [""])[0]
         if _is_connection_error(e):
             raise _no_network(f"{s.hf_repo}", f"{type(e).__name__}: {first}") from None
         raise FetchError(f"{s.hf_repo}@{s.revision}: {type(e).__name__}: {first}") from None
-    missing = [f.path for f in s.files if not (folder / f.path).is_file()]
-    if missing:
-        raise FetchError(f"{s.hf_repo}@{commit} has no {', '.join(missing)}; the registry entry {s.name!r} needs updating")
     files = {}
     for f in s.files:
         files[f.path] = {"size": (folder / f.path).stat().st_size, "sha256": verify(folder / f.path, f.sha256)}
@@ -214,24 +199,49 @@ def _convert(s: WeightSpec, folder: Path, log: Callable[[str], None]) -> None:
     except (ImportError, AttributeError):
         raise FetchError(f"{s.name}: downloaded, but its converter {s.converter}.convert is not available; convert {folder / s.files[0].path} to {target} with it") from None
     log(f"{s.name}: converting with {s.converter}")
-    convert(folder / s.files[0].path, target)
+    # Convert under a temporary name, then rename: a present output (file or model folder) is whole.
+    tmp = target.with_name(target.name + ".converting")
+    _remove(tmp)
+    try:
+        convert(folder / s.files[0].path, tmp)
+    except Exception as e:  # noqa: BLE001 - a converter's refusal is one line, like any fetch error
+        _remove(tmp)
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise FetchError(f"{s.name}: {s.converter} could not convert {s.files[0].path}: {type(e).__name__}: {first}") from None
+    os.replace(tmp, target)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
 
 
 def fetch(s: WeightSpec, root: Path | str | None = None, *, endpoint: str | None = None,
           log: Callable[[str], None] = lambda msg: None) -> Path:  # fmt: skip
     """Make ``s`` complete in ``<root>/<name>/``; returns that folder. Idempotent: present files are kept."""
+    from filelock import FileLock  # a dependency of ray and huggingface_hub
+
     folder = weights_root(root) / s.name
     folder.mkdir(parents=True, exist_ok=True)
-    if s.hf_repo:
-        commit, files = _fetch_hf(s, folder, log, endpoint)
-    else:
-        commit, files = None, _fetch_url_files(s, folder, log)
-    manifest = {"name": s.name, "source": s.source, "commit": commit, "files": files, "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    tmp = folder / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, folder / MANIFEST)
-    if s.converter:
-        _convert(s, folder, log)
+    # Nodes that run `hoiforge models fetch` against one shared folder (NFS) take turns per entry;
+    # the later ones then find the files complete and download nothing.
+    with FileLock(str(folder / ".lock")):
+        if read_manifest(folder) and not s.missing_in(folder):
+            log(f"{s.name}: present")
+            return folder
+        if s.hf_repo:
+            commit, files = _fetch_hf(s, folder, log, endpoint)
+        else:
+            commit, files = None, _fetch_url_files(s, folder, log)
+        manifest = {"name": s.name, "source": s.source, "commit": commit, "files": files,
+                    "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
+        tmp = folder / (MANIFEST + ".tmp")
+        tmp.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp, folder / MANIFEST)
+        if s.converter:
+            _convert(s, folder, log)
     return folder
 
 

@@ -83,9 +83,10 @@ class GroundingDinoDetector:
         inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)) for k, v in inputs.items()}
         with torch.inference_mode():
             out = self.model(**inputs)
-        probs = out.logits.float().sigmoid().cpu()  # B x queries x text tokens
-        boxes = out.pred_boxes.float().cpu()  # B x queries x (cx, cy, w, h), relative to the image
         ids = inputs["input_ids"][0].cpu()
+        # B x queries x max_text_len; only the prompt's own tokens count (the rest is padding).
+        probs = out.logits.float().sigmoid().cpu()[..., : ids.numel()]
+        boxes = out.pred_boxes.float().cpu()  # B x queries x (cx, cy, w, h), relative to the image
         phrase_of_token = self._phrase_of_token(ids)
         results = []
         for b, rgb in enumerate(images):

@@ -12,6 +12,7 @@ input image, the recognised text and the recognition score.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -90,6 +91,8 @@ class PaddleOCRReader:
 
     def __init__(self, det_model_dir: str | None = None, rec_model_dir: str | None = None, min_score: float = 0.5, device: str | None = None):
         self.check(det_model_dir=det_model_dir, rec_model_dir=rec_model_dir)
+        # PaddleX probes its model hosters on import unless told not to; models here are local.
+        os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
         from paddleocr import PaddleOCR
 
         self.min_score = min_score

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from hoiforge.datasets import keypoints as K
+
 # Basic colour terms (Berlin & Kay) at typical sRGB values; pixels are named by nearest CIELAB.
 COLOURS: dict[str, tuple[int, int, int]] = {
     "black": (20, 20, 20),
@@ -29,9 +31,11 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 NUMBERS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 
-# COCO-WholeBody indices (the first 17 are COCO body keypoints).
-SHOULDERS, WRISTS, HIPS, KNEES, ANKLES = (5, 6), (9, 10), (11, 12), (13, 14), (15, 16)
-HANDS = range(91, 133)
+# COCO-WholeBody indices, (left, right), from the shared layout.
+SHOULDERS, WRISTS, HIPS, KNEES, ANKLES = (
+    (K.INDEX[f"left_{part}"], K.INDEX[f"right_{part}"]) for part in ("shoulder", "wrist", "hip", "knee", "ankle")
+)
+HANDS = K.HANDS
 KEYPOINT_MIN_SCORE = 0.3
 SAMPLE_SIDE = 96  # colours are named on a downsample: the caption needs the majority, not detail
 
@@ -131,11 +135,11 @@ def compose_caption(ann: dict[str, Any], rgb: np.ndarray) -> str:
         products_phrase.append(_with_article(name) if n == 1 else f"{_count(n, name, name + 's')}")
 
     kind = "black-and-white photo" if px.greyscale else "photo"
-    subject = f"A {kind}"
-    if persons is not None:
-        subject += f" of {_count(len(persons), 'person', 'people')}"
-    if products_phrase:
-        subject += " with " + (", ".join(products_phrase[:-1]) + " and " + products_phrase[-1] if len(products_phrase) > 1 else products_phrase[0])
+    things = ", ".join(products_phrase[:-1]) + " and " + products_phrase[-1] if len(products_phrase) > 1 else "".join(products_phrase)
+    if persons:
+        subject = f"A {kind} of {_count(len(persons), 'person', 'people')}" + (f" with {things}" if things else "")
+    else:
+        subject = f"A {kind}" + (f" of {things}" if things else "") + ((", with" if things else " with") + " no people" if persons is not None else "")
     sentences.append(subject + ".")
 
     ordered = sorted(persons or [], key=lambda p: p["box"][0])

@@ -6,15 +6,18 @@ Entry ``NAME`` lives in ``<root>/<NAME>/`` with each file at its path relative t
 For Hugging Face entries a complete copy already in the Hugging Face cache is used as-is, so
 users who downloaded a model before do not download it twice.
 
-A backend finds its weights with one call, in ``check()``/``preflight()`` and again in ``setup()``:
+How a backend gets its weights: each entry says which recipe stage, backend and backend option
+it serves (``Use``). ``with_weights(recipe)`` (called by ``hoiforge build`` on the driver before
+Ray starts) fills every such option the recipe left unset with the local path, or raises one
+``BackendUnavailable`` listing everything missing and the ``hoiforge models fetch`` command. An
+option the user set (a path or hub id of their own) is left alone and is the backend's to check.
+Code outside a recipe (trainers, eval) asks directly:
 
     from hoiforge.models.weights import resolve
-    folder = resolve("sam-vit-h")                            # the entry's folder
-    ckpt = resolve("sam-vit-h", "sam_vit_h_4b8939.pth")      # one file of it
+    folder = resolve("stable-diffusion-v1-5")                 # the entry's folder
+    ckpt = resolve("sam-vit-h", "sam_vit_h_4b8939.pth")       # one file of it
 
-``resolve`` raises ``BackendUnavailable`` with the exact ``hoiforge models fetch`` command when
-anything is missing. It only looks at files (no hashing, no network), so it is cheap enough for
-the driver's preflight.
+``resolve`` only looks at files (no hashing, no network): cheap enough for a driver preflight.
 
 sha256: filled only where the publisher states one. None of the entries below has one today
 (notes say what exists instead); ``hoiforge models fetch`` records the sha256 of what it
@@ -27,20 +30,33 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from hoiforge.errors import BackendUnavailable
 
-if TYPE_CHECKING:  # the registry must not import pydantic recipe machinery at import time
+if TYPE_CHECKING:  # the registry must not import the recipe machinery at import time
     from hoiforge.pipeline.recipe import Recipe
+    from hoiforge.stages.base import StageParams
 
 WEIGHTS_ENV = "HOIFORGE_WEIGHTS"
 DEFAULT_ROOT = Path("~/.cache/hoiforge/weights")
 MANIFEST = ".hoiforge.json"  # written by fetch: source, commit, size and sha256 of each file
-# Recipe keys that name a model besides ``backend`` (e.g. products: detector + segmenter).
-MODEL_KEYS = ("backend", "detector", "segmenter", "model")
+# Recipe keys that choose a model, and the options dict that configures it
+# (person: backend + options; products: detector + detector_options; cleanup: ocr + ocr_options ...).
+MODEL_KEYS = {"backend": "options", "detector": "detector_options", "segmenter": "segmenter_options",
+              "ocr": "ocr_options", "inpaint": "inpaint_options"}  # fmt: skip
+
+
+class Use(NamedTuple):
+    """Who loads an entry: recipe stage (or "eval"/"train"), backend name, the backend option that
+    takes the path, and which path: the entry's folder (file None) or one file/folder in it."""
+
+    stage: str
+    backend: str
+    option: str | None = None
+    file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,13 +66,12 @@ class WeightFile:
     path: str  # relative to the entry's folder (and to the repo root for Hugging Face entries)
     url: str | None = None
     sha256: str | None = None  # only where the publisher states it
-    unpack: bool = False  # an archive (zip/tar) that fetch extracts into the entry's folder
 
 
 @dataclass(frozen=True)
 class WeightSpec:
     name: str
-    needed_by: tuple[tuple[str, str], ...]  # (recipe stage or "eval"/"train", backend)
+    needed_by: tuple[Use, ...]
     files: tuple[WeightFile, ...]
     licence: str
     size_mb: int  # approximate download size
@@ -66,6 +81,7 @@ class WeightSpec:
     # ``converted`` (a file, or a folder such as a transformers model), which is what the backend loads.
     converter: str | None = None
     converted: str | None = None  # relative to the entry's folder
+    default: bool = True  # False: an alternative the user picks by setting the option to resolve(name)
     notes: str = ""
 
     @property
@@ -101,116 +117,113 @@ def _hf(name, needed_by, repo, files, licence, size_mb, revision="main", **kw) -
     return WeightSpec(name, tuple(needed_by), tuple(WeightFile(f) for f in files), licence, size_mb, hf_repo=repo, revision=revision, **kw)
 
 
-def _url(name, needed_by, urls: Iterable[tuple[str, str]], licence, size_mb, unpack=False, **kw) -> WeightSpec:
-    files = tuple(WeightFile(path, url, unpack=unpack) for path, url in urls)
-    return WeightSpec(name, tuple(needed_by), files, licence, size_mb, **kw)
+def _url(name, needed_by, urls: Iterable[tuple[str, str]], licence, size_mb, **kw) -> WeightSpec:
+    return WeightSpec(name, tuple(needed_by), tuple(WeightFile(path, url) for path, url in urls), licence, size_mb, **kw)
 
 
 _OPENMMLAB = "https://download.openmmlab.com/mmpose/v1/projects"
-_PADDLE = "https://paddleocr.bj.bcebos.com"
 _CLIP_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "vocab.json", "merges.txt")  # fmt: skip
+_PADDLE_FILES = ("config.json", "inference.json", "inference.pdiparams", "inference.yml")
+_RTMW_ZIP = "rtmw-x_simcc-cocktail13_pt-ucoco_270e-384x288-0949e3a9_20230925.zip"
+_DWPOSE_ZIP = "rtmpose-l_simcc-ucoco_dw-ucoco_270e-384x288-2438fd99_20230728.zip"
 
-REGISTRY: dict[str, WeightSpec] = {
-    s.name: s
-    for s in [
-        # -- person detection -------------------------------------------------------------
-        _url("yolo11x", [("person", "ultralytics")],
-             [("yolo11x.pt", "https://github.com/ultralytics/assets/releases/download/v8.3.0/yolo11x.pt")],
-             "AGPL-3.0", 110,
-             notes="Ultralytics YOLO11-x (maintained successor of the papers' YOLOX); a pickled ultralytics "
-                   "checkpoint that ultralytics loads itself. No published sha256."),
-        _url("yolox-x-humanart", [("person", "yolox")],
-             [("yolox_x_8xb8-300e_humanart-a39d44ed.zip", f"{_OPENMMLAB}/rtmposev1/onnx_sdk/yolox_x_8xb8-300e_humanart-a39d44ed.zip")],
-             "Apache-2.0", 370, unpack=True,
-             notes="YOLOX-x person detector as ONNX (the papers' YOLOX), the URL rtmlib's Wholebody 'performance' mode uses; "
-                   "'a39d44ed' is the sha256 prefix of the original .pth, not of this zip. Size approximate."),
-        _hf("rtdetr-r50vd-coco-o365", [("person", "rtdetr")], "PekingU/rtdetr_r50vd_coco_o365",
-            ("config.json", "model.safetensors", "preprocessor_config.json"), "Apache-2.0", 170,
-            notes="transformers RTDetrForObjectDetection."),
-        # -- whole-body pose (133 COCO-WholeBody keypoints) -------------------------------
-        _hf("vitpose-h-wholebody", [("pose", "vitpose")], "JunkyByte/easy_ViTPose",
-            ("torch/wholebody/vitpose-h-wholebody.pth",), "Apache-2.0", 2500,
-            converter="hoiforge.models.convert_vitpose", converted="vitpose-h-wholebody-hf",
-            notes="ViTPose-H whole-body original (mmpose-layout) weights. The ViTPose project publishes them only "
-                  "behind OneDrive links, which cannot be fetched by script; easy_ViTPose mirrors them on the hub. "
-                  "Needs conversion to a transformers VitPoseForPoseEstimation with num_labels=133 "
-                  "(hoiforge.models.convert_vitpose, people/pose issue). Size approximate."),
-        _url("rtmw-x-wholebody", [("pose", "rtmw")],
-             [("rtmw-x_simcc-cocktail13_pt-ucoco_270e-384x288-0949e3a9_20230925.zip",
-               f"{_OPENMMLAB}/rtmw/onnx_sdk/rtmw-x_simcc-cocktail13_pt-ucoco_270e-384x288-0949e3a9_20230925.zip")],
-             "Apache-2.0", 200, unpack=True,
-             notes="RTMW-x 384x288 ONNX, the URL rtmlib's Wholebody 'performance' mode uses; the zip holds an "
-                   "end2end.onnx (run with onnxruntime). Hash in the name is of the .pth. Size approximate."),
-        _url("dwpose-l-wholebody", [("pose", "dwpose")],
-             [("rtmpose-l_simcc-ucoco_dw-ucoco_270e-384x288-2438fd99_20230728.zip",
-               f"{_OPENMMLAB}/rtmposev1/onnx_sdk/rtmpose-l_simcc-ucoco_dw-ucoco_270e-384x288-2438fd99_20230728.zip")],
-             "Apache-2.0", 120, unpack=True,
-             notes="DWPose-l 384x288 ONNX (the URL rtmlib documents for DWPose). Size approximate."),
-        # -- products: open-vocabulary detection + segmentation ---------------------------
-        _hf("grounding-dino-base", [("products", "groundingdino")], "IDEA-Research/grounding-dino-base",
-            ("config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
-             "special_tokens_map.json", "vocab.txt"), "Apache-2.0", 940,
-            notes="transformers GroundingDinoForObjectDetection."),
-        _url("sam-vit-h", [("products", "sam")],
-             [("sam_vit_h_4b8939.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth")],
-             "Apache-2.0", 2560,
-             notes="segment-anything original checkpoint (a plain state dict: torch.load weights_only=True). "
-                   "Meta publishes no sha256 ('4b8939' in the name is an md5 prefix)."),
-        # -- cleanup: OCR + inpainting ----------------------------------------------------
-        _url("ppocr-v4", [("cleanup", "paddleocr")],
-             [("ch_PP-OCRv4_det_infer.tar", f"{_PADDLE}/PP-OCRv4/chinese/ch_PP-OCRv4_det_infer.tar"),
-              ("ch_PP-OCRv4_rec_infer.tar", f"{_PADDLE}/PP-OCRv4/chinese/ch_PP-OCRv4_rec_infer.tar"),
-              ("ch_ppocr_mobile_v2.0_cls_infer.tar", f"{_PADDLE}/dygraph_v2.0/ch/ch_ppocr_mobile_v2.0_cls_infer.tar")],
-             "Apache-2.0", 16, unpack=True,
-             notes="PaddleOCR PP-OCRv4 det/rec + v2.0 direction classifier, Paddle inference format (the paddleocr "
-                   "backend). The embedded rapidocr backend ships the same models as ONNX and needs nothing here."),
-        _url("big-lama", [("cleanup", "lama")],
-             [("big-lama.pt", "https://github.com/enesmsahin/simple-lama-inpainting/releases/download/v0.1.0/big-lama.pt")],
-             "Apache-2.0", 196,
-             notes="LaMa big-lama as TorchScript (torch.jit.load), the file simple-lama-inpainting downloads. "
-                   "No publisher sha256 (community copies quote 7ba7aa7a...; not used as it is not the publisher's)."),
-        # -- captions and aesthetics ------------------------------------------------------
-        _hf("qwen2-vl-7b-instruct", [("caption", "qwen2-vl")], "Qwen/Qwen2-VL-7B-Instruct",
-            ("config.json", "generation_config.json", "model.safetensors.index.json",
-             *(f"model-0000{i}-of-00005.safetensors" for i in range(1, 6)),
-             "preprocessor_config.json", "chat_template.json", "tokenizer.json", "tokenizer_config.json",
-             "vocab.json", "merges.txt"), "Apache-2.0", 16600,
-            notes="transformers Qwen2VLForConditionalGeneration (no trust_remote_code needed)."),
-        _hf("clip-vit-large-patch14", [("aesthetic", "laion")], "openai/clip-vit-large-patch14",
-            _CLIP_FILES, "MIT", 1710, notes="image embeddings for the LAION aesthetic MLP."),
-        _url("laion-aesthetic-mlp", [("aesthetic", "laion")],
-             [("sac+logos+ava1-l14-linearMSE.pth",
-               "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac%2Blogos%2Bava1-l14-linearMSE.pth")],
-             "Apache-2.0", 4,
-             converter="hoiforge.models.convert_aesthetic", converted="sac+logos+ava1-l14-linearMSE.safetensors",
-             notes="LAION improved aesthetic predictor MLP on CLIP ViT-L/14 embeddings; converted to safetensors "
-                   "(same keys). No publisher sha256."),
-        # -- evaluation ---------------------------------------------------------------------
-        _hf("clip-vit-base-patch16", [("eval", "clip-score")], "openai/clip-vit-base-patch16", _CLIP_FILES, "MIT", 600,
-            notes="CLIP score in the evaluation tables."),
-        _url("fid-inception", [("eval", "fid")],
-             [("pt_inception-2015-12-05-6726825d.pth",
-               "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth")],
-             "Apache-2.0", 92,
-             notes="the FID Inception (TF 2015-12-05 graph ported by pytorch-fid; torchmetrics uses the same). "
-                   "'6726825d' follows torch.hub's sha256-prefix naming but is not stated as a checksum, so not enforced."),
-        # -- training ---------------------------------------------------------------------
-        _hf("dinov2-base", [("train", "virtualmodel")], "facebook/dinov2-base",
-            ("config.json", "model.safetensors", "preprocessor_config.json"), "Apache-2.0", 350,
-            notes="product/appearance features for the trainers."),
-        _hf("stable-diffusion-v1-5", [("train", "virtualmodel"), ("train", "shoemodel")],
-            "stable-diffusion-v1-5/stable-diffusion-v1-5",
-            ("model_index.json", "scheduler/scheduler_config.json",
-             "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
-             "text_encoder/config.json", "text_encoder/model.safetensors",
-             "tokenizer/merges.txt", "tokenizer/special_tokens_map.json", "tokenizer/tokenizer_config.json", "tokenizer/vocab.json",
-             "unet/config.json", "unet/diffusion_pytorch_model.safetensors"),
-            "CreativeML-OpenRAIL-M", 4300,
-            notes="only the components the trainers load (VAE, text encoder + tokenizer, UNet, scheduler); the "
-                  "safety checker is not fetched."),
-    ]  # fmt: skip
-}
+_ENTRIES: list[WeightSpec] = [
+    # -- person detection -------------------------------------------------------------
+    _url("yolo11x", [Use("person", "yolo", "model", "yolo11x.pt")],
+         [("yolo11x.pt", "https://github.com/ultralytics/assets/releases/download/v8.3.0/yolo11x.pt")],
+         "AGPL-3.0", 110,
+         notes="Ultralytics YOLO11-x (maintained successor of the papers' YOLOX); a pickled ultralytics "
+               "checkpoint that ultralytics loads itself. No published sha256."),
+    _hf("rtdetr-r50vd-coco-o365", [Use("person", "rtdetr", "model")], "PekingU/rtdetr_r50vd_coco_o365",
+        ("config.json", "model.safetensors", "preprocessor_config.json"), "Apache-2.0", 170,
+        notes="transformers RTDetrForObjectDetection, Objects365-pretrained then COCO (higher AP than rtdetr_r50vd)."),
+    # -- whole-body pose (133 COCO-WholeBody keypoints) -------------------------------
+    _hf("vitpose-h-wholebody", [Use("pose", "vitpose", "model", "vitpose-h-wholebody-hf")], "JunkyByte/easy_ViTPose",
+        ("torch/wholebody/vitpose-h-wholebody.pth",), "Apache-2.0", 2500,
+        converter="hoiforge.models.convert_vitpose", converted="vitpose-h-wholebody-hf",
+        notes="ViTPose-H whole-body original (mmpose-layout) weights. The ViTPose project publishes them only "
+              "behind OneDrive links, which no script can fetch; easy_ViTPose mirrors them on the hub. "
+              "Converted to a transformers VitPoseForPoseEstimation with num_labels=133 by "
+              "hoiforge.models.convert_vitpose (people/pose issue). Size approximate."),
+    _url("rtmw-x-wholebody", [Use("pose", "rtmw", "model", "rtmw-x-384x288.onnx")],
+         [(_RTMW_ZIP, f"{_OPENMMLAB}/rtmw/onnx_sdk/{_RTMW_ZIP}")], "Apache-2.0", 200,
+         converter="hoiforge.models.convert_onnx_zip", converted="rtmw-x-384x288.onnx",
+         notes="RTMW-x 384x288 ONNX (onnxruntime), the URL rtmlib's Wholebody 'performance' mode uses; the "
+               "zip's end2end.onnx is extracted. The hash in the name is of the .pth, not this zip. Size approximate."),
+    _url("dwpose-l-wholebody", [Use("pose", "rtmw", "model", "dwpose-l-384x288.onnx")],
+         [(_DWPOSE_ZIP, f"{_OPENMMLAB}/rtmposev1/onnx_sdk/{_DWPOSE_ZIP}")], "Apache-2.0", 120,
+         converter="hoiforge.models.convert_onnx_zip", converted="dwpose-l-384x288.onnx", default=False,
+         notes="DWPose-l 384x288 ONNX (the URL rtmlib documents for DWPose); same runtime as RTMW. Not the "
+               "default: set the pose stage's options.model to it. Size approximate."),
+    # -- products: open-vocabulary detection + segmentation ---------------------------
+    _hf("grounding-dino-base", [Use("products", "grounding-dino", "model")], "IDEA-Research/grounding-dino-base",
+        ("config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
+         "special_tokens_map.json", "vocab.txt"), "Apache-2.0", 940,
+        notes="transformers GroundingDinoForObjectDetection."),
+    _url("sam-vit-h", [Use("products", "sam", "checkpoint", "sam_vit_h_4b8939.pth")],
+         [("sam_vit_h_4b8939.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth")],
+         "Apache-2.0", 2560,
+         notes="segment-anything original checkpoint (a plain state dict: torch.load weights_only=True). "
+               "Meta publishes no sha256 ('4b8939' in the name is an md5 prefix)."),
+    _hf("sam-vit-huge-hf", [Use("products", "hf-sam", "model")], "facebook/sam-vit-huge",
+        ("config.json", "model.safetensors", "preprocessor_config.json"), "Apache-2.0", 2560,
+        notes="the same SAM ViT-H weights converted for transformers SamModel."),
+    # -- cleanup: OCR + inpainting ----------------------------------------------------
+    _hf("ppocr-v4-det", [Use("cleanup", "paddleocr", "det_model_dir")], "PaddlePaddle/PP-OCRv4_server_det",
+        _PADDLE_FILES, "Apache-2.0", 113,
+        notes="PP-OCRv4 server text detection in PaddleOCR 3.x format (inference.yml names the model). The "
+              "embedded rapidocr backend ships PP-OCRv4 as ONNX and needs nothing here."),
+    _hf("ppocr-v4-rec", [Use("cleanup", "paddleocr", "rec_model_dir")], "PaddlePaddle/PP-OCRv4_server_rec",
+        _PADDLE_FILES, "Apache-2.0", 91,
+        notes="PP-OCRv4 server text recognition (Chinese + English), PaddleOCR 3.x format. The direction "
+              "classifier is not fetched: the backend turns text-line orientation off."),
+    _url("big-lama", [Use("cleanup", "lama", "model_path", "big-lama.pt")],
+         [("big-lama.pt", "https://github.com/enesmsahin/simple-lama-inpainting/releases/download/v0.1.0/big-lama.pt")],
+         "Apache-2.0", 196,
+         notes="LaMa big-lama as TorchScript (torch.jit.load), the file simple-lama-inpainting downloads. "
+               "No publisher sha256 (community copies quote 7ba7aa7a...; not used as it is not the publisher's)."),
+    # -- captions and aesthetics ------------------------------------------------------
+    _hf("qwen2-vl-7b-instruct", [Use("caption", "qwen2-vl", "model")], "Qwen/Qwen2-VL-7B-Instruct",
+        ("config.json", "generation_config.json", "model.safetensors.index.json",
+         *(f"model-0000{i}-of-00005.safetensors" for i in range(1, 6)),
+         "preprocessor_config.json", "chat_template.json", "tokenizer.json", "tokenizer_config.json",
+         "vocab.json", "merges.txt"), "Apache-2.0", 16600,
+        notes="transformers Qwen2VLForConditionalGeneration (no trust_remote_code needed)."),
+    _hf("clip-vit-large-patch14", [Use("quality", "laion-aesthetic", "clip_model")], "openai/clip-vit-large-patch14",
+        _CLIP_FILES, "MIT", 1710, notes="image embeddings for the LAION aesthetic MLP."),
+    _url("laion-aesthetic-mlp", [Use("quality", "laion-aesthetic", "mlp_weights", "sac+logos+ava1-l14-linearMSE.safetensors")],
+         [("sac+logos+ava1-l14-linearMSE.pth",
+           "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac%2Blogos%2Bava1-l14-linearMSE.pth")],
+         "Apache-2.0", 4,
+         converter="hoiforge.models.convert_aesthetic", converted="sac+logos+ava1-l14-linearMSE.safetensors",
+         notes="LAION improved aesthetic predictor MLP on CLIP ViT-L/14 embeddings; converted to safetensors "
+               "(same keys). No publisher sha256."),
+    # -- evaluation ---------------------------------------------------------------------
+    _hf("clip-vit-base-patch16", [Use("eval", "clip-score")], "openai/clip-vit-base-patch16", _CLIP_FILES, "MIT", 600,
+        notes="CLIP score in the evaluation tables."),
+    _url("fid-inception", [Use("eval", "fid", None, "pt_inception-2015-12-05-6726825d.pth")],
+         [("pt_inception-2015-12-05-6726825d.pth",
+           "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth")],
+         "Apache-2.0", 92,
+         notes="the FID Inception (TF 2015-12-05 graph ported by pytorch-fid; torchmetrics uses the same). "
+               "'6726825d' follows torch.hub's sha256-prefix naming but is not stated as a checksum, so not enforced."),
+    # -- training ---------------------------------------------------------------------
+    _hf("dinov2-base", [Use("train", "virtualmodel")], "facebook/dinov2-base",
+        ("config.json", "model.safetensors", "preprocessor_config.json"), "Apache-2.0", 350,
+        notes="product/appearance features for the trainers."),
+    _hf("stable-diffusion-v1-5", [Use("train", "virtualmodel"), Use("train", "shoemodel")],
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        ("model_index.json", "scheduler/scheduler_config.json",
+         "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
+         "text_encoder/config.json", "text_encoder/model.safetensors",
+         "tokenizer/merges.txt", "tokenizer/special_tokens_map.json", "tokenizer/tokenizer_config.json", "tokenizer/vocab.json",
+         "unet/config.json", "unet/diffusion_pytorch_model.safetensors"),
+        "CreativeML-OpenRAIL-M", 4300,
+        notes="only the components the trainers load (VAE, text encoder + tokenizer, UNet, scheduler); the "
+              "safety checker is not fetched."),
+]  # fmt: skip
+REGISTRY: dict[str, WeightSpec] = {s.name: s for s in _ENTRIES}
 
 
 def weights_root(root: Path | str | None = None) -> Path:
@@ -287,37 +300,63 @@ def resolve(name: str, file: str | None = None, root: Path | str | None = None) 
     return folder / file if file else folder
 
 
-def _stage_models(stage_params) -> set[tuple[str, str]]:
-    found = set()
-    for key in MODEL_KEYS:
-        value = getattr(stage_params, key, None)
-        if isinstance(value, str) and value:
-            found.add((stage_params.stage, value))
+def _needs(params: StageParams) -> list[tuple[WeightSpec, Use, str]]:
+    """(entry, use, options key) for each default entry a stage needs; options the user set are theirs."""
+    found = []
+    for key, options_key in MODEL_KEYS.items():
+        backend = getattr(params, key, None)
+        if not isinstance(backend, str) or not backend:
+            continue
+        options = getattr(params, options_key, None) or {}
+        for s in REGISTRY.values():
+            for use in s.needed_by:
+                if s.default and (use.stage, use.backend) == (params.stage, backend) and not (use.option and options.get(use.option)):
+                    found.append((s, use, options_key))
     return found
 
 
-def required_for(recipe: "Recipe") -> list[WeightSpec]:
-    """The entries a recipe's stages need, from each stage's backend/detector/segmenter/model keys, in registry order."""
-    wanted = set().union(*(_stage_models(p) for p in recipe.stages))
-    return [s for s in REGISTRY.values() if wanted & set(s.needed_by)]
+def required_for(recipe: Recipe) -> list[WeightSpec]:
+    """The entries a recipe's stages need (their weight options unset), in registry order."""
+    names = {s.name for p in recipe.stages for s, _, _ in _needs(p)}
+    return [s for s in REGISTRY.values() if s.name in names]
 
 
-def missing_for(recipe: "Recipe", root: Path | str | None = None) -> list[WeightSpec]:
+def missing_for(recipe: Recipe, root: Path | str | None = None) -> list[WeightSpec]:
     return [s for s in required_for(recipe) if locate(s, root) is None]
 
 
-def preflight(recipe: "Recipe", root: Path | str | None = None) -> None:
-    """For ``hoiforge build`` before Ray starts: every weight of every stage, all missing ones in one message."""
+def preflight(recipe: Recipe, root: Path | str | None = None) -> None:
+    """Every weight of every stage checked at once; one BackendUnavailable naming all that is missing."""
     missing = missing_for(recipe, root)
     if missing:
-        listing = "; ".join(f"{s.name} (for {', '.join(f'{st}/{be}' for st, be in s.needed_by)}, ~{s.size_mb} MB)" for s in missing)
+        listing = "; ".join(f"{s.name} (for {', '.join(f'{u.stage}/{u.backend}' for u in s.needed_by)}, ~{s.size_mb} MB)" for s in missing)
         raise BackendUnavailable(
             f"recipe {recipe.name!r} needs weights not found in {weights_root(root)}: {listing}. "
             f"Get them with: {fetch_command([s.name for s in missing], root)}"
         )
 
 
+def with_weights(recipe: Recipe, root: Path | str | None = None) -> Recipe:
+    """The recipe with every unset weight option filled with its local path (after ``preflight``).
+
+    For ``hoiforge build`` on the driver before Ray starts: the filled paths travel to the workers
+    inside the stage params, so every node must see the same path (a shared weights root, or the
+    same root fetched on each node; see docs/weights.md).
+    """
+    preflight(recipe, root)
+    stages = []
+    for params in recipe.stages:
+        updates: dict[str, dict] = {}
+        for s, use, options_key in _needs(params):
+            if use.option is None:
+                continue
+            filled = updates.setdefault(options_key, dict(getattr(params, options_key, None) or {}))
+            filled[use.option] = str(resolve(s.name, use.file, root))
+        stages.append(params.model_copy(update=updates) if updates else params)
+    return recipe.model_copy(update={"stages": stages})
+
+
 __all__ = [
-    "REGISTRY", "WeightFile", "WeightSpec", "fetch_command", "locate", "missing_for", "preflight",
-    "required_for", "resolve", "runtime_env_vars", "spec", "weights_root",
+    "REGISTRY", "Use", "WeightFile", "WeightSpec", "fetch_command", "locate", "missing_for", "preflight",
+    "required_for", "resolve", "runtime_env_vars", "spec", "weights_root", "with_weights",
 ]  # fmt: skip

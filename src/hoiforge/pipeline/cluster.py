@@ -18,13 +18,17 @@ def connect(address: str | None = None) -> bool:
     """Start or join Ray; returns True when this call started it (and so should stop it)."""
     import ray
 
+    from hoiforge.models.weights import runtime_env_vars
+
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")
+    # Every worker resolves weights under the same root as the driver.
+    runtime_env = {"env_vars": runtime_env_vars()}
     if address:
-        ray.init(address=address, logging_level=logging.WARNING)
+        ray.init(address=address, logging_level=logging.WARNING, runtime_env=runtime_env)
     else:
-        ray.init(include_dashboard=False, logging_level=logging.WARNING, configure_logging=True)
+        ray.init(include_dashboard=False, logging_level=logging.WARNING, runtime_env=runtime_env)
     return True
 
 
@@ -36,6 +40,7 @@ class StageRun:
     num_gpus: float
     batch_size: int
     concurrency: int | None
+    custom: dict[str, float]
 
 
 def size_stages(stages: list[Stage], cpus: float, gpus: float) -> tuple[float, list[StageRun]]:
@@ -51,10 +56,10 @@ def size_stages(stages: list[Stage], cpus: float, gpus: float) -> tuple[float, l
         r = s.params.resources
         batch = r.batch_size if "batch_size" in r.model_fields_set else s.default_batch_size
         if not s.uses_model:
-            runs.append(StageRun(r.num_cpus or task_cpus, 0, batch, None))
+            runs.append(StageRun(r.num_cpus or task_cpus, 0, batch, None, r.custom))
         elif r.num_gpus:
             fit = max(1, int(gpus / r.num_gpus / max(1, len(gpu_pools)))) if gpus else 1
-            runs.append(StageRun(r.num_cpus or min(1.0, actor_cpus), r.num_gpus, batch, r.concurrency or fit))
+            runs.append(StageRun(r.num_cpus or min(1.0, actor_cpus), r.num_gpus, batch, r.concurrency or fit, r.custom))
         else:
-            runs.append(StageRun(r.num_cpus or actor_cpus, 0, batch, r.concurrency or pool_size))
+            runs.append(StageRun(r.num_cpus or actor_cpus, 0, batch, r.concurrency or pool_size, r.custom))
     return task_cpus, runs

@@ -8,6 +8,7 @@ run ends with exactly the accounting of an uninterrupted one.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -25,7 +26,7 @@ from hoiforge import __version__
 from hoiforge.errors import OutputError
 from hoiforge.pipeline.inputs import list_inputs, refs_to_table
 from hoiforge.pipeline.layout import OutLayout, write_atomic
-from hoiforge.pipeline.manifest import clean_uncommitted, committed_keys, committed_parts, finalize, next_shard_seq
+from hoiforge.pipeline.manifest import clean_uncommitted, committed_keys, finalize, next_shard_seq
 from hoiforge.pipeline.recipe import Recipe
 from hoiforge.stages import stage_class
 from hoiforge.stages.base import Stage
@@ -96,11 +97,14 @@ def build(
     address: str | None = None,
     progress: bool = True,
 ) -> BuildResult:
+    from hoiforge.models.weights import with_weights
+
     started = time.time()
     layout = OutLayout(out)
-    stages = instantiate(recipe)
+    # Weights first: one message lists every missing file and the command that fetches them.
+    stages = instantiate(with_weights(recipe))
     preflight(stages)
-    prepare_output(layout, recipe)
+    prepare_output(layout, recipe)  # the recipe as written: another weights root is the same recipe
     listing = update_listing(layout, inputs)
     clean_uncommitted(layout)
     done = committed_keys(layout)
@@ -140,17 +144,42 @@ def run_plan(todo: pa.Table, layout: OutLayout, recipe: Recipe, stages: list[Sta
         ds = ds.map_batches(read_batch, batch_format="pyarrow", batch_size=rows_per_block, num_cpus=task_cpus)
         for stage, run in zip(stages, runs, strict=True):
             common = dict(batch_format="pyarrow", batch_size=run.batch_size, num_cpus=run.num_cpus, udf_modifying_row_count=False)
+            if run.custom:
+                common["resources"] = run.custom
             if run.concurrency is None:
                 ds = ds.map_batches(stage, **common)
             else:
                 pool = ray.data.ActorPoolStrategy(size=run.concurrency)
                 ds = ds.map_batches(type(stage), fn_constructor_args=(stage.params,), compute=pool, num_gpus=run.num_gpus or None, **common)
         counter = ShardCounter.remote(next_shard_seq(layout))
-        ds.write_datasink(ShardSink(str(layout.root), recipe.output, counter), ray_remote_args={"num_cpus": task_cpus})
+        try:
+            ds.write_datasink(ShardSink(str(layout.root), recipe.output, counter), ray_remote_args={"num_cpus": task_cpus})
+        except Exception as e:
+            os_error = find_output_error(e)
+            if os_error is None:
+                raise
+            raise OutputError(
+                f"writing to {layout.root} failed: {os_error.strerror or os_error}. Shards committed so far are intact; "
+                "fix the output (free space, permissions) and rerun the same command to resume"
+            ) from None
     finally:
         if started_here and not os.environ.get("HOIFORGE_KEEP_RAY"):
             ray.shutdown()
 
 
-def already_complete(layout: OutLayout) -> bool:
-    return layout.manifest.exists() and bool(committed_parts(layout))
+OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
+def find_output_error(exc: BaseException) -> OSError | None:
+    """The OSError about the output behind a (Ray-wrapped) exception, if that is what it is."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in OUTPUT_ERRNOS:
+            return e
+        stack += [e.__cause__, e.__context__, getattr(e, "cause", None)]
+    return None

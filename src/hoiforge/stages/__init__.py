@@ -16,7 +16,10 @@ REGISTRY: dict[str, str] = {
     "person": "hoiforge.stages.person:Person",
     "pose": "hoiforge.stages.pose:Pose",
     "cleanup": "hoiforge.stages.cleanup:Cleanup",
+    "products": "hoiforge.stages.products:Products",
     "edges": "hoiforge.stages.edges:Edges",
+    "quality": "hoiforge.stages.quality:Quality",
+    "caption": "hoiforge.stages.caption:Caption",
 }
 
 

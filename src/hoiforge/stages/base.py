@@ -43,6 +43,7 @@ class Resources(BaseModel):
     concurrency: int | None = Field(None, ge=1, description="actors in the pool; default: sized from the cluster")
     num_gpus: float = Field(0, ge=0)
     num_cpus: float | None = Field(None, gt=0, description="per task/actor; default: sized from the cluster")
+    custom: dict[str, float] = Field(default_factory=dict, description="Ray custom resources, e.g. {gpu_node: 1} to pin a stage to nodes")
 
 
 class StageParams(BaseModel):

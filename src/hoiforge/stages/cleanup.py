@@ -5,16 +5,18 @@ image; run it after ``person`` (and ``products`` when present) so that their box
 tell text printed on clothing or on a product from text laid over the photo.
 
 Removal policy. Every OCR region gets one action by the first rule that matches, in this order
-(each threshold is a recipe key under ``policy:``):
+(each threshold is a recipe key under ``policy:``). Overlay shapes come first because a shop's
+banner or mark laid over a product would otherwise count as printed on it; the price is that a
+brand printed wider than ``banner_min_width`` of the image (a frame-filling close-up) is removed.
 
-1. ``on product``: at least ``inside_fraction`` of the text polygon lies on the product
+1. ``overlay banner``: the text box is at least ``banner_min_width`` of the image width
+   (sale banners, captions laid across the photo) -> removed, even over a person or product.
+2. ``corner watermark``: the centre of the text box lies in a corner zone (within
+   ``corner_margin`` of the image width of a side edge and of the height of a top/bottom edge)
+   -> removed, even over a person or product (shops stamp their mark in a corner).
+3. ``on product``: at least ``inside_fraction`` of the text polygon lies on the product
    instance mask (``mask.png``, non-zero = product) -> kept (a brand printed on a shoe is part
    of the product). Switch off with ``keep_on_products: false``.
-2. ``overlay banner``: the text box is at least ``banner_min_width`` of the image width
-   (sale banners, captions laid across the photo) -> removed, even over a person.
-3. ``corner watermark``: the centre of the text box lies in a corner zone (within
-   ``corner_margin`` of the image width of a side edge and of the height of a top/bottom edge)
-   -> removed, even over a person (shops stamp their mark in a corner).
 4. ``on clothing``: at least ``inside_fraction`` of the polygon lies inside a person box
    (``persons[i].box`` from the person stage) -> kept. Switch off with ``keep_on_persons: false``.
 5. ``border watermark``: the box comes within ``edge_margin`` of an image edge -> removed.
@@ -56,7 +58,7 @@ class TextPolicy(BaseModel):
     keep_on_products: bool = True
     keep_on_persons: bool = True
     inside_fraction: float = Field(0.6, gt=0, le=1, description="share of a text polygon on a product mask / person box to count as printed on it")
-    banner_min_width: float = Field(0.5, gt=0, le=1, description="text box width / image width from which text is an overlay banner")
+    banner_min_width: float = Field(0.4, gt=0, le=1, description="text box width / image width from which text is an overlay banner")
     corner_margin: float = Field(0.2, ge=0, le=0.5, description="corner zone size as a fraction of image width and height")
     edge_margin: float = Field(0.04, ge=0, le=0.5, description="text this close to an edge (fraction of the side) is a border watermark")
     scene_text: Literal["remove", "keep"] = "remove"
@@ -103,14 +105,14 @@ def decide(
     x0, y0, x1, y1 = region.box
     poly = polygon_mask(region.polygon, shape)
     area = max(int(poly.sum()), 1)
-    if policy.keep_on_products and product_mask is not None and (poly & (product_mask > 0)).sum() / area >= policy.inside_fraction:
-        return KEPT, "on product"
     if (x1 - x0) >= policy.banner_min_width * w:
         return REMOVED, "overlay banner"
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     cw, ch = policy.corner_margin * w, policy.corner_margin * h
     if (cx <= cw or cx >= w - cw) and (cy <= ch or cy >= h - ch):
         return REMOVED, "corner watermark"
+    if policy.keep_on_products and product_mask is not None and (poly & (product_mask > 0)).sum() / area >= policy.inside_fraction:
+        return KEPT, "on product"
     if policy.keep_on_persons:
         for bx0, by0, bx1, by1 in person_boxes:
             inside = np.zeros(shape, np.uint8)

@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from hoiforge.datasets.images import encode_png
+from hoiforge.datasets.masks import decode_mask
 from hoiforge.stages.base import Sample, Stage, StageParams
 
 
@@ -41,9 +42,7 @@ class Edges(Stage):
                 mask_png = s.members.get("mask.png")
                 if mask_png is None:
                     continue  # no product, no product edges
-                from hoiforge.datasets.images import decode_rgb
-
-                instance_map = decode_rgb(mask_png)[..., 0]
+                instance_map = decode_mask(mask_png)  # 8- or 16-bit ids; an RGB decode would clip ids > 255
                 edges = np.where(instance_map > 0, edges, 0).astype(np.uint8)
             s.members["edge.png"] = encode_png(edges)
             s.metrics["edge_fraction"] = round(float((edges > 0).mean()), 5)

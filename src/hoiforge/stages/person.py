@@ -1,17 +1,18 @@
 """person: keep images with 1–5 persons detected at score ≥ 0.5 (HoIHuman), boxes recorded.
 
-Backends: ``mediapipe`` (embedded: face + pose detectors, offline). Paper-grade detectors plug
-in through PERSON_BACKENDS ("module:Class" implementing models.base.PersonDetector).
+Backends (PERSON_BACKENDS, "module:Class" implementing models.base.PersonDetector):
+``mediapipe`` (embedded: face + pose detectors, offline), ``yolo`` (ultralytics YOLO from a local
+``.pt``; needs a torchvision that loads beside torch) and ``rtdetr`` (transformers RT-DETR or any
+object detector with a "person" label, from a local directory or the HF cache).
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from pydantic import Field, model_validator
 
-from hoiforge.errors import BackendUnavailable
+from hoiforge.models.base import load_backend_class
 from hoiforge.stages.base import Sample, Stage, StageParams
 
 PERSON_BACKENDS: dict[str, str] = {
@@ -19,13 +20,6 @@ PERSON_BACKENDS: dict[str, str] = {
     "yolo": "hoiforge.models.ultralytics_person:UltralyticsPersonDetector",
     "rtdetr": "hoiforge.models.hf_person:HFPersonDetector",
 }
-
-
-def load_backend_class(table: dict[str, str], backend: str, stage: str) -> type:
-    if backend not in table:
-        raise BackendUnavailable(f"{stage}: unknown backend {backend!r}; choose one of: {', '.join(sorted(table))}")
-    module, cls = table[backend].split(":")
-    return getattr(importlib.import_module(module), cls)
 
 
 class PersonParams(StageParams):

@@ -20,7 +20,7 @@ from hoiforge.datasets import keypoints as K
 from hoiforge.datasets.images import encode_png
 from hoiforge.datasets.render import DWPOSE_MIN_SCORE, render_pose
 from hoiforge.stages.base import Sample, Stage, StageParams
-from hoiforge.stages.person import load_backend_class
+from hoiforge.models.base import load_backend_class
 
 POSE_BACKENDS: dict[str, str] = {
     "mediapipe": "hoiforge.models.mediapipe_pose:MediapipeHolisticPose",

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from hoiforge.stages.base import Sample, Stage, StageParams
-from hoiforge.stages.person import load_backend_class
+from hoiforge.models.base import load_backend_class
 
 QUALITY_BACKENDS: dict[str, str] = {
     "laion-aesthetic": "hoiforge.models.aesthetic:LaionAestheticScorer",

@@ -1,0 +1,1 @@
+"""Dataset report (stats → HTML + JSON figures) and the sample viewer for analysts."""

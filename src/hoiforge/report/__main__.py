@@ -1,0 +1,3 @@
+from hoiforge.report.cli import app
+
+app()

@@ -1,0 +1,72 @@
+"""``hoiforge stats OUT`` and ``hoiforge view OUT``: plain functions the main CLI registers.
+
+Also runnable on their own: ``python -m hoiforge.report stats OUT`` / ``... view OUT``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Dataset report and sample viewer.")
+
+
+def _require_build(out: Path) -> None:
+    if not (out / "manifest.parquet").exists():
+        typer.echo(f"error: {out}: no manifest.parquet (not a finished build)", err=True)
+        raise typer.Exit(2)
+
+
+@app.command("stats")
+def stats_command(
+    out: Annotated[Path, typer.Argument(help="output directory of a build")],
+    as_json: Annotated[bool, typer.Option("--json", help="also print the figures as JSON on stdout")] = False,
+) -> None:
+    """Write OUT/report/index.html (self-contained) and OUT/report/figures.json from the manifest."""
+    from hoiforge.report.html import build_report
+
+    _require_build(out)
+    t0 = time.perf_counter()
+    result = build_report(out)
+    took = time.perf_counter() - t0
+    totals = result["figures"]["totals"]
+    if as_json:
+        sys.stdout.write(json.dumps(result["figures"]) + "\n")
+    typer.echo(
+        f"{totals['inputs']} inputs: {totals['kept']} kept, {totals['dropped']} dropped, {totals['failed']} failed\n"
+        f"report  {result['html']}\nfigures {result['json']}\n"
+        f"in {took:.2f} s (figures {result['seconds']['figures']:.2f} s, page {result['seconds']['render']:.2f} s)",
+        err=as_json,
+    )
+
+
+@app.command("view")
+def view_command(
+    out: Annotated[Path, typer.Argument(help="output directory of a build")],
+    host: Annotated[str, typer.Option("--host", help="address to bind; 0.0.0.0 exposes the data to the network")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port (0 = any free port)")] = 8765,
+) -> None:
+    """Browse samples in a local web page: filters, paging, pose/mask/edge/text overlays."""
+    from hoiforge.report.viewer import LOOPBACK, make_server
+
+    _require_build(out)
+    if host not in LOOPBACK:
+        typer.secho(
+            f"warning: binding {host}: anyone who can reach this machine can read every image and annotation of {out} (no authentication).",
+            fg="yellow",
+            err=True,
+        )
+    server = make_server(out, host, port)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    typer.echo(f"hoiforge view: http://{shown}:{server.server_address[1]}/  ({out}; Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

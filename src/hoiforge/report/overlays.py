@@ -1,0 +1,62 @@
+"""Shard members turned into browser overlays: transparent where there is nothing to show.
+
+``pose.png`` and ``edge.png`` are drawn on black and ``mask.png`` is an instance-id map
+(0 = background, i = products[i-1]); layered over the photo as they are, they would hide it.
+Here black/background becomes transparent and mask ids get distinct colours, so the UI can
+stack them with plain <img> elements and a CSS opacity toggle.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+OVERLAYS = {"pose": "pose.png", "mask": "mask.png", "edge": "edge.png"}
+EDGE_COLOR = (255, 255, 0)
+THUMB_SIZE = 192
+
+
+def _palette(n: int) -> np.ndarray:
+    """n distinct, saturated colours (golden-angle hues), RGB uint8."""
+    import colorsys
+
+    return np.array([[int(255 * c) for c in colorsys.hsv_to_rgb((i * 0.618034) % 1, 0.85, 1.0)] for i in range(n)], dtype=np.uint8)
+
+
+def _png(rgba: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG", optimize=False, compress_level=3)
+    return buf.getvalue()
+
+
+def overlay_png(kind: str, data: bytes) -> bytes:
+    """An RGBA PNG of a pose/mask/edge member, transparent outside what it draws."""
+    img = Image.open(io.BytesIO(data))
+    if kind == "mask":
+        ids = np.asarray(img.convert("I") if img.mode not in ("L", "P", "I;16", "I") else img, dtype=np.int64)
+        colors = _palette(int(ids.max()) + 1)
+        rgba = np.zeros((*ids.shape, 4), np.uint8)
+        rgba[..., :3] = colors[ids]
+        rgba[..., 3] = np.where(ids > 0, 150, 0)
+        return _png(rgba)
+    rgb = np.asarray(img.convert("RGB"))
+    on = rgb.max(axis=2) > 0
+    rgba = np.zeros((*rgb.shape[:2], 4), np.uint8)
+    if kind == "edge":
+        rgba[..., :3] = EDGE_COLOR
+    else:
+        rgba[..., :3] = rgb
+    rgba[..., 3] = np.where(on, 255, 0)
+    return _png(rgba)
+
+
+def thumbnail_jpeg(data: bytes, size: int = THUMB_SIZE) -> bytes:
+    from PIL import ImageOps
+
+    img = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    img.thumbnail((size, size))
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=80)
+    return buf.getvalue()

@@ -1,0 +1,42 @@
+"""Stages that misbehave on purpose, for the fault-injection tests (never in a real recipe).
+
+They are registered into the stage registry by the tests and pickled by value to the Ray
+workers, so the product's registry stays free of them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from hoiforge.stages.base import Sample, Stage, StageParams
+
+
+class ExplodeParams(StageParams):
+    raise_on: list[str] = []  # input file names whose processing raises
+    kill_once_on: str | None = None  # input file name whose first processing SIGKILLs the worker
+    marker_dir: str | None = None  # where the "already killed once" marker lives
+    pid_file: str | None = None  # where the worker writes its pid (the test kills it from outside)
+
+
+class Explode(Stage):
+    name = "explode"
+    Params = ExplodeParams
+    uses_model = True
+    default_batch_size = 2
+
+    def process(self, samples: list[Sample]) -> None:
+        p = self.params
+        if p.pid_file:
+            Path(p.pid_file).write_text(str(os.getpid()))
+        for s in samples:
+            name = Path(s.key).name
+            if p.kill_once_on == name:
+                marker = Path(p.marker_dir) / "killed"
+                if not marker.exists():
+                    marker.write_text(str(os.getpid()))
+                    os.kill(os.getpid(), signal.SIGKILL)
+            if name in p.raise_on:
+                raise RuntimeError(f"injected failure on {name}")
+            s.metrics["explode_seen"] = 1
