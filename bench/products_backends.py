@@ -33,22 +33,39 @@ def timed(fn, repeat: int = 2) -> float:
 
 
 def embedded(images: dict[str, np.ndarray]) -> None:
-    from hoiforge.models.embedded_segment import EmbeddedBoxSegmenter, EmbeddedProductDetector
+    from hoiforge.models.embedded_segment import (
+        EmbeddedBoxSegmenter,
+        EmbeddedProductDetector,
+    )
 
     detector, boxes = EmbeddedProductDetector(), EmbeddedBoxSegmenter()
     for name, rgb in images.items():
         found = detector.detect([rgb])[0]
-        t = timed(lambda: detector.detect([rgb]))
-        print(f"embedded detector   {name:16s} {rgb.shape[1]}x{rgb.shape[0]}  {t * 1000:7.0f} ms  {len(found)} products")
+        t = timed(lambda rgb=rgb: detector.detect([rgb]))
+        print(
+            f"embedded detector   {name:16s} {rgb.shape[1]}x{rgb.shape[0]}  {t * 1000:7.0f} ms  {len(found)} products"
+        )
         if found:
-            t = timed(lambda: boxes.segment([rgb], [[p.box for p in found]]))
-            print(f"embedded box-GrabCut {name:15s} {len(found)} boxes       {t * 1000:7.0f} ms")
+            t = timed(
+                lambda rgb=rgb, found=found: boxes.segment(
+                    [rgb], [[p.box for p in found]]
+                )
+            )
+            print(
+                f"embedded box-GrabCut {name:15s} {len(found)} boxes       {t * 1000:7.0f} ms"
+            )
 
 
 def paper(images: dict[str, np.ndarray]) -> None:
     import torch
-    from transformers import (BertConfig, BertTokenizerFast, GroundingDinoConfig, GroundingDinoForObjectDetection,
-                              GroundingDinoImageProcessor, GroundingDinoProcessor)
+    from transformers import (
+        BertConfig,
+        BertTokenizerFast,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+    )
 
     from hoiforge.models.grounding_dino import GroundingDinoDetector
     from hoiforge.models.sam import SAM_ARCHS, SegmentAnythingSegmenter, build_sam
@@ -56,24 +73,42 @@ def paper(images: dict[str, np.ndarray]) -> None:
     rgb = images["astronaut.png"]
     with tempfile.TemporaryDirectory() as d:
         words = sorted({w for w in HOIHUMAN_PROMPT.replace(",", " ").split()})
-        Path(d, "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + words) + "\n")
+        Path(d, "vocab.txt").write_text(
+            "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + words)
+            + "\n"
+        )
         tokenizer = BertTokenizerFast(str(Path(d, "vocab.txt")))
-        config = GroundingDinoConfig(text_config=BertConfig(vocab_size=30522))  # Swin-T + BERT-base: grounding-dino-tiny's shape
+        config = GroundingDinoConfig(
+            text_config=BertConfig(vocab_size=30522)
+        )  # Swin-T + BERT-base: grounding-dino-tiny's shape
         GroundingDinoForObjectDetection(config).save_pretrained(d)
-        GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(), tokenizer=tokenizer).save_pretrained(d)
+        GroundingDinoProcessor(
+            image_processor=GroundingDinoImageProcessor(), tokenizer=tokenizer
+        ).save_pretrained(d)
         det = GroundingDinoDetector(model=d, box_threshold=0.35)
         t = timed(lambda: det.detect([rgb], HOIHUMAN_PROMPT), repeat=1)
-        print(f"grounding-dino (Swin-T, 800px)  {det.device} {str(det.dtype):14s} {t * 1000:7.0f} ms/image")
+        print(
+            f"grounding-dino (Swin-T, 800px)  {det.device} {det.dtype!s:14s} {t * 1000:7.0f} ms/image"
+        )
         ckpt = Path(d, "sam_vit_b.pth")
         torch.save(build_sam(SAM_ARCHS["vit_b"]).state_dict(), ckpt)
         sam = SegmentAnythingSegmenter(checkpoint=str(ckpt), model_type="vit_b")
-        t = timed(lambda: sam.segment([rgb], [[(280, 340, 500, 512), (20, 150, 360, 512)]]), repeat=1)
-        print(f"sam vit_b (1024px, 2 boxes)     {sam.device} {str(sam.dtype):14s} {t * 1000:7.0f} ms/image")
+        t = timed(
+            lambda: sam.segment([rgb], [[(280, 340, 500, 512), (20, 150, 360, 512)]]),
+            repeat=1,
+        )
+        print(
+            f"sam vit_b (1024px, 2 boxes)     {sam.device} {sam.dtype!s:14s} {t * 1000:7.0f} ms/image"
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--paper", action="store_true", help="also time the paper-grade architectures (random weights)")
+    ap.add_argument(
+        "--paper",
+        action="store_true",
+        help="also time the paper-grade architectures (random weights)",
+    )
     args = ap.parse_args()
     images = {n: decode_rgb((DATA / n).read_bytes()) for n in FIXTURES}
     embedded(images)

@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install.sh
 . .venv/bin/activate 2>/dev/null || true
-hoiforge build tests/data --out "${1:-out/demo}" --recipe demo
+hoiforge build tests/data/astronaut.png tests/data/basketball1.png tests/data/coffee.png tests/data/scenetext01.jpg --out "${1:-out/demo}" --recipe demo
 hoiforge validate "${1:-out/demo}"

@@ -34,7 +34,7 @@ def kp(sample, i=0) -> np.ndarray:
 
 def test_registered():
     assert stage_class("pose") is Pose
-    assert Pose.members == ("pose.png",)
+    assert Pose.members == ("pose.png", "leg.json")
 
 
 def test_full_body_photo_gets_feet_inside_the_box_below_the_knees(results):

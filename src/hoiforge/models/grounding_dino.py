@@ -19,7 +19,12 @@ import numpy as np
 
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.base import require
-from hoiforge.models.segment_types import Product, pick_device, pick_dtype, prompt_phrases
+from hoiforge.models.segment_types import (
+    Product,
+    pick_device,
+    pick_dtype,
+    prompt_phrases,
+)
 
 INSTALL = "pip install 'transformers>=4.40' torch"
 
@@ -62,7 +67,9 @@ class GroundingDinoDetector:
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
         self.processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-        self.model = GroundingDinoForObjectDetection.from_pretrained(path, local_files_only=True, dtype=self.dtype)
+        self.model = GroundingDinoForObjectDetection.from_pretrained(
+            path, local_files_only=True, dtype=self.dtype
+        )
         self.model.to(self.device).eval()
         self.box_threshold, self.text_threshold = box_threshold, text_threshold
         self._torch = torch
@@ -79,14 +86,28 @@ class GroundingDinoDetector:
         if not phrases:
             raise ValueError("grounding-dino needs a non-empty prompt")
         text = detection_prompt(phrases)
-        inputs = self.processor(images=list(images), text=[text] * len(images), return_tensors="pt", padding=True)
-        inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)) for k, v in inputs.items()}
+        inputs = self.processor(
+            images=list(images),
+            text=[text] * len(images),
+            return_tensors="pt",
+            padding=True,
+        )
+        inputs = {
+            k: (
+                v.to(self.device, self.dtype)
+                if v.is_floating_point()
+                else v.to(self.device)
+            )
+            for k, v in inputs.items()
+        }
         with torch.inference_mode():
             out = self.model(**inputs)
         ids = inputs["input_ids"][0].cpu()
         # B x queries x max_text_len; only the prompt's own tokens count (the rest is padding).
         probs = out.logits.float().sigmoid().cpu()[..., : ids.numel()]
-        boxes = out.pred_boxes.float().cpu()  # B x queries x (cx, cy, w, h), relative to the image
+        boxes = (
+            out.pred_boxes.float().cpu()
+        )  # B x queries x (cx, cy, w, h), relative to the image
         phrase_of_token = self._phrase_of_token(ids)
         results = []
         for b, rgb in enumerate(images):
@@ -98,11 +119,26 @@ class GroundingDinoDetector:
                 if k < 0:
                     continue  # best token is [CLS]/[SEP]/period: no phrase
                 cx, cy, bw, bh = boxes[b, q].tolist()
-                box = (max(0.0, (cx - bw / 2) * w), max(0.0, (cy - bh / 2) * h), min(w, (cx + bw / 2) * w), min(h, (cy + bh / 2) * h))
+                box = (
+                    max(0.0, (cx - bw / 2) * w),
+                    max(0.0, (cy - bh / 2) * h),
+                    min(w, (cx + bw / 2) * w),
+                    min(h, (cy + bh / 2) * h),
+                )
                 if box[2] <= box[0] or box[3] <= box[1]:
                     continue
-                read = self.processor.tokenizer.decode(ids[probs[b, q] >= self.text_threshold], skip_special_tokens=True)
-                found.append(Product(box, float(scores[q]), phrases[k], read.replace(" .", "").strip(" ."), source="grounding-dino"))
+                read = self.processor.tokenizer.decode(
+                    ids[probs[b, q] >= self.text_threshold], skip_special_tokens=True
+                )
+                found.append(
+                    Product(
+                        box,
+                        float(scores[q]),
+                        phrases[k],
+                        read.replace(" .", "").strip(" ."),
+                        source="grounding-dino",
+                    )
+                )
             found.sort(key=lambda p: -p.score)
             results.append(found)
         return results

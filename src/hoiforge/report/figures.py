@@ -202,8 +202,8 @@ def funnel(table: pa.Table, stage_order: list[str]) -> dict[str, Any]:
         entry["reasons"][key] = entry["reasons"].get(key, 0) + n
 
     seen = set(removed)
-    order = [s for s in BEFORE_STAGES if s in seen] + stage_order + [s for s in AFTER_STAGES if s in seen]
-    order += sorted(seen - set(order))
+    known = set(BEFORE_STAGES) | set(stage_order) | set(AFTER_STAGES)
+    order = [s for s in BEFORE_STAGES if s in seen] + stage_order + sorted(seen - known) + [s for s in AFTER_STAGES if s in seen]
     remaining = table.num_rows
     steps = []
     for stage in dict.fromkeys(order):  # keeps order, drops repeats

@@ -42,7 +42,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from hoiforge.datasets.images import decode_rgb
+from hoiforge.datasets.masks import decode_mask
 from hoiforge.models.inpaint import dilate, inpaint_backend
 from hoiforge.models.ocr import TextRegion, ocr_backend
 from hoiforge.stages.base import Sample, Stage, StageParams
@@ -204,7 +204,7 @@ class Cleanup(Stage):
         shape = s.rgb().shape[:2]
         persons = [person["box"] for person in s.ann.get("persons", []) if "box" in person]
         product_png = s.members.get("mask.png")
-        products = decode_rgb(product_png)[..., 0] if product_png else None
+        products = decode_mask(product_png) if product_png else None
         records, removed = [], []
         for region in regions:
             action, rule = decide(region, shape, p.policy, persons, products)

@@ -2,7 +2,9 @@
 
 Top-down on the person stage's boxes (``ann["persons"]``): writes ``keypoints`` (133 x
 [x, y, score], pixels) into each person, renders ``<id>.pose.png`` (DWPose convention plus the
-feet), and reports how many points of each part are visible per person.
+feet), and reports how many points of each part are visible per person. With ``leg_json`` on
+(shoe-leg recipe) it also writes ``<id>.leg.json``: ShoeModel's 12 leg+foot points per person
+(datasets/leg.py).
 
 Backends (POSE_BACKENDS, "module:Class" implementing models.base.PoseEstimator):
 ``mediapipe`` (embedded holistic, offline), ``vitpose`` (transformers ViTPose with a converted
@@ -17,6 +19,7 @@ import numpy as np
 from pydantic import Field
 
 from hoiforge.datasets import keypoints as K
+from hoiforge.datasets import leg as L
 from hoiforge.datasets.images import encode_png
 from hoiforge.datasets.render import DWPOSE_MIN_SCORE, render_pose
 from hoiforge.stages.base import Sample, Stage, StageParams
@@ -33,13 +36,14 @@ class PoseParams(StageParams):
     backend: str = "mediapipe"
     min_score: float = Field(DWPOSE_MIN_SCORE, ge=0, le=1, description="a keypoint counts as visible (and is drawn) above this score")
     render: bool = Field(True, description="write <id>.pose.png")
+    leg_json: bool = Field(False, description="write <id>.leg.json: the 12 shoe-leg keypoints per person (ShoeModel)")
     options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the backend")
 
 
 class Pose(Stage):
     name = "pose"
     Params = PoseParams
-    members = ("pose.png",)
+    members = ("pose.png", "leg.json")
     uses_model = True
     default_batch_size = 8
 
@@ -69,3 +73,6 @@ class Pose(Stage):
                 s.metrics[f"kp_{part}"] = round(sum(K.visible_count(kp, idx, p.min_score) for kp in people) / n, 3)
             if p.render:
                 s.members["pose.png"] = encode_png(render_pose(people, *rgb.shape[:2], min_score=p.min_score))
+            if p.leg_json:
+                h, w = rgb.shape[:2]
+                s.members["leg.json"] = L.encode(L.leg_document(s.ann["persons"], w, h, p.min_score))

@@ -35,23 +35,46 @@ class ProductsParams(StageParams):
     detector: str = Field("embedded", description="embedded | grounding-dino")
     segmenter: str = Field("embedded", description="embedded | sam | hf-sam")
     prompt: str = HOIHUMAN_PROMPT
-    box_threshold: float = Field(0.35, ge=0, le=1, description="grounding-dino: min box score")
-    text_threshold: float = Field(0.25, ge=0, le=1, description="grounding-dino: min token score of the phrase")
-    min_area: float = Field(0.005, ge=0, le=1, description="min mask area as a fraction of the image")
+    box_threshold: float = Field(
+        0.35, ge=0, le=1, description="grounding-dino: min box score"
+    )
+    text_threshold: float = Field(
+        0.25, ge=0, le=1, description="grounding-dino: min token score of the phrase"
+    )
+    min_area: float = Field(
+        0.005, ge=0, le=1, description="min mask area as a fraction of the image"
+    )
     max_products: int = Field(20, ge=1)
     min_products: int = Field(1, ge=0)
-    drop_if_none: bool = Field(True, description="drop images with fewer than min_products products")
-    nms_iou: float = Field(0.7, gt=0, le=1, description="a mask overlapping a better one above this IoU is a duplicate")
-    close_view_margin: float = Field(0.25, ge=0, description="close-view crop: box grown by this fraction per side")
-    detector_options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the detector")
-    segmenter_options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the segmenter")
+    drop_if_none: bool = Field(
+        True, description="drop images with fewer than min_products products"
+    )
+    nms_iou: float = Field(
+        0.7,
+        gt=0,
+        le=1,
+        description="a mask overlapping a better one above this IoU is a duplicate",
+    )
+    close_view_margin: float = Field(
+        0.25, ge=0, description="close-view crop: box grown by this fraction per side"
+    )
+    detector_options: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the detector"
+    )
+    segmenter_options: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the segmenter"
+    )
 
     @model_validator(mode="after")
-    def _check(self) -> "ProductsParams":
+    def _check(self) -> ProductsParams:
         if self.backend is not None:
-            raise ValueError("products: choose backends with 'detector:' and 'segmenter:', not 'backend:'")
+            raise ValueError(
+                "products: choose backends with 'detector:' and 'segmenter:', not 'backend:'"
+            )
         if self.min_products > self.max_products:
-            raise ValueError(f"min_products {self.min_products} > max_products {self.max_products}")
+            raise ValueError(
+                f"min_products {self.min_products} > max_products {self.max_products}"
+            )
         return self
 
 
@@ -60,10 +83,21 @@ def close_view(box, shape: tuple[int, int], margin: float) -> list[float]:
     x0, y0, x1, y1 = box
     h, w = shape
     dx, dy = margin * (x1 - x0), margin * (y1 - y0)
-    return [round(max(0.0, x0 - dx), 2), round(max(0.0, y0 - dy), 2), round(min(float(w), x1 + dx), 2), round(min(float(h), y1 + dy), 2)]
+    return [
+        round(max(0.0, x0 - dx), 2),
+        round(max(0.0, y0 - dy), 2),
+        round(min(float(w), x1 + dx), 2),
+        round(min(float(h), y1 + dy), 2),
+    ]
 
 
-def instance_map(products: list[Product], shape: tuple[int, int], min_pixels: int, nms_iou: float, limit: int) -> tuple[np.ndarray, list[Product]]:
+def instance_map(
+    products: list[Product],
+    shape: tuple[int, int],
+    min_pixels: int,
+    nms_iou: float,
+    limit: int,
+) -> tuple[np.ndarray, list[Product]]:
     """Paint masks best-first; duplicates (mask IoU > nms_iou) and products left too small are skipped."""
     ids = np.zeros(shape, np.uint16 if limit > 255 else np.uint8)
     kept: list[Product] = []
@@ -73,7 +107,11 @@ def instance_map(products: list[Product], shape: tuple[int, int], min_pixels: in
         mask = p.mask
         if mask is None or mask.sum() < min_pixels:
             continue
-        if any(np.logical_and(mask, k.mask).sum() / np.logical_or(mask, k.mask).sum() > nms_iou for k in kept):
+        if any(
+            np.logical_and(mask, k.mask).sum() / np.logical_or(mask, k.mask).sum()
+            > nms_iou
+            for k in kept
+        ):
             continue
         own = mask & (ids == 0)  # an overlapping pixel belongs to the better product
         if own.sum() < min_pixels:
@@ -107,13 +145,17 @@ class Products(Stage):
         from hoiforge.models.segment_service import ProductSegmenter
 
         p = self.params
-        ProductSegmenter.check(p.detector, p.segmenter, self._detector_options(), p.segmenter_options)
+        ProductSegmenter.check(
+            p.detector, p.segmenter, self._detector_options(), p.segmenter_options
+        )
 
     def setup(self) -> None:
         from hoiforge.models.segment_service import ProductSegmenter
 
         p = self.params
-        self.service = ProductSegmenter(p.detector, p.segmenter, self._detector_options(), p.segmenter_options)
+        self.service = ProductSegmenter(
+            p.detector, p.segmenter, self._detector_options(), p.segmenter_options
+        )
 
     def process(self, samples: list[Sample]) -> None:
         p = self.params
@@ -122,19 +164,40 @@ class Products(Stage):
         for s, rgb, products in zip(samples, images, found, strict=True):
             h, w = rgb.shape[:2]
             # Best first: the detector's score; the class-agnostic detector's scores are contrast, so area decides there.
-            ranked = sorted(products, key=lambda q: -(float(q.mask.sum()) if p.detector == "embedded" else q.score))
-            ids, kept = instance_map(ranked, (h, w), max(1, int(p.min_area * h * w)), p.nms_iou, p.max_products)
-            s.ann["products"] = [self._to_json(q, i + 1, ids, p.close_view_margin) for i, q in enumerate(kept)]
+            ranked = sorted(
+                products,
+                key=lambda q: (
+                    -(float(q.mask.sum()) if p.detector == "embedded" else q.score)
+                ),
+            )
+            ids, kept = instance_map(
+                ranked,
+                (h, w),
+                max(1, int(p.min_area * h * w)),
+                p.nms_iou,
+                p.max_products,
+            )
+            s.ann["products"] = [
+                self._to_json(q, i + 1, ids, p.close_view_margin)
+                for i, q in enumerate(kept)
+            ]
             s.metrics["products"] = len(kept)
-            s.metrics["product_area"] = max((q["area_fraction"] for q in s.ann["products"]), default=0.0)
+            s.metrics["product_area"] = max(
+                (q["area_fraction"] for q in s.ann["products"]), default=0.0
+            )
             s.metrics["product_label"] = kept[0].label if kept else ""
             if kept:
                 s.members["mask.png"] = encode_mask(ids)
             if p.drop_if_none and len(kept) < p.min_products:
-                s.drop(self.name, f"{len(kept)} products found by {self.backend_name} (need >= {p.min_products}, min area {p.min_area})")
+                s.drop(
+                    self.name,
+                    f"{len(kept)} products found by {self.backend_name} (need >= {p.min_products}, min area {p.min_area})",
+                )
 
     @staticmethod
-    def _to_json(q: Product, index: int, ids: np.ndarray, margin: float) -> dict[str, Any]:
+    def _to_json(
+        q: Product, index: int, ids: np.ndarray, margin: float
+    ) -> dict[str, Any]:
         own = ids == index
         ys, xs = np.nonzero(own)
         area = int(own.sum())
@@ -143,9 +206,16 @@ class Products(Stage):
             "phrase": q.phrase,
             "box": [round(float(v), 2) for v in q.box],
             "score": round(float(q.score), 4),
-            "mask_score": None if q.mask_score is None else round(float(q.mask_score), 4),
+            "mask_score": None
+            if q.mask_score is None
+            else round(float(q.mask_score), 4),
             "mask_index": index,
-            "mask_box": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
+            "mask_box": [
+                int(xs.min()),
+                int(ys.min()),
+                int(xs.max()) + 1,
+                int(ys.max()) + 1,
+            ],
             "area": area,
             "area_fraction": round(area / own.size, 5),
             "close_view": close_view(q.box, ids.shape, margin),

@@ -118,26 +118,29 @@ async function openSample(index) {
 function render() {
   const s = state.sample;
   if (!s) return;
-  const notes = [];
   const row = s.manifest;
-  const missingWhy = row.status === "kept" ? "this build's recipe does not write it" : `${row.status} at ${row.stage}, so nothing of it is in the shards`;
-  if (row.status !== "kept") notes.push(`${row.status} at ${row.stage}: ${row.reason || "no reason recorded"}. ` + (s.source_readable ? "Showing the source file." : "The source file is not readable here."));
+  const missing = [];
   for (const k of OVERLAYS) {
     const img = $("ov-" + k);
     const want = $("t-" + k).checked;
     const have = s.overlays.includes(k);
     if (want && have && !img.getAttribute("src")) img.src = `/api/overlay/${row.index}/${k}`;
     img.classList.toggle("on", want && have);
-    if (want && !have) notes.push(`${k} overlay: not available (${missingWhy}).`);
+    if (want && !have) missing.push(`${k} overlay`);
   }
-  drawBoxes(notes, missingWhy);
+  drawBoxes(missing);
   const cap = s.caption || (s.annotation && s.annotation.caption && s.annotation.caption.text) || "";
   $("caption").textContent = $("t-caption").checked ? cap || (row.status === "kept" ? "(no caption in this build)" : "") : "";
-  const ul = $("notes");
-  ul.replaceChildren(...notes.map((n) => Object.assign(document.createElement("li"), { textContent: n })));
+  const notes = [];
+  if (row.status !== "kept") notes.push(`${row.status} at ${row.stage}: ${row.reason || "no reason recorded"}. ` + (s.source_readable ? "Showing the source file." : "The source file is not readable here."));
+  if (missing.length) {
+    const why = row.status === "kept" ? "this build's recipe does not write it" : `${row.status} at ${row.stage}, so nothing of it is in the shards`;
+    notes.push(`Not available (${why}): ${missing.join(", ")}.`);
+  }
+  $("notes").replaceChildren(...notes.map((n) => Object.assign(document.createElement("li"), { textContent: n })));
 }
 
-function drawBoxes(notes, missingWhy) {
+function drawBoxes(missing) {
   const s = state.sample;
   const base = $("base");
   const canvas = $("boxes");
@@ -172,8 +175,8 @@ function drawBoxes(notes, missingWhy) {
   for (const [key, items, draw] of layers) {
     if (!$("t-" + key).checked) continue;
     if (items === undefined) {
-      if (s.annotation) continue; // kept, stage not in the recipe: nothing to say per box kind
-      notes.push(`${LABELS[key]}: not available (${missingWhy}).`);
+      // Dropped/failed rows have no annotation: say so. A kept row without the stage just has no boxes.
+      if (!s.annotation) missing.push(LABELS[key]);
       continue;
     }
     items.forEach(draw);

@@ -1,0 +1,89 @@
+"""The shoe-leg keypoint document (`<id>.leg.json`): ShoeModel's 12 leg+foot points per person.
+
+ShoeModel conditions on the legs and feet only: hips, knees, ankles and the six foot points
+(big toe, small toe, heel per side), taken from the 133-point whole-body pose in the order of
+``keypoints.SHOE_LEG``; the 8 foot points (ankles + feet, ``keypoints.SHOE_FOOT``) are kept
+separately because the shoe segmentation and the wearable-area model look at them alone.
+
+Normalisation (as its LpS module consumes them): a seen point P becomes P/s * 0.9 + 0.1, with s
+the image size per axis (x by width, y by height), so seen points lie in [0.1, 1.0] and 0
+means "missing" without colliding with a point on the image's top or left edge.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from hoiforge.datasets import keypoints as K
+
+LAYOUT = "coco-wholebody/shoe-leg-12"
+LEG_NAMES = tuple(K.NAMES[i] for i in K.SHOE_LEG)
+FOOT_NAMES = tuple(K.NAMES[i] for i in K.SHOE_FOOT)
+# Per side: the points that lie on (or in) the shoe. The ankle is the top of the shoe's
+# region; the toes and heel are its ends.
+SHOE_POINTS = {
+    "left": tuple(K.INDEX[n] for n in ("left_ankle", "left_big_toe", "left_small_toe", "left_heel")),
+    "right": tuple(K.INDEX[n] for n in ("right_ankle", "right_big_toe", "right_small_toe", "right_heel")),
+}
+# Foot points that only a visible foot has (the ankle alone is seen under long trousers too).
+FOOT_ONLY = {side: points[1:] for side, points in SHOE_POINTS.items()}
+NORM_SCALE, NORM_OFFSET = 0.9, 0.1
+
+
+def normalise(points: np.ndarray, width: int, height: int, min_score: float) -> np.ndarray:
+    """N x 2 in [0.1, 1] for points scoring above ``min_score``, exactly 0 for missing ones."""
+    pts = np.asarray(points, dtype=np.float64)
+    out = np.zeros((len(pts), 2), np.float64)
+    seen = pts[:, 2] > min_score
+    out[seen] = pts[seen, :2] / np.array([width, height], np.float64) * NORM_SCALE + NORM_OFFSET
+    return out
+
+
+def denormalise(normalised: np.ndarray, width: int, height: int) -> np.ndarray:
+    """N x 3 [x, y, seen] pixels back from ``normalise``; missing points come back as zeros."""
+    n = np.asarray(normalised, dtype=np.float64)
+    seen = (n > 0).any(axis=1)
+    out = np.zeros((len(n), 3), np.float64)
+    out[seen, :2] = (n[seen] - NORM_OFFSET) / NORM_SCALE * np.array([width, height], np.float64)
+    out[seen, 2] = 1.0
+    return out
+
+
+def seen_sides(keypoints: np.ndarray, min_score: float) -> list[str]:
+    """The sides ("left", "right") whose foot (a toe or the heel) the pose saw."""
+    kp = np.asarray(keypoints)
+    return [side for side, idx in FOOT_ONLY.items() if (kp[list(idx), 2] > min_score).any()]
+
+
+def leg_document(persons: list[dict[str, Any]], width: int, height: int, min_score: float) -> dict[str, Any]:
+    """The `<id>.leg.json` document for the pose stage's persons (each with 133 keypoints)."""
+    people = []
+    for person in persons:
+        kp = np.asarray(person["keypoints"], dtype=np.float64)
+        leg = kp[list(K.SHOE_LEG)]
+        people.append(
+            {
+                "box": person.get("box"),
+                "leg": [[round(float(x), 2), round(float(y), 2), round(float(s), 4)] for x, y, s in leg],
+                "foot": [[round(float(x), 2), round(float(y), 2), round(float(s), 4)] for x, y, s in kp[list(K.SHOE_FOOT)]],
+                "leg_normalised": [[round(float(x), 5), round(float(y), 5)] for x, y in normalise(leg, width, height, min_score)],
+                "feet_seen": seen_sides(kp, min_score),
+            }
+        )
+    return {
+        "layout": LAYOUT,
+        "names": list(LEG_NAMES),
+        "foot_names": list(FOOT_NAMES),
+        "width": width,
+        "height": height,
+        "min_score": min_score,
+        "normalisation": "P/size*0.9+0.1 per axis (x by width, y by height); 0 = missing",
+        "persons": people,
+    }
+
+
+def encode(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()

@@ -1,0 +1,156 @@
+"""shoes: shoe masks, the shoe-only image and bootstrap wearable-area labels (ShoeModel's shoe-leg set).
+
+Needs the pose stage before it (the feet decide which masks are shoes and which side they are).
+Mask source (``source``):
+
+- ``products``: the products stage's instance masks whose label is a shoe word (grounding-dino
+  with the prompt "shoe, sneaker, boot, sandal, high heels", SAM masks): the paper's way;
+- ``keypoints``: the embedded segmenter, GrabCut seeded by each seen foot's keypoints
+  (models/foot_segment.py), for machines without detector/SAM weights;
+- ``auto`` (default): ``products`` when the products stage found shoe-labelled masks, else
+  ``keypoints`` (the embedded products detector labels everything "product" and leaves worn
+  shoes out with the person, so it never feeds this stage).
+
+Writes ``ann["shoes"]`` (per shoe: person, side, box, area, source, touches_border),
+``<id>.shoe.png`` (RGBA: the shoe pixels, alpha 0 and black elsewhere), ``<id>.shoemask.png``
+(instance map, i = shoes[i-1]) and, with ``bootstrap_wear``, ``<id>.wear.png``: the bootstrap
+wearable-area labels of a worn photo, 0 background, 1 visible = the shoe masks, and no 2 —
+a worn shoe hides its opening, insole and inner collar, so the wearable area is left empty and
+a worn photo never contradicts the labels of the same shoe unworn.
+
+Drops (reasons as below): no feet visible; no shoe found at the feet; more than ``max_shoes``
+shoes; a shoe cut off by the frame (its mask touches the image border; ``cut_off: keep``
+keeps such images and flags the shoe instead).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from hoiforge.datasets import wearable as W
+from hoiforge.datasets.images import encode_png
+from hoiforge.datasets.masks import decode_mask, encode_mask
+from hoiforge.models.foot_segment import FootSeededSegmenter, FootSeeds, feet_of
+from hoiforge.stages.base import Sample, Stage, StageParams
+
+SHOE_LABELS = ("shoe", "shoes", "sneaker", "sneakers", "boot", "boots", "sandal", "sandals", "high heels", "heels", "high heel")
+
+
+class ShoesParams(StageParams):
+    source: Literal["auto", "products", "keypoints"] = "auto"
+    shoe_labels: list[str] = Field(default_factory=lambda: list(SHOE_LABELS), description="products labels that are shoes")
+    min_score: float = Field(0.3, ge=0, le=1, description="a foot keypoint counts as seen above this score")
+    min_pixels: int = Field(64, ge=1, description="a shoe mask smaller than this is no shoe")
+    max_shoes: int = Field(2, ge=1)
+    cut_off: Literal["drop", "keep"] = Field("drop", description="a shoe touching the image border: drop the image, or keep it flagged")
+    border: int = Field(1, ge=1, description="a mask within this many pixels of the border touches it")
+    bootstrap_wear: bool = Field(True, description="write <id>.wear.png: 1 = shoe masks, wearable area empty (worn photo)")
+    segmenter_options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of FootSeededSegmenter")
+
+
+class Shoes(Stage):
+    name = "shoes"
+    Params = ShoesParams
+    members = ("shoe.png", "shoemask.png", "wear.png")
+    uses_model = True  # GrabCut is the heavy part; an actor keeps the segmenter's settings
+    default_batch_size = 8
+
+    @property
+    def backend_name(self) -> str:
+        return self.params.source
+
+    def setup(self) -> None:
+        self.segmenter = FootSeededSegmenter(**self.params.segmenter_options)
+
+    def process(self, samples: list[Sample]) -> None:
+        for s in samples:
+            if "persons" not in s.ann or any("keypoints" not in q for q in s.ann["persons"]):
+                raise ValueError("shoes needs keypoints: put the pose stage before shoes in the recipe")
+            self._one(s)
+
+    def _one(self, s: Sample) -> None:
+        p = self.params
+        rgb = s.rgb()
+        h, w = rgb.shape[:2]
+        feet = feet_of(s.ann["persons"], p.min_score)
+        if not feet:
+            s.metrics.update(shoes=0, shoe_area=0.0)
+            s.drop(self.name, f"no feet visible (no toe or heel keypoint above {p.min_score})")
+            return
+        from_products = self._product_shoes(s, feet) if p.source in ("auto", "products") else None
+        if from_products is None and p.source == "products":
+            raise ValueError("shoes source 'products' but the products stage found no shoe-labelled masks (run it with a shoe prompt)")
+        if from_products is not None:
+            shoes = from_products
+        else:
+            masks = self.segmenter.segment(rgb, feet)
+            shoes = [(m, f.person, f.side, self.segmenter.name, None) for m, f in zip(masks, feet, strict=True)]
+        shoes = [x for x in shoes if x[0].sum() >= p.min_pixels]
+        ids = np.zeros((h, w), np.uint8)
+        records = []
+        for mask, person, side, source, product in shoes:
+            ids[mask & (ids == 0)] = len(records) + 1
+            records.append(_record(mask, person, side, source, product, p.border))
+        s.ann["shoes"] = records
+        s.metrics["shoes"] = len(records)
+        s.metrics["shoe_area"] = round(float((ids > 0).mean()), 5)
+        if not records:
+            s.drop(self.name, f"no shoe found at the feet ({len(feet)} feet seen, every mask under {p.min_pixels} pixels)")
+            return
+        if len(records) > p.max_shoes:
+            s.drop(self.name, f"more than {p.max_shoes} shoes ({len(records)})")
+            return
+        cut = [r for r in records if r["touches_border"]]
+        if cut and p.cut_off == "drop":
+            where = ", ".join(f"person {r['person']} {r['side']}" for r in cut)
+            s.drop(self.name, f"shoe cut off by the frame ({where})")
+            return
+        shoe = ids > 0
+        rgba = np.zeros((h, w, 4), np.uint8)
+        rgba[shoe, :3] = rgb[shoe]
+        rgba[shoe, 3] = 255
+        s.members["shoe.png"] = encode_png(rgba)
+        s.members["shoemask.png"] = encode_mask(ids)
+        if p.bootstrap_wear:
+            labels = np.where(shoe, W.VISIBLE, W.BACKGROUND).astype(np.uint8)
+            s.members["wear.png"] = W.encode_labels(labels)
+            s.ann["wear"] = {"source": "bootstrap", **W.label_counts(labels), "note": "worn photo: shoe masks are visible, wearable area unseen"}
+
+    def _product_shoes(self, s: Sample, feet: list[FootSeeds]) -> list | None:
+        """(mask, person, side, source, product index) per shoe-labelled product, or None if there are none."""
+        labels = {x.lower() for x in self.params.shoe_labels}
+        products = [q for q in s.ann.get("products", []) if str(q.get("label", "")).lower() in labels]
+        if not products or not s.members.get("mask.png"):
+            return None
+        ids = decode_mask(s.members["mask.png"])
+        out = []
+        for q in products:
+            mask = ids == q["mask_index"]
+            ys, xs = np.nonzero(mask)
+            if not len(xs):
+                continue
+            centre = np.array([xs.mean(), ys.mean()])
+            # The shoe belongs to the foot whose seen points lie nearest its centre.
+            foot = min(feet, key=lambda f: float(np.min(np.linalg.norm(f.points - centre, axis=1))))
+            out.append((mask, foot.person, foot.side, f"products:{q.get('source') or q['label']}", q["mask_index"]))
+        return out or None
+
+
+def _record(mask: np.ndarray, person: int, side: str, source: str, product: int | None, border: int) -> dict[str, Any]:
+    ys, xs = np.nonzero(mask)
+    h, w = mask.shape
+    touches = bool(xs.min() < border or ys.min() < border or xs.max() >= w - border or ys.max() >= h - border)
+    area = int(mask.sum())
+    return {
+        "person": person,
+        "side": side,
+        "box": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
+        "area": area,
+        "area_fraction": round(area / mask.size, 5),
+        "source": source,
+        "product_index": product,
+        "touches_border": touches,
+    }

@@ -1,0 +1,178 @@
+"""The dataset report: figures.json and index.html checked against the manifest they come from.
+
+Expected numbers are recomputed here the simple way (Python over manifest rows), independently
+of the column-wise code in hoiforge.report.figures.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from hoiforge.report.cli import app
+from hoiforge.report.figures import compute_figures
+from tests.report_build import small_build
+
+
+@pytest.fixture(scope="module")
+def built(ray_local, tmp_path_factory) -> Path:
+    return small_build(tmp_path_factory.mktemp("report-build"))
+
+
+def _bin_counts(values: list[float], edges: list[float]) -> list[int]:
+    """Counts per [a, b) bin, last bin closed: the definition, bin by bin."""
+    counts = [0] * (len(edges) - 1)
+    for v in values:
+        for i in range(len(counts)):
+            last = i == len(counts) - 1
+            if edges[i] <= v < edges[i + 1] or (last and v == edges[-1]):
+                counts[i] += 1
+                break
+    return counts
+
+
+@pytest.mark.slow
+def test_report_numbers_match_the_manifest(built: Path):
+    result = CliRunner().invoke(app, ["stats", str(built), "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads((built / "report" / "figures.json").read_text())
+    assert json.loads(result.stdout) == figures  # the JSON for scripts is the file's content
+
+    rows = pq.read_table(built / "manifest.parquet").to_pylist()
+    kept = [r for r in rows if r["status"] == "kept"]
+    status = Counter(r["status"] for r in rows)
+    assert figures["totals"] == {"inputs": len(rows), "kept": status["kept"], "dropped": status["dropped"], "failed": status["failed"]}
+    # The build was made to contain every status: 2 kept, 3 dropped (2 no person, 1 too small), 1 failed.
+    assert (status["kept"], status["dropped"], status["failed"]) == (2, 3, 1)
+
+    # Funnel: recipe order, each stage's removals by status, running remainder, kept at the end.
+    steps = {s["stage"]: s for s in figures["funnel"]["steps"]}
+    recipe_stages = ["decode", "resolution", "person", "pose", "edges"]
+    assert [s for s in steps if s in recipe_stages] == recipe_stages
+    remaining = len(rows)
+    for step in figures["funnel"]["steps"]:
+        mine = [r for r in rows if r["status"] != "kept" and r["stage"] == step["stage"]]
+        assert step["dropped"] == sum(r["status"] == "dropped" for r in mine)
+        assert step["failed"] == sum(r["status"] == "failed" for r in mine)
+        assert sum(step["reasons"].values()) == len(mine)
+        remaining -= len(mine)
+        assert step["remaining"] == remaining
+    assert figures["funnel"]["kept"] == remaining == len(kept)
+    assert steps["person"]["dropped"] == 2 and steps["resolution"]["dropped"] == 1
+    assert any("short side" in reason or "256" in reason for reason in steps["resolution"]["reasons"])
+
+    # Resolution: short/long side of kept and of all decoded rows.
+    for who, subset in (("kept", kept), ("all", [r for r in rows if r["m.width"] is not None])):
+        short = [min(r["m.width"], r["m.height"]) for r in subset]
+        long_ = [max(r["m.width"], r["m.height"]) for r in subset]
+        fig = figures["resolution"][who]
+        assert fig["short"]["count"] == len(short) and fig["short"]["min"] == min(short) and fig["short"]["max"] == max(short)
+        assert fig["long"]["mean"] == pytest.approx(sum(long_) / len(long_))
+        assert fig["short_hist"]["counts"] == _bin_counts(short, fig["short_hist"]["edges"])
+        assert fig["long_hist"]["counts"] == _bin_counts(long_, fig["long_hist"]["edges"])
+    assert figures["resolution"]["all"]["short"]["min"] == 200  # the downscaled copy
+
+    # Persons per image, keypoint visibility per part, splits, per-stage time.
+    assert figures["persons"]["kept"] == {str(k): v for k, v in Counter(r["m.persons"] for r in kept).items()}
+    for part, size in (("body", 17), ("feet", 6), ("hands", 42), ("face", 68)):
+        visible = [r[f"m.kp_{part}"] for r in kept]
+        assert figures["keypoints"]["parts"][part]["mean_fraction"] == pytest.approx(sum(visible) / len(visible) / size)
+    assert figures["splits"] == dict(Counter(r["split"] for r in kept))
+    for name in [c for c in rows[0] if c.startswith("m.time.")]:
+        values = [r[name] for r in rows if r[name] is not None]
+        assert figures["stage_time"][name[len("m.time.") :]]["mean"] == pytest.approx(sum(values) / len(values))
+
+    # Shards: the wids index agrees with the files on disk.
+    index = json.loads((built / "index.json").read_text())
+    assert figures["shards"]["count"] == len(index["shardlist"]) == len(list((built / "shards").glob("*.tar")))
+    assert figures["shards"]["total_bytes"] == sum(p.stat().st_size for p in (built / "shards").glob("*.tar"))
+    assert figures["shards"]["total_samples"] == len(kept)
+
+    # Recipe stages that measure nothing here say so instead of plotting zeros.
+    for absent in ("products", "quality", "caption_words", "text"):
+        assert figures[absent]["available"] is False
+
+    # The page: self-contained, and its tables carry the same numbers.
+    page = (built / "report" / "index.html").read_text()
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), "the report must not load anything from the network"
+    assert page.count('src="data:image/png;base64,') >= 6
+    for k in ("inputs", "kept", "dropped", "failed"):
+        assert f'data-k="{k}">{figures["totals"][k]}<' in page
+    funnel_table = re.search(r'<table class="funnel">(.*?)</table>', page).group(1)
+    cells = [re.findall(r"<td>(.*?)</td>", tr) for tr in re.findall(r"<tr>(.*?)</tr>", funnel_table)[1:]]
+    by_stage = {c[0]: c for c in cells}
+    for step in figures["funnel"]["steps"]:
+        assert by_stage[step["stage"]][1] == str(step["dropped"]) and by_stage[step["stage"]][4] == str(step["remaining"])
+    assert by_stage["kept"][4] == str(len(kept))
+
+
+def _write_out(out: Path, table: pa.Table, shardlist: list[dict]) -> Path:
+    out.mkdir(parents=True)
+    pq.write_table(table, out / "manifest.parquet")
+    (out / "index.json").write_text(json.dumps({"__kind__": "wids-shard-index-v1", "wids_version": 1, "name": "x", "shardlist": shardlist}))
+    return out
+
+
+def test_optional_metric_figures_follow_their_columns(tmp_path: Path):
+    """Products, quality, captions, keypoints and text figures from the columns other stages record."""
+    rng = np.random.default_rng(0)
+    n = 500
+    status = rng.choice(["kept", "dropped", "failed"], n, p=[0.7, 0.2, 0.1]).tolist()
+    stage = [None if s == "kept" else "read" if s == "failed" else str(rng.choice(["quality", "dedup"])) for s in status]
+    reason = [None if s == "kept" else (f"exact duplicate of /data/img{i}.jpg" if st == "dedup" else f"{st} said no") for i, (s, st) in enumerate(zip(status, stage))]
+    labels = rng.choice(["shoes", "bottle", "phone", ""], n).tolist()
+    aesthetic = rng.uniform(2, 9, n)
+    brisque = rng.uniform(0, 180, n)  # beyond the plotted 0-150: must land in the last bin, not vanish
+    words = rng.integers(5, 120, n)
+    kp_hands = rng.uniform(0, 42, n)
+    table = pa.table(
+        {
+            "status": status, "stage": stage, "reason": reason,
+            "split": ["train" if s == "kept" else None for s in status], "shard": [None] * n,
+            "m.product_label": labels, "m.products": rng.integers(0, 4, n), "m.product_area": rng.uniform(0, 1, n),
+            "m.aesthetic": aesthetic, "m.brisque": brisque, "m.caption_words": words, "m.kp_hands": kp_hands,
+            "m.text_regions": rng.integers(0, 5, n), "m.text_removed": rng.integers(0, 2, n),
+        }
+    )  # fmt: skip
+    out = _write_out(tmp_path / "out", table, [{"url": "shards/train-000000.tar", "nsamples": status.count("kept"), "filesize": 12345, "md5sum": "x"}])
+    f = compute_figures(out)
+    kept = np.array(status) == "kept"
+
+    assert f["products"]["labels"] == {k: v for k, v in Counter(l for l, k_ in zip(labels, kept) if k_ and l).items()} | (
+        {"(none)": sum(1 for l, k_ in zip(labels, kept) if k_ and not l)}
+    )
+    assert sum(f["products"]["area"]["histogram"]["counts"]) == kept.sum()
+    assert f["quality"]["aesthetic"]["kept"]["summary"]["mean"] == pytest.approx(aesthetic[kept].mean())
+    assert f["quality"]["brisque"]["all"]["summary"]["max"] == pytest.approx(brisque.max())
+    assert sum(f["quality"]["brisque"]["all"]["histogram"]["counts"]) == n
+    assert f["quality"]["brisque"]["all"]["histogram"]["counts"][-1] == int((brisque >= 145).sum())
+    assert f["caption_words"]["summary"]["median"] == pytest.approx(np.median(words[kept]))
+    assert sum(f["caption_words"]["histogram"]["counts"]) == kept.sum()
+    assert f["keypoints"]["parts"].keys() == {"hands"}  # only the recorded part
+    assert f["keypoints"]["parts"]["hands"]["mean_fraction"] == pytest.approx(kp_hands[kept].mean() / 42)
+    assert f["text"]["text_removed"]["total"] == table.column("m.text_removed").to_numpy()[kept].sum()
+    # Per-input details in reasons are grouped: 1 class for every "exact duplicate of /path".
+    dedup = next(s for s in f["funnel"]["steps"] if s["stage"] == "dedup")
+    assert dedup["reasons"] == {"dropped: exact duplicate": stage.count("dedup")}
+    assert [s["stage"] for s in f["funnel"]["steps"]][0] == "read" and f["funnel"]["steps"][-1]["stage"] == "dedup"
+    assert f["funnel"]["kept"] == kept.sum()
+
+
+def test_a_build_without_metrics_reports_them_absent(tmp_path: Path):
+    table = pa.table({"status": ["kept", "failed"], "stage": [None, "read"], "reason": [None, "cannot read"], "split": ["train", None], "shard": ["shards/train-000000.tar", None]})
+    out = _write_out(tmp_path / "out", table, [])
+    f = compute_figures(out)
+    assert f["totals"] == {"inputs": 2, "kept": 1, "dropped": 0, "failed": 1}
+    for name in ("resolution", "persons", "products", "quality", "caption_words", "keypoints", "text", "shards"):
+        assert f[name]["available"] is False, name
+    result = CliRunner().invoke(app, ["stats", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Not recorded by this build" in (out / "report" / "index.html").read_text()
