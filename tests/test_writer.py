@@ -1,0 +1,121 @@
+"""Shard writing and finalize without Ray: rolling by count and bytes, retried writes, duplicates."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from itertools import count
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from hoiforge.pipeline.inputs import list_inputs, refs_to_table
+from hoiforge.pipeline.layout import OutLayout
+from hoiforge.pipeline.manifest import clean_uncommitted, committed_parts, finalize
+from hoiforge.pipeline.recipe import OutputSpec
+from hoiforge.pipeline.writer import write_part
+from hoiforge.stages.testing import decoded
+
+from .conftest import DATA, FIXTURES
+
+
+@pytest.fixture
+def layout(tmp_path) -> OutLayout:
+    out = OutLayout(tmp_path / "out")
+    out.make()
+    return out
+
+
+def samples(names=FIXTURES):
+    return [decoded(DATA / n, index=i) for i, n in enumerate(names)]
+
+
+def listing_for(names=FIXTURES):
+    table = refs_to_table(list_inputs([str(DATA / n) for n in names]))
+    import pyarrow as pa
+
+    return table.append_column("index", pa.array(range(table.num_rows), pa.int64()))
+
+
+def shard_counts(layout: OutLayout) -> dict[str, int]:
+    counts = {}
+    for p in sorted(layout.shards.glob("*.tar")):
+        with tarfile.open(p) as tar:
+            counts[p.name] = len({m.name.split(".")[0] for m in tar})
+    return counts
+
+
+def test_shards_roll_over_by_count_and_by_bytes(layout):
+    seq = count()
+    write_part(layout, OutputSpec(shard_max_count=3), samples(), lambda split: next(seq))
+    assert shard_counts(layout) == {"train-000000.tar": 3, "train-000001.tar": 1}
+
+    other = OutLayout(layout.root.parent / "bytes")
+    other.make()
+    seq = count()
+    # 600 kB a shard: astronaut (790 kB) alone, basketball (133 kB) + coffee (467 kB) would pass
+    # the limit, coffee + scenetext (97 kB) fit together.
+    write_part(other, OutputSpec(shard_max_bytes=600_000), samples(), lambda split: next(seq))
+    assert list(shard_counts(other).values()) == [1, 1, 2]
+
+
+def test_part_lists_every_row_and_its_shards(layout):
+    seq = count()
+    batch = samples()
+    batch[2].drop("person", "0 persons")
+    write_part(layout, OutputSpec(), batch, lambda split: next(seq))
+    [part] = committed_parts(layout)
+    rows = pq.read_table(part).to_pylist()
+    assert [r["status"] for r in rows] == ["kept", "kept", "dropped", "kept"]
+    assert rows[2]["reason"] == "0 persons" and rows[2]["shard"] is None
+    meta = json.loads(pq.read_schema(part).metadata[b"hoiforge.shards"])
+    assert meta[0]["nsamples"] == 3 and meta[0]["url"] == "shards/train-000000.tar"
+
+
+def test_retried_write_and_exact_duplicates_are_settled_by_finalize(layout):
+    seq = count()
+    spec = OutputSpec()
+    write_part(layout, spec, samples(), lambda split: next(seq))
+    # A write task that Ray retried after it had committed: the same inputs, committed again.
+    write_part(layout, spec, samples(), lambda split: next(seq))
+    assert sum(shard_counts(layout).values()) == 8
+    stats = finalize(layout, listing_for(), {})
+    assert stats["inputs"] == 4 and stats["kept"] == 4
+    assert sum(shard_counts(layout).values()) == 4  # the second copy was removed from its shard
+    index = json.loads(layout.index.read_text())
+    assert sum(s["nsamples"] for s in index["shardlist"]) == 4
+    # Finalize is idempotent.
+    assert finalize(layout, listing_for(), {})["kept"] == 4
+
+
+def test_same_image_under_two_inputs_keeps_the_lowest_index(layout, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy_of_coffee.png"
+    shutil.copy(DATA / "coffee.png", copy)
+    first = decoded(DATA / "coffee.png", index=0)
+    second = decoded(copy, index=1)
+    seq = count()
+    write_part(layout, OutputSpec(), [second], lambda split: next(seq))  # the later input commits first
+    write_part(layout, OutputSpec(), [first], lambda split: next(seq))
+    import pyarrow as pa
+
+    listing = refs_to_table(list_inputs([str(DATA / "coffee.png"), str(copy)]))
+    listing = listing.append_column("index", pa.array([0, 1], pa.int64()))
+    finalize(layout, listing, {})
+    rows = {Path(r["key"]).name: r for r in pq.read_table(layout.manifest).to_pylist()}
+    assert rows["coffee.png"]["status"] == "kept"
+    assert rows["copy_of_coffee.png"]["status"] == "dropped" and rows["copy_of_coffee.png"]["stage"] == "dedup"
+    assert sum(shard_counts(layout).values()) == 1
+
+
+def test_orphans_of_a_killed_run_are_cleaned(layout):
+    seq = count()
+    write_part(layout, OutputSpec(), samples(FIXTURES[:1]), lambda split: next(seq))
+    (layout.shards / "train-000007.tar").write_bytes(b"half a shard")  # renamed, but its part never was
+    (layout.shards / ".tmp-abc-train-000008.tar").write_bytes(b"partial")
+    (layout.parts / ".tmp-abc-part-x.parquet").write_bytes(b"partial")
+    removed = {p.name for p in clean_uncommitted(layout)}
+    assert removed == {"train-000007.tar", ".tmp-abc-train-000008.tar", ".tmp-abc-part-x.parquet"}
+    assert list(shard_counts(layout)) == ["train-000000.tar"]
