@@ -74,7 +74,10 @@ def synthetic_manifest(n: int, seed: int = 0) -> tuple[pa.Table, list[dict]]:
     height = (width * rng.choice([0.5, 0.75, 1.0, 1.25, 1.333, 1.5], n)).astype(np.int64)
     decoded = fate_name != "decode"
     after = {s: np.isin(fate_name, ["kept", "dedup", *STAGES[STAGES.index(s) :]]) & decoded for s in STAGES}  # reached stage s
-    null = lambda values, mask: pa.array(values, mask=~mask)  # noqa: E731 - null where the stage did not run
+
+    def null(values, ran):  # null where the stage did not run
+        return pa.array(values, mask=~ran)
+
     columns = {
         "key": uris, "index": index, "uri": uris, "member": pa.nulls(n, pa.string()),
         "status": pa.array(status, pa.string()), "stage": pa.array(stage, pa.string()), "reason": reason_arr,

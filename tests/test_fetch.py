@@ -69,8 +69,9 @@ class FileServer:
                 time.sleep(server.delay_s)
                 if server.cut_after is not None:
                     body, server.cut_after = body[: server.cut_after], None
-                self.wfile.write(body)
+                # Recorded before writing: the client may finish reading before this thread resumes.
                 server.sent.append(len(body))
+                self.wfile.write(body)
 
             def log_message(self, *args) -> None:
                 pass

@@ -87,6 +87,7 @@ def test_listing_filters_and_pages_match_the_manifest(server, rows):
     assert facets["status"] == {s: sum(r["status"] == s for r in rows) for s in {r["status"] for r in rows}}
 
 
+@pytest.mark.filterwarnings("ignore:String specifications for transformations are deprecated")
 def test_members_by_random_access_equal_the_tar_and_wids(server, built, rows):
     import wids
 

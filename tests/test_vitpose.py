@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hoiforge.datasets import keypoints as K
 from hoiforge.errors import BackendUnavailable
 from hoiforge.stages.pose import Pose
 from hoiforge.stages.testing import decoded, run_stage

@@ -4,6 +4,7 @@
     hoiforge inspect OUT ID
     hoiforge validate OUT
     hoiforge models list|check|fetch
+    hoiforge wear check IMAGES --labels-dir DIR | --coco FILE
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hoiforge.datasets.wearable_cli import wear_app
 from hoiforge.errors import HoiforgeError
 from hoiforge.models.cli import models_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build, check and inspect HOI training data.")
 app.add_typer(models_app, name="models")
+app.add_typer(wear_app, name="wear")
 console = Console(stderr=True)
 stdout = Console()
 

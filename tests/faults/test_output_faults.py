@@ -6,7 +6,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -14,8 +13,8 @@ from PIL import Image
 
 from hoiforge.datasets.validate import validate
 from hoiforge.errors import OutputError
-from hoiforge.pipeline.manifest import committed_parts, part_shards
 from hoiforge.pipeline.layout import OutLayout
+from hoiforge.pipeline.manifest import committed_parts, part_shards
 from hoiforge.pipeline.recipe import parse_recipe
 from hoiforge.pipeline.runner import build
 from tests.conftest import DATA

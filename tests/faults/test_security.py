@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 from hoiforge.stages.decode import Decode
 from hoiforge.stages.testing import run_stage, sample_from_file
 from tests.conftest import DATA
@@ -39,7 +41,16 @@ def test_no_trust_remote_code_enabled_by_default():
                 assert not (isinstance(node.value, ast.Constant) and node.value.value is True), f"{path}:{node.value.lineno}"
 
 
-def test_pixel_limit_comes_from_the_recipe():
+@pytest.fixture
+def restore_pil_limit():
+    from PIL import Image
+
+    saved = Image.MAX_IMAGE_PIXELS
+    yield
+    Image.MAX_IMAGE_PIXELS = saved  # Decode.setup sets it per worker process; here that is pytest's
+
+
+def test_pixel_limit_comes_from_the_recipe(restore_pil_limit):
     strict = Decode(Decode.Params(stage="decode", max_pixels=100_000))
     [big] = run_stage(strict, [sample_from_file(DATA / "astronaut.png")])  # 512x512 = 262k px
     assert big.status == "failed" and "too large" in big.reason

@@ -26,6 +26,8 @@ KNOWN_MEMBERS = {
     "shoe.png": "RGBA shoe-only image",
     "leg.json": "12 leg+foot keypoints (shoe-leg)",
     "wear.png": "wearable-area labels 0/1/2 (shoe-leg)",
+    "shoemask.png": "shoe instance-id map (0 = background, i = shoes[i-1])",
+    "wearconf.png": "per-pixel confidence of segmenter wear labels (max softmax x 255)",
     "latent.npy": "precomputed VAE latent",
     "text.npy": "precomputed text encoding",
     "dino.npy": "precomputed DINOv2 features",

@@ -15,7 +15,7 @@ from PIL import Image
 from hoiforge.datasets.contract import IMAGE_EXTENSIONS, SCHEMA, SHARD_NAME, split_member_name
 from hoiforge.pipeline.layout import OutLayout
 
-SIZED_MEMBERS = ("pose.png", "mask.png", "edge.png", "wear.png", "shoe.png")
+SIZED_MEMBERS = ("pose.png", "mask.png", "edge.png", "wear.png", "shoe.png", "shoemask.png", "wearconf.png")
 
 
 def _check_sample(url: str, key: str, members: dict[str, bytes], problems: list[str]) -> None:

@@ -27,8 +27,10 @@ from hoiforge.pipeline.manifest import _reason_class
 FIGURES_VERSION = 1
 
 # Columns the report reads; everything else in the manifest (keys, uris, hashes) is left on disk.
-BASE_COLUMNS = ("status", "stage", "reason", "split", "shard")
-STRING_COLUMNS = ("status", "stage", "reason", "split", "shard", "m.product_label")
+BASE_COLUMNS = ("status", "stage", "reason", "split")
+# Few distinct values: dictionary-encode. Not "reason": dedup reasons are one per row, and
+# dictionary-decoding a near-unique column costs more than it saves (measured on 3M rows).
+STRING_COLUMNS = ("status", "stage", "split", "m.product_label")
 # Stages that are not recipe stages: reading comes before every stage, dedup after them all.
 BEFORE_STAGES, AFTER_STAGES = ("read",), ("dedup",)
 # Keypoints per part, to turn "visible points per person" into a visible fraction.
@@ -75,7 +77,7 @@ def compute_figures(out: str | Path, table: pa.Table | None = None) -> dict[str,
         "text": text_regions(table, kept),
         "shards": shards(shardlist),
         "splits": splits(table, kept),
-        "stage_time": stage_time(table),
+        "stage_time": stage_time(table, recipe_stage_order(out)),
     }
 
 
@@ -93,8 +95,9 @@ def _numeric(col: pa.ChunkedArray, mask: pa.ChunkedArray | None = None) -> np.nd
     col = pc.drop_null(col)
     if pa.types.is_boolean(col.type):
         col = pc.cast(col, pa.int8())
-    values = col.to_numpy() if col.num_chunks else np.empty(0)
-    return np.asarray(values, dtype=np.float64)
+    values = np.asarray(col.to_numpy() if col.num_chunks else np.empty(0), dtype=np.float64)
+    # A NaN score would poison min/mean and make figures.json invalid JSON: count only real numbers.
+    return values if np.isfinite(values).all() else values[np.isfinite(values)]
 
 
 def _value_counts(col: pa.ChunkedArray) -> dict[str, int]:
@@ -110,7 +113,8 @@ def _value_counts(col: pa.ChunkedArray) -> dict[str, int]:
 def summary(values: np.ndarray) -> dict[str, Any]:
     if values.size == 0:
         return {"count": 0}
-    q = np.quantile(values, [0.05, 0.5, 0.95])
+    # Arrow's exact quantile is ~10x faster than np.quantile on millions of values (no full partition copy).
+    q = pc.quantile(pa.array(values), q=[0.05, 0.5, 0.95]).to_pylist()
     return {
         "count": int(values.size),
         "min": float(values.min()),
@@ -135,7 +139,17 @@ def histogram(values: np.ndarray, bins: np.ndarray | int = 20) -> dict[str, Any]
         bins = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
     else:
         values = np.clip(values, bins[0], bins[-1])
-    counts, edges = np.histogram(values, bins=bins)
+    edges = np.asarray(bins, dtype=np.float64)
+    width = edges[1] - edges[0]
+    if np.allclose(np.diff(edges), width):
+        # Equal-width bins: one division and a bincount (np.histogram sorts for explicit edges).
+        which = np.clip(((values - edges[0]) / width).astype(np.int64), 0, len(edges) - 2)
+        # Rounding can put a value one bin off at an edge: fix against the edges themselves.
+        which -= values < edges[which]
+        which += (values >= edges[which + 1]) & (which < len(edges) - 2)
+        counts = np.bincount(which, minlength=len(edges) - 1)
+    else:
+        counts, _ = np.histogram(values, bins=edges)
     return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
 
 
@@ -219,20 +233,17 @@ def resolution(table: pa.Table, kept: pa.ChunkedArray) -> dict[str, Any]:
     w, h = _col(table, "m.width"), _col(table, "m.height")
     if w is None or h is None:
         return {"available": False, "column": "m.width/m.height"}
-    out: dict[str, Any] = {"available": True}
     both = pc.and_(pc.is_valid(w), pc.is_valid(h))
+    sides = {}
     for label, mask in (("kept", pc.and_(both, kept)), ("all", both)):
         ws, hs = _numeric(w, mask), _numeric(h, mask)
-        short, long_ = np.minimum(ws, hs), np.maximum(ws, hs)
-        out[label] = {"short": summary(short), "long": summary(long_)}
+        sides[label] = (np.minimum(ws, hs), np.maximum(ws, hs))
     # Shared bins (128 px wide) so the kept and all histograms compare bar for bar.
-    ws, hs = _numeric(w, both), _numeric(h, both)
-    top = float(max(ws.max(initial=0), hs.max(initial=0)))
+    top = float(sides["all"][1].max(initial=0))
     edges = np.arange(0, max(top, 1) + 128, 128, dtype=np.float64)
-    for label, mask in (("kept", pc.and_(both, kept)), ("all", both)):
-        ws, hs = _numeric(w, mask), _numeric(h, mask)
-        out[label]["short_hist"] = histogram(np.minimum(ws, hs), edges)
-        out[label]["long_hist"] = histogram(np.maximum(ws, hs), edges)
+    out: dict[str, Any] = {"available": True}
+    for label, (short, long_) in sides.items():
+        out[label] = {"short": summary(short), "long": summary(long_), "short_hist": histogram(short, edges), "long_hist": histogram(long_, edges)}
     return out
 
 
@@ -325,12 +336,13 @@ def splits(table: pa.Table, kept: pa.ChunkedArray) -> dict[str, int]:
     return _value_counts(table.column("split").filter(kept))
 
 
-def stage_time(table: pa.Table) -> dict[str, Any]:
-    """Seconds per image of each stage (mean over the rows it processed, plus quantiles)."""
+def stage_time(table: pa.Table, stage_order: list[str] = ()) -> dict[str, Any]:
+    """Seconds per image of each stage (over the rows it processed), in recipe order."""
+    recorded = [c[len("m.time.") :] for c in table.column_names if c.startswith("m.time.")]
+    rank = {s: i for i, s in enumerate(stage_order)}
     out = {}
-    for name in table.column_names:
-        if name.startswith("m.time."):
-            values = _numeric(table.column(name))
-            if values.size:
-                out[name[len("m.time.") :]] = summary(values)
+    for stage in sorted(recorded, key=lambda s: (rank.get(s, len(rank)), s)):
+        values = _numeric(table.column(f"m.time.{stage}"))
+        if values.size:
+            out[stage] = summary(values)
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import itertools
 import json
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ def build_report(out: str | Path) -> dict[str, Any]:
     t2 = time.perf_counter()
     folder = report_dir(out)
     folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(folder / "figures.json", json.dumps(figures, indent=1).encode())
+    write_atomic(folder / "figures.json", json.dumps(figures, indent=1, allow_nan=False).encode())
     write_atomic(folder / "index.html", page.encode())
     return {"html": folder / "index.html", "json": folder / "figures.json", "figures": figures, "seconds": {"figures": t1 - t0, "render": t2 - t1}}
 
@@ -61,16 +62,16 @@ def _png(fig) -> str:
 def _bars(ax, hist: dict[str, Any], color: str, label: str | None = None, alpha: float = 1.0) -> None:
     edges, counts = hist.get("edges", []), hist.get("counts", [])
     if counts:
-        ax.bar(edges[:-1], counts, width=[b - a for a, b in zip(edges[:-1], edges[1:])], align="edge", color=color, alpha=alpha, label=label, edgecolor="white", linewidth=0.3)
+        ax.bar(edges[:-1], counts, width=[b - a for a, b in itertools.pairwise(edges)], align="edge", color=color, alpha=alpha, label=label, edgecolor="white", linewidth=0.3)
 
 
-def _hist_plot(series: list[tuple[str, dict[str, Any], str]], xlabel: str, title: str) -> str:
+def _hist_plot(series: list[tuple[str, dict[str, Any], str]], xlabel: str, title: str, ylabel: str = "images") -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.2, 2.8))
     for label, hist, color in series:
         _bars(ax, hist, color, label, alpha=0.85)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("images")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     if len(series) > 1:
         ax.legend(fontsize=8)
@@ -103,7 +104,7 @@ def _funnel_plot(funnel: dict[str, Any]) -> str:
     ax.barh(list(y), removed, left=remaining, color=DROP_COLOR, label="dropped/failed here")
     ax.set_yticks(list(y), labels)
     ax.set_xlabel("images")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / len(labels)), ncol=2, frameon=False)
     ax.set_title("Funnel", fontsize=10)
     return _png(fig)
 
@@ -251,7 +252,7 @@ def _shards_section(s: dict[str, Any]) -> str:
     if not s["available"]:
         return _section("shards", "Shards", "<p>No shards (nothing kept).</p>")
     body = f'<p>{s["count"]} shards, {s["total_samples"]} samples, {s["total_bytes"] / 1e6:.1f} MB.</p>'
-    body += f'<div class="row">{_hist_plot([("shards", s["megabytes"]["histogram"], ALL_COLOR)], "MB", "Shard size")}{_hist_plot([("shards", s["samples"]["histogram"], ALL_COLOR)], "samples", "Samples per shard")}</div>'
+    body += f'<div class="row">{_hist_plot([("shards", s["megabytes"]["histogram"], ALL_COLOR)], "MB", "Shard size", "shards")}{_hist_plot([("shards", s["samples"]["histogram"], ALL_COLOR)], "samples", "Samples per shard", "shards")}</div>'
     body += _summary_table({"size (MB)": s["megabytes"]["summary"], "samples": s["samples"]["summary"]})
     return _section("shards", "Shard sizes", body)
 

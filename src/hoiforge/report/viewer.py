@@ -64,8 +64,8 @@ class Viewer:
             raise HttpError(HTTPStatus.BAD_REQUEST, str(e)) from None
         return self.samples.page(q, page, page_size)
 
-    def _row(self, index: int) -> dict[str, Any]:
-        row = self.samples.row(index)
+    def _row(self, index: int, where_only: bool = False) -> dict[str, Any]:
+        row = self.samples.where(index) if where_only else self.samples.row(index)
         if row is None:
             raise HttpError(HTTPStatus.NOT_FOUND, f"no input with index {index}")
         return row
@@ -81,11 +81,11 @@ class Viewer:
         doc["image_ext"] = next((e for e in ("jpg", "png", "webp") if e in members), None)
         doc["overlays"] = [k for k, ext in OVERLAYS.items() if ext in members]
         doc["wids_index"] = self.samples.wids_position(row)
-        doc["source_readable"] = row["status"] != "kept" and self._source_bytes(index) is not None
+        doc["source_readable"] = row["status"] != "kept" and self._source_bytes(index, row) is not None
         return doc
 
     def member(self, index: int, ext: str) -> tuple[bytes, str]:
-        data = self.samples.read_member(self._row(index), ext)
+        data = self.samples.read_member(self._row(index, where_only=True), ext)
         if data is None:
             raise HttpError(HTTPStatus.NOT_FOUND, f"input {index} has no member .{ext} in the shards")
         return data, _mime(ext)
@@ -103,27 +103,27 @@ class Viewer:
         return data, _sniff(data)
 
     def thumb(self, index: int) -> tuple[bytes, str]:
-        row = self._row(index)
+        row = self._row(index, where_only=True)
         members = self.samples.members(row)
         ext = next((e for e in ("jpg", "png", "webp") if e in members), None)
-        data = self.samples.read_member(row, ext) if ext else self._source_bytes(index)
+        data = self.samples.read_member(row, ext) if ext else self._source_bytes(index, row)
         if data is None:
             raise HttpError(HTTPStatus.NOT_FOUND, f"no image for input {index}")
         try:
             return _thumb(data), "image/jpeg"
-        except Exception as e:  # a failed row's source may be no image at all
+        except Exception as e:  # noqa: BLE001 - a failed row's source may be no image at all
             raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"not a decodable image: {type(e).__name__}") from None
 
-    def _source_bytes(self, index: int) -> bytes | None:
+    def _source_bytes(self, index: int, row: dict[str, Any] | None = None) -> bytes | None:
         """The row's own source (uri, tar member by its recorded range); None if gone or unreadable."""
         from hoiforge.pipeline.inputs import read_input
 
-        row = self._row(index)
+        row = row or self._row(index, where_only=True)
         listing = _listing_ranges(self.out)
         offset, size = listing.get(row["key"], (None, None))
         try:
             return read_input(row["uri"], row["member"], offset, size)
-        except Exception:
+        except Exception:  # noqa: BLE001 - gone, moved, no credentials: all mean "not readable here"
             return None
 
 
@@ -184,7 +184,7 @@ def make_handler(viewer: Viewer, allowed_hosts: tuple[str, ...] | None):
                 self._send(e.status, json.dumps({"error": str(e)}).encode(), "application/json")
             except BrokenPipeError:
                 pass
-            except Exception as e:  # a bug must not kill the server: report it to the page
+            except Exception as e:  # noqa: BLE001 - a bug must not kill the server: report it to the page
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, json.dumps({"error": f"{type(e).__name__}: {e}"}).encode(), "application/json")
 
         def _check_host(self) -> None:

@@ -20,6 +20,8 @@ REGISTRY: dict[str, str] = {
     "edges": "hoiforge.stages.edges:Edges",
     "quality": "hoiforge.stages.quality:Quality",
     "caption": "hoiforge.stages.caption:Caption",
+    "shoes": "hoiforge.stages.shoes:Shoes",
+    "wear_labels": "hoiforge.stages.wear_labels:WearLabels",
 }
 
 

@@ -166,6 +166,25 @@ class Stage:
         sample.fail(self.name, f"{self.name} raised {exc[-1]}" if exc else f"{self.name} raised")
 
 
+class BackendStage(Stage):
+    """A model stage whose recipe picks one backend (``backend:``) from ``backends`` and gives it
+    ``options:``; the backend object is ``self.model`` once ``setup()`` ran."""
+
+    backends: ClassVar[dict[str, str]]  # backend name -> "module:Class"
+    uses_model = True
+
+    def backend_class(self) -> type:
+        from hoiforge.models.base import load_backend_class
+
+        return load_backend_class(self.backends, self.params.backend, self.name)
+
+    def preflight(self) -> None:
+        self.backend_class().check(**self.params.options)
+
+    def setup(self) -> None:
+        self.model = self.backend_class()(**self.params.options)
+
+
 # -- batch <-> samples -----------------------------------------------------------------------
 # Batches travel as Arrow tables with explicit types (binary for bytes, string for text), so
 # that Ray never falls back to pickled Python objects and blocks from any stage concatenate.

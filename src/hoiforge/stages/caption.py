@@ -41,7 +41,7 @@ class CaptionParams(StageParams):
     translate: TranslateParams | None = None
 
     @model_validator(mode="after")
-    def _vlm_only(self) -> "CaptionParams":
+    def _vlm_only(self) -> CaptionParams:
         if self.backend == "template" and (self.translate or self.options):
             raise ValueError("the template backend takes no options and writes English: remove options/translate")
         return self

@@ -12,8 +12,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from hoiforge.models.base import load_backend_class
-from hoiforge.stages.base import Sample, Stage, StageParams
+from hoiforge.stages.base import BackendStage, Sample, StageParams
 
 PERSON_BACKENDS: dict[str, str] = {
     "mediapipe": "hoiforge.models.mediapipe_person:MediapipePersonDetector",
@@ -30,27 +29,21 @@ class PersonParams(StageParams):
     options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the backend")
 
     @model_validator(mode="after")
-    def _range(self) -> "PersonParams":
+    def _range(self) -> PersonParams:
         if self.min_persons > self.max_persons:
             raise ValueError(f"min_persons {self.min_persons} > max_persons {self.max_persons}")
         return self
 
 
-class Person(Stage):
+class Person(BackendStage):
     name = "person"
     Params = PersonParams
-    uses_model = True
+    backends = PERSON_BACKENDS
     default_batch_size = 8
-
-    def preflight(self) -> None:
-        load_backend_class(PERSON_BACKENDS, self.params.backend, self.name).check(**self.params.options)
-
-    def setup(self) -> None:
-        self.detector = load_backend_class(PERSON_BACKENDS, self.params.backend, self.name)(**self.params.options)
 
     def process(self, samples: list[Sample]) -> None:
         p = self.params
-        found = self.detector.detect([s.rgb() for s in samples])
+        found = self.model.detect([s.rgb() for s in samples])
         for s, dets in zip(samples, found, strict=True):
             persons = [d for d in dets if d.score >= p.min_score]
             persons.sort(key=lambda d: -d.score)

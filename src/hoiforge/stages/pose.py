@@ -22,8 +22,7 @@ from hoiforge.datasets import keypoints as K
 from hoiforge.datasets import leg as L
 from hoiforge.datasets.images import encode_png
 from hoiforge.datasets.render import DWPOSE_MIN_SCORE, render_pose
-from hoiforge.stages.base import Sample, Stage, StageParams
-from hoiforge.models.base import load_backend_class
+from hoiforge.stages.base import BackendStage, Sample, StageParams
 
 POSE_BACKENDS: dict[str, str] = {
     "mediapipe": "hoiforge.models.mediapipe_pose:MediapipeHolisticPose",
@@ -40,18 +39,12 @@ class PoseParams(StageParams):
     options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the backend")
 
 
-class Pose(Stage):
+class Pose(BackendStage):
     name = "pose"
     Params = PoseParams
     members = ("pose.png", "leg.json")
-    uses_model = True
+    backends = POSE_BACKENDS
     default_batch_size = 8
-
-    def preflight(self) -> None:
-        load_backend_class(POSE_BACKENDS, self.params.backend, self.name).check(**self.params.options)
-
-    def setup(self) -> None:
-        self.estimator = load_backend_class(POSE_BACKENDS, self.params.backend, self.name)(**self.params.options)
 
     def process(self, samples: list[Sample]) -> None:
         p = self.params
@@ -59,14 +52,14 @@ class Pose(Stage):
             if "persons" not in s.ann:
                 raise ValueError("pose needs person boxes: put the person stage before pose in the recipe")
         images = [s.rgb() for s in samples]
-        found = self.estimator.estimate(images, [[tuple(q["box"]) for q in s.ann["persons"]] for s in samples])
+        found = self.model.estimate(images, [[tuple(q["box"]) for q in s.ann["persons"]] for s in samples])
         for s, rgb, found_people in zip(samples, images, found, strict=True):
             # Metrics and the rendering use the rounded keypoints of the document, so that
             # <id>.pose.png is exactly what <id>.json says.
             people = []
             for person, kp in zip(s.ann["persons"], found_people, strict=True):
                 person["keypoints"] = K.to_json(kp)
-                person["pose_backend"] = self.estimator.name
+                person["pose_backend"] = self.model.name
                 people.append(np.array(person["keypoints"]))
             n = max(len(people), 1)
             for part, idx in K.PARTS.items():

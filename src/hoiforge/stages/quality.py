@@ -17,8 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from hoiforge.stages.base import Sample, Stage, StageParams
-from hoiforge.models.base import load_backend_class
+from hoiforge.stages.base import BackendStage, Sample, StageParams
 
 QUALITY_BACKENDS: dict[str, str] = {
     "laion-aesthetic": "hoiforge.models.aesthetic:LaionAestheticScorer",
@@ -33,7 +32,7 @@ class QualityParams(StageParams):
     options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the backend")
 
     @model_validator(mode="after")
-    def _threshold_matches_backend(self) -> "QualityParams":
+    def _threshold_matches_backend(self) -> QualityParams:
         if self.min_aesthetic is not None and self.backend != "laion-aesthetic":
             raise ValueError(f"min_aesthetic needs backend laion-aesthetic (backend {self.backend} is not an aesthetic score)")
         if self.max_brisque is not None and self.backend != "brisque":
@@ -41,25 +40,19 @@ class QualityParams(StageParams):
         return self
 
 
-class Quality(Stage):
+class Quality(BackendStage):
     name = "quality"
     Params = QualityParams
-    uses_model = True
+    backends = QUALITY_BACKENDS
     default_batch_size = 32
-
-    def preflight(self) -> None:
-        load_backend_class(QUALITY_BACKENDS, self.params.backend, self.name).check(**self.params.options)
-
-    def setup(self) -> None:
-        self.scorer = load_backend_class(QUALITY_BACKENDS, self.params.backend, self.name)(**self.params.options)
 
     def process(self, samples: list[Sample]) -> None:
         p = self.params
-        scores = self.scorer.score([s.rgb() for s in samples])
+        scores = self.model.score([s.rgb() for s in samples])
         for s, score in zip(samples, scores, strict=True):
             score = round(score, 4)
             if p.backend == "laion-aesthetic":
-                s.ann["aesthetic"] = {"score": score, "backend": p.backend, "model": self.scorer.model_id}
+                s.ann["aesthetic"] = {"score": score, "backend": p.backend, "model": self.model.model_id}
                 s.metrics["aesthetic"] = score
                 if p.min_aesthetic is not None and score < p.min_aesthetic:
                     s.drop(self.name, f"aesthetic {score:.2f} < {p.min_aesthetic}")

@@ -18,9 +18,11 @@ wearable-area labels of a worn photo, 0 background, 1 visible = the shoe masks, 
 a worn shoe hides its opening, insole and inner collar, so the wearable area is left empty and
 a worn photo never contradicts the labels of the same shoe unworn.
 
-Drops (reasons as below): no feet visible; no shoe found at the feet; more than ``max_shoes``
-shoes; a shoe cut off by the frame (its mask touches the image border; ``cut_off: keep``
-keeps such images and flags the shoe instead).
+Drops (reasons as below): no feet visible (no toe or heel keypoint); more than ``max_shoes``
+shoes; a shoe cut off by the frame (its mask touches the image border, or its foot's points
+run out of the frame; ``cut_off: keep`` keeps such images and flags the shoe instead); a seen
+foot without a shoe mask (``require_every_foot``: the worn photo would show a shoe that the
+shoe-only image lacks); no shoe mask at all.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ class ShoesParams(StageParams):
     min_pixels: int = Field(64, ge=1, description="a shoe mask smaller than this is no shoe")
     max_shoes: int = Field(2, ge=1)
     cut_off: Literal["drop", "keep"] = Field("drop", description="a shoe touching the image border: drop the image, or keep it flagged")
-    border: int = Field(1, ge=1, description="a mask within this many pixels of the border touches it")
+    border: int = Field(1, ge=1, description="a mask within this many pixels of the border touches it (also: within 0.2 foot lengths)")
+    require_every_foot: bool = Field(True, description="drop when a seen foot gets no shoe mask (the pair would miss a shoe)")
     bootstrap_wear: bool = Field(True, description="write <id>.wear.png: 1 = shoe masks, wearable area empty (worn photo)")
     segmenter_options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of FootSeededSegmenter")
 
@@ -55,7 +58,7 @@ class Shoes(Stage):
     name = "shoes"
     Params = ShoesParams
     members = ("shoe.png", "shoemask.png", "wear.png")
-    uses_model = True  # GrabCut is the heavy part; an actor keeps the segmenter's settings
+    uses_model = False  # no weights: GrabCut per image runs as a task; on 2 cores an extra actor pool costs CPU
     default_batch_size = 8
 
     @property
@@ -87,26 +90,33 @@ class Shoes(Stage):
             shoes = from_products
         else:
             masks = self.segmenter.segment(rgb, feet)
-            shoes = [(m, f.person, f.side, self.segmenter.name, None) for m, f in zip(masks, feet, strict=True)]
+            shoes = [(m, f, self.segmenter.name, None) for m, f in zip(masks, feet, strict=True)]
         shoes = [x for x in shoes if x[0].sum() >= p.min_pixels]
+        runs_out = {(f.person, f.side) for f in feet if self.segmenter.runs_out_of_frame(f, (h, w))}
         ids = np.zeros((h, w), np.uint8)
         records = []
-        for mask, person, side, source, product in shoes:
+        for mask, foot, source, product in shoes:
             ids[mask & (ids == 0)] = len(records) + 1
-            records.append(_record(mask, person, side, source, product, p.border))
+            out_of_frame = (foot.person, foot.side) in runs_out or self.segmenter.mask_near_border(mask, foot)
+            records.append(_record(mask, foot, source, product, p.border, out_of_frame))
         s.ann["shoes"] = records
         s.metrics["shoes"] = len(records)
         s.metrics["shoe_area"] = round(float((ids > 0).mean()), 5)
-        if not records:
-            s.drop(self.name, f"no shoe found at the feet ({len(feet)} feet seen, every mask under {p.min_pixels} pixels)")
-            return
+        masked = {(r["person"], r["side"]) for r in records}
+        unmasked = [f for f in feet if (f.person, f.side) not in masked]
         if len(records) > p.max_shoes:
             s.drop(self.name, f"more than {p.max_shoes} shoes ({len(records)})")
             return
-        cut = [r for r in records if r["touches_border"]]
+        cut = sorted({(r["person"], r["side"]) for r in records if r["touches_border"]} | {(f.person, f.side) for f in unmasked if (f.person, f.side) in runs_out})
         if cut and p.cut_off == "drop":
-            where = ", ".join(f"person {r['person']} {r['side']}" for r in cut)
-            s.drop(self.name, f"shoe cut off by the frame ({where})")
+            s.drop(self.name, f"shoe cut off by the frame ({_feet(cut)})")
+            return
+        lost = [(f.person, f.side) for f in unmasked if (f.person, f.side) not in runs_out]
+        if lost and p.require_every_foot:
+            s.drop(self.name, f"no shoe mask for a visible foot ({_feet(lost)})")
+            return
+        if not records:
+            s.drop(self.name, f"no shoe found at the feet ({len(feet)} feet seen, every mask under {p.min_pixels} pixels)")
             return
         shoe = ids > 0
         rgba = np.zeros((h, w, 4), np.uint8)
@@ -120,7 +130,7 @@ class Shoes(Stage):
             s.ann["wear"] = {"source": "bootstrap", **W.label_counts(labels), "note": "worn photo: shoe masks are visible, wearable area unseen"}
 
     def _product_shoes(self, s: Sample, feet: list[FootSeeds]) -> list | None:
-        """(mask, person, side, source, product index) per shoe-labelled product, or None if there are none."""
+        """(mask, foot, source, product index) per shoe-labelled product, or None if there are none."""
         labels = {x.lower() for x in self.params.shoe_labels}
         products = [q for q in s.ann.get("products", []) if str(q.get("label", "")).lower() in labels]
         if not products or not s.members.get("mask.png"):
@@ -135,22 +145,26 @@ class Shoes(Stage):
             centre = np.array([xs.mean(), ys.mean()])
             # The shoe belongs to the foot whose seen points lie nearest its centre.
             foot = min(feet, key=lambda f: float(np.min(np.linalg.norm(f.points - centre, axis=1))))
-            out.append((mask, foot.person, foot.side, f"products:{q.get('source') or q['label']}", q["mask_index"]))
+            out.append((mask, foot, f"products:{q.get('source') or q['label']}", q["mask_index"]))
         return out or None
 
 
-def _record(mask: np.ndarray, person: int, side: str, source: str, product: int | None, border: int) -> dict[str, Any]:
+def _feet(feet: list[tuple[int, str]]) -> str:
+    return ", ".join(f"person {person} {side}" for person, side in feet)
+
+
+def _record(mask: np.ndarray, foot: FootSeeds, source: str, product: int | None, border: int, runs_out: bool) -> dict[str, Any]:
     ys, xs = np.nonzero(mask)
     h, w = mask.shape
     touches = bool(xs.min() < border or ys.min() < border or xs.max() >= w - border or ys.max() >= h - border)
     area = int(mask.sum())
     return {
-        "person": person,
-        "side": side,
+        "person": foot.person,
+        "side": foot.side,
         "box": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
         "area": area,
         "area_fraction": round(area / mask.size, 5),
         "source": source,
         "product_index": product,
-        "touches_border": touches,
+        "touches_border": touches or runs_out,  # the mask reaches the border, or the foot's points run out of it
     }

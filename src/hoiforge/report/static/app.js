@@ -36,6 +36,8 @@ async function init() {
   for (const id of ["f-status", "f-stage", "f-reason", "f-label", "f-split"]) $(id).addEventListener("change", () => { state.page = 0; load(); });
   $("prev").onclick = () => { if (state.page > 0) { state.page--; load(); } };
   $("next").onclick = () => { if (state.page < state.pages - 1) { state.page++; load(); } };
+  // Random access: any page of millions is one request (the server slices its cached match list).
+  $("goto").addEventListener("change", () => { state.page = Math.max(0, (parseInt($("goto").value, 10) || 1) - 1); load(); });
   $("close").onclick = closeDetail;
   $("prev-sample").onclick = () => step(-1);
   $("next-sample").onclick = () => step(1);

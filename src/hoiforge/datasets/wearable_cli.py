@@ -1,0 +1,81 @@
+"""``hoiforge wear check``: check human wearable-area labels against their images before a build.
+
+The same checks as the ``wear_labels`` stage (size equals the image, values only 0/1/2, known
+colours and categories), run over a folder of images without Ray, so annotators get every
+problem in one listing instead of failed rows after a build.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from hoiforge.datasets import wearable as W
+
+wear_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Wearable-area labels (shoe-leg).")
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+
+
+@wear_app.callback()
+def _group() -> None:
+    """Wearable-area labels (shoe-leg): keeps `wear check` a subcommand as more are added."""
+
+
+def upright_size(path: Path) -> tuple[int, int]:
+    """(width, height) as the decode stage will see the image: EXIF rotation applied."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        w, h = img.size
+        rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # orientations that swap the axes
+    return (h, w) if rotated else (w, h)
+
+
+def check_folder(images: Path, labels_dir: Path | None, coco_json: Path | None, colours: dict[str, int] | None = None) -> dict[str, list]:
+    """{"ok": [stem], "missing": [stem], "bad": [(stem, reason)], "orphans": [label stem]}."""
+    sources = []
+    if labels_dir:
+        sources.append(W.LabelFolder(labels_dir, colours))
+    if coco_json:
+        sources.append(W.CocoLabels(coco_json))
+    result: dict[str, list] = {"ok": [], "missing": [], "bad": [], "orphans": []}
+    stems = set()
+    for path in sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and (labels_dir is None or labels_dir not in p.parents)):
+        stems.add(path.stem)
+        w, h = upright_size(path)
+        try:
+            found = next((f for f in (s.labels_for(path.stem, w, h) for s in sources) if f is not None), None)
+        except W.LabelError as e:
+            result["bad"].append((path.stem, str(e)))
+            continue
+        result["ok" if found is not None else "missing"].append(path.stem)
+    labelled = set()
+    for s in sources:
+        labelled |= set(s.by_stem if isinstance(s, W.LabelFolder) else s.images)
+    result["orphans"] = sorted(labelled - stems)
+    return result
+
+
+@wear_app.command("check")
+def check_command(
+    images: Annotated[Path, typer.Argument(help="folder of images (searched recursively)")],
+    labels_dir: Annotated[Optional[Path], typer.Option("--labels-dir", help="folder of <stem>.png masks (0/1/2 or 3 colours)")] = None,
+    coco_json: Annotated[Optional[Path], typer.Option("--coco", help="COCO json with categories visible/wearable")] = None,
+) -> None:
+    """List images whose labels are bad (wrong size, unknown values), missing, or labels without an image."""
+    if labels_dir is None and coco_json is None:
+        typer.echo("error: give --labels-dir and/or --coco", err=True)
+        raise typer.Exit(2)
+    result = check_folder(images, labels_dir, coco_json)
+    for stem, reason in result["bad"]:
+        typer.echo(f"bad      {stem}: {reason}")
+    for stem in result["missing"]:
+        typer.echo(f"missing  {stem}")
+    for stem in result["orphans"]:
+        typer.echo(f"orphan   {stem} (a label with no image)")
+    typer.echo(f"{len(result['ok'])} ok, {len(result['bad'])} bad, {len(result['missing'])} missing, {len(result['orphans'])} orphan labels")
+    if result["bad"]:
+        raise typer.Exit(1)

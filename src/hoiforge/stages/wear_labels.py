@@ -1,0 +1,169 @@
+"""wear_labels: attach wearable-area labels (`<id>.wear.png`, 0/1/2) from humans or from the WD model.
+
+``source: annotations`` imports human labels (datasets/wearable.py): a folder of PNG masks
+(``labels_dir``, ``<stem>.png`` per image, 0/1/2 values or a 3-colour table) and/or a COCO-style
+json (``coco_json``), matched by the input file's stem. A label of the wrong size or with an
+unknown class value or colour fails that sample with the reason; an image with no label is
+dropped, kept unlabelled or failed (``if_missing``). A label replaces the shoes stage's
+bootstrap ``wear.png``.
+
+``source: segmenter`` labels new shoe-only images with a trained WD segmenter
+(models/wd_segmenter.py): ``input: image`` labels the sample's image (unworn shoe photos),
+``input: shoe`` the shoes stage's ``shoe.png`` (its alpha bounds the shoe). Writes ``wear.png``,
+``<id>.wearconf.png`` (max softmax probability x 255) and a review flag with its reasons.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from hoiforge.datasets import wearable as W
+from hoiforge.errors import BackendUnavailable
+from hoiforge.stages.base import Sample, Stage, StageParams
+
+
+class WearLabelsParams(StageParams):
+    source: Literal["annotations", "segmenter"] = "annotations"
+    labels_dir: str | None = Field(None, description="annotations: folder of <stem>.png masks (0/1/2 values or 3 colours)")
+    coco_json: str | None = Field(None, description="annotations: COCO-style json with categories visible/wearable")
+    colours: dict[str, int] | None = Field(None, description="3-colour masks: {'r,g,b' or '#rrggbb': class}; default black 0, red 1, green 2")
+    categories: dict[str, int] | None = Field(None, description="COCO category name -> class; default visible 1, wearable 2")
+    if_missing: Literal["drop", "keep", "fail"] = Field("drop", description="an image with no annotation")
+    input: Literal["image", "shoe"] = Field("image", description="segmenter: label the image, or the shoes stage's shoe.png")
+    segmenter_options: dict[str, Any] = Field(default_factory=dict, description="SegformerWearSegmenter keywords: model, weights, size, min_confidence, min_wearable")
+
+    @model_validator(mode="after")
+    def _check(self) -> WearLabelsParams:
+        if self.source == "annotations" and not (self.labels_dir or self.coco_json):
+            raise ValueError("wear_labels: source 'annotations' needs labels_dir and/or coco_json")
+        if self.source == "segmenter" and not self.segmenter_options.get("model"):
+            raise ValueError("wear_labels: source 'segmenter' needs segmenter_options.model (a trained WD SegFormer directory)")
+        if self.colours is not None:
+            W.parse_colours(self.colours)
+        return self
+
+
+def input_stem(s: Sample) -> str:
+    """The input's file stem (a tar member's own name inside the tar), which annotations are named by."""
+    return Path(s.member or s.uri).stem
+
+
+class WearLabels(Stage):
+    name = "wear_labels"
+    Params = WearLabelsParams
+    members = ("wear.png", "wearconf.png")
+    # An actor either way: the segmenter loads its model once, and the annotation index (a COCO
+    # json can describe 100k images) is parsed once per actor instead of once per batch.
+    uses_model = True
+    default_batch_size = 8
+
+    @property
+    def backend_name(self) -> str:
+        return self.params.source
+
+    def preflight(self) -> None:
+        p = self.params
+        if p.source == "segmenter":
+            from hoiforge.models.wd_segmenter import SegformerWearSegmenter
+
+            SegformerWearSegmenter.check(**p.segmenter_options)
+            return
+        try:
+            self._sources()
+        except (OSError, ValueError, KeyError) as e:
+            raise BackendUnavailable(f"wear_labels: cannot read the annotations: {e}") from None
+
+    def _sources(self) -> list:
+        p = self.params
+        found: list = []
+        if p.labels_dir:
+            found.append(W.LabelFolder(p.labels_dir, p.colours))
+        if p.coco_json:
+            found.append(W.CocoLabels(p.coco_json, p.categories))
+        return found
+
+    def setup(self) -> None:
+        if self.params.source == "segmenter":
+            from hoiforge.models.wd_segmenter import SegformerWearSegmenter
+
+            self.segmenter = SegformerWearSegmenter(**self.params.segmenter_options)
+        else:
+            self.sources = self._sources()
+
+    def process(self, samples: list[Sample]) -> None:
+        if self.params.source == "segmenter":
+            self._infer(samples)
+        else:
+            for s in samples:
+                self._import(s)
+
+    def _import(self, s: Sample) -> None:
+        p = self.params
+        h, w = s.rgb().shape[:2]
+        stem = input_stem(s)
+        for source in self.sources:
+            try:
+                found = source.labels_for(stem, w, h)
+            except W.LabelError as e:
+                s.fail(self.name, f"bad wear label: {e}")
+                return
+            if found is not None:
+                labels, origin = found
+                s.members["wear.png"] = W.encode_labels(labels)
+                s.members.pop("wearconf.png", None)
+                s.ann["wear"] = {"source": "annotation", "file": origin, **W.label_counts(labels)}
+                s.metrics["wear_wearable"] = W.label_counts(labels)["wearable"]
+                return
+        if p.if_missing == "keep":
+            return
+        reason = f"no wear label for {stem!r}"
+        if p.if_missing == "drop":
+            s.drop(self.name, reason)
+        else:
+            s.fail(self.name, reason)
+
+    def _infer(self, samples: list[Sample]) -> None:
+        images, valid = [], []
+        for s in samples:
+            if self.params.input == "shoe":
+                if not s.members.get("shoe.png"):
+                    raise ValueError("wear_labels input 'shoe' needs <id>.shoe.png: put the shoes stage before it")
+                rgba = _decode_rgba(s.members["shoe.png"])
+                images.append(rgba)
+                valid.append(rgba[..., 3] > 0)
+            else:
+                images.append(s.rgb())
+                valid.append(None)
+        for s, pred in zip(samples, self.segmenter.predict(images, valid), strict=True):
+            s.members["wear.png"] = W.encode_labels(pred.labels)
+            s.members["wearconf.png"] = _encode_confidence(pred.confidence)
+            s.ann["wear"] = {
+                "source": f"segmenter:{self.segmenter.name}",
+                **W.label_counts(pred.labels),
+                "mean_confidence": pred.mean_confidence,
+                "wearable_fraction": pred.wearable_fraction,
+                "review": pred.review,
+                "review_reasons": pred.review_reasons,
+            }
+            s.metrics["wear_confidence"] = pred.mean_confidence
+            s.metrics["wear_review"] = pred.review
+
+
+def _decode_rgba(data: bytes) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGBA"))
+
+
+def _encode_confidence(confidence: np.ndarray) -> bytes:
+    from hoiforge.datasets.images import encode_png
+
+    return encode_png(np.round(np.clip(confidence, 0, 1) * 255).astype(np.uint8))
+
