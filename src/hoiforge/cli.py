@@ -3,6 +3,8 @@
     hoiforge build INPUT... --out OUT [--recipe NAME|PATH]
     hoiforge inspect OUT ID
     hoiforge validate OUT
+    hoiforge stats OUT                 (OUT/report/index.html + figures.json)
+    hoiforge view OUT [--host H] [--port P]
     hoiforge models list|check|fetch
     hoiforge wear check IMAGES --labels-dir DIR | --coco FILE
 """
@@ -22,10 +24,13 @@ from rich.table import Table
 from hoiforge.datasets.wearable_cli import wear_app
 from hoiforge.errors import HoiforgeError
 from hoiforge.models.cli import models_app
+from hoiforge.report.cli import stats_command, view_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build, check and inspect HOI training data.")
 app.add_typer(models_app, name="models")
 app.add_typer(wear_app, name="wear")
+app.command("stats")(stats_command)
+app.command("view")(view_command)
 console = Console(stderr=True)
 stdout = Console()
 

@@ -158,7 +158,8 @@ def finalize(layout: OutLayout, listing: pa.Table, run_info: dict[str, Any]) -> 
         row.pop("_part", None)
     manifest = pa.Table.from_pylist(final_rows, schema=table.drop_columns(["_part"]).schema)
     buf = io.BytesIO()
-    pq.write_table(manifest, buf)
+    # Small row groups: the viewer reads one sample's row without decoding a million others.
+    pq.write_table(manifest, buf, row_group_size=65536)
     write_atomic(layout.manifest, buf.getvalue())
 
     kept_per_shard = Counter(r["shard"] for r in final_rows if r["status"] == "kept")
@@ -189,7 +190,7 @@ def compute_stats(manifest: pa.Table, shardlist: list[dict[str, Any]], run_info:
     reasons: dict[str, Counter] = defaultdict(Counter)
     for st, stage, reason in zip(*(manifest.column(c).to_pylist() for c in ("status", "stage", "reason"))):
         if st != "kept":
-            reasons[f"{st}:{stage}"][_reason_class(reason)] += 1
+            reasons[f"{st}:{stage}"][reason_class(reason)] += 1
     times = {}
     for name in manifest.column_names:
         if name.startswith("m.time."):
@@ -212,7 +213,7 @@ def compute_stats(manifest: pa.Table, shardlist: list[dict[str, Any]], run_info:
     }
 
 
-def _reason_class(reason: str | None) -> str:
+def reason_class(reason: str | None) -> str:
     """Reasons grouped for counting: per-input details (paths, ids) cut off, numbers kept."""
     if not reason:
         return "(none)"

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from hoiforge.datasets import keypoints as K
 from hoiforge.pipeline.layout import OutLayout
-from hoiforge.pipeline.manifest import _reason_class
+from hoiforge.pipeline.manifest import reason_class
 
 FIGURES_VERSION = 1
 
@@ -212,7 +212,7 @@ def funnel(table: pa.Table, stage_order: list[str]) -> dict[str, Any]:
         stage = stage or "(unknown)"
         entry = removed.setdefault(stage, {"dropped": 0, "failed": 0, "reasons": {}})
         entry[status if status in ("dropped", "failed") else "failed"] += n
-        key = f"{status}: {_reason_class(reason)}"
+        key = f"{status}: {reason_class(reason)}"
         entry["reasons"][key] = entry["reasons"].get(key, 0) + n
 
     seen = set(removed)

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hoiforge.pipeline.layout import OutLayout
-from hoiforge.pipeline.manifest import _reason_class
+from hoiforge.pipeline.manifest import reason_class
 
 # Manifest columns the listing keeps in memory (uri/key/hashes are read per request instead).
 LIST_COLUMNS = ("index", "status", "stage", "reason", "id", "split", "shard", "m.product_label", "m.aesthetic", "m.brisque", "m.persons", "m.width", "m.height")
@@ -107,7 +107,7 @@ class SampleIndex:
         reasons: dict[str, int] = {}
         if "reason" in self.table.column_names:
             for reason, n in _value_counts(self.table.column("reason"), with_null=False).items():
-                cls = _reason_class(reason)
+                cls = reason_class(reason)
                 reasons[cls] = reasons.get(cls, 0) + n
         out["reason"] = dict(sorted(reasons.items(), key=lambda p: -p[1]))
         out["scores"] = [s for s in SCORE_COLUMNS if f"m.{s}" in self.table.column_names]
@@ -185,14 +185,14 @@ class SampleIndex:
             return None
         return _full_row(self.layout.manifest, pos, columns)
 
-    def where(self, index: int) -> dict[str, Any] | None:
-        """What serving bytes needs: status, id, shard from memory; uri/key/member (for the
-        source of a dropped row) read from disk only for rows that are not in the shards."""
+    def where(self, index: int, source: bool = False) -> dict[str, Any] | None:
+        """What serving bytes needs: status, id, shard from memory; uri/key/member (where the
+        source is) read from disk only when asked for or for rows that are not in the shards."""
         pos = self.row_position(index)
         if pos is None:
             return None
         row = self.table.select([c for c in ("index", "status", "id", "shard") if c in self.table.column_names]).slice(pos, 1).to_pylist()[0]
-        if row["status"] != "kept":
+        if source or row["status"] != "kept":
             row.update(_full_row(self.layout.manifest, pos, ("key", "uri", "member")))
         return row
 

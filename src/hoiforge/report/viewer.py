@@ -64,8 +64,8 @@ class Viewer:
             raise HttpError(HTTPStatus.BAD_REQUEST, str(e)) from None
         return self.samples.page(q, page, page_size)
 
-    def _row(self, index: int, where_only: bool = False) -> dict[str, Any]:
-        row = self.samples.where(index) if where_only else self.samples.row(index)
+    def _row(self, index: int, where_only: bool = False, source: bool = False) -> dict[str, Any]:
+        row = self.samples.where(index, source) if where_only else self.samples.row(index)
         if row is None:
             raise HttpError(HTTPStatus.NOT_FOUND, f"no input with index {index}")
         return row
@@ -118,7 +118,7 @@ class Viewer:
         """The row's own source (uri, tar member by its recorded range); None if gone or unreadable."""
         from hoiforge.pipeline.inputs import read_input
 
-        row = row or self._row(index, where_only=True)
+        row = row if row and "uri" in row else self._row(index, where_only=True, source=True)
         listing = _listing_ranges(self.out)
         offset, size = listing.get(row["key"], (None, None))
         try:
