@@ -19,6 +19,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -110,59 +111,87 @@ def _shard_info_from_file(path: Path) -> dict[str, Any]:
     return {"filesize": path.stat().st_size, "md5sum": md5.hexdigest(), "nsamples": len(keys)}
 
 
+def settle_duplicates(table: pa.Table) -> tuple[pa.Table, dict[str, set[str]]]:
+    """One row per input, exact duplicates marked; and, per shard, the ids to remove from it.
+
+    Column-wise (group_by, masks) so that finalize stays seconds on millions of rows; only the
+    duplicates themselves, which are few, go through Python.
+    """
+    n = table.num_rows
+    table = table.append_column("_row", pa.array(np.arange(n, dtype=np.int64)))
+    remove: dict[str, set[str]] = defaultdict(set)
+
+    # 1. The same input committed twice (a retried write): the first part by name wins. Parts
+    #    are concatenated in name order, so that is the lowest row number.
+    first = table.group_by("key", use_threads=False).aggregate([("_row", "min")]).column("_row_min").to_numpy()
+    keep = np.zeros(n, dtype=bool)
+    keep[first] = True
+    copies = table.select(["key", "id", "shard", "status"]).filter(pa.array(~keep))
+    copies = copies.filter(pc.equal(copies.column("status"), "kept"))
+    for shard, sid in zip(copies.column("shard").to_pylist(), copies.column("id").to_pylist()):
+        remove[shard].add(sid)
+    table = table.filter(pa.array(keep))
+
+    # 2. The same image under several inputs: the lowest input index keeps it.
+    slim = table.select(["index", "key", "id", "shard", "status"])
+    kept = slim.filter(pc.equal(slim.column("status"), "kept"))
+    per_id = kept.group_by("id", use_threads=False).aggregate([("index", "min"), ("index", "count")])
+    shared = per_id.filter(pc.greater(per_id.column("index_count"), 1))
+    if shared.num_rows:
+        owner_index = dict(zip(shared.column("id").to_pylist(), shared.column("index_min").to_pylist()))
+        group = kept.filter(pc.is_in(kept.column("id"), shared.column("id"))).select(["index", "key", "id", "shard"]).to_pylist()
+        key_at = {r["index"]: r["key"] for r in group}
+        owner_key = {}
+        for r in group:
+            if r["index"] != owner_index[r["id"]]:
+                owner_key[r["index"]] = key_at[owner_index[r["id"]]]
+                remove[r["shard"]].add(r["id"])
+        index = table.column("index").to_numpy()
+        losing = np.isin(index, np.fromiter(owner_key, dtype=np.int64))
+        reasons = np.full(table.num_rows, None, dtype=object)
+        reasons[losing] = [f"exact duplicate of {owner_key[i]}" for i in index[losing]]
+        mask = pa.array(losing)
+        for name, value in (("status", "dropped"), ("stage", "dedup"), ("shard", None), ("split", None)):
+            column = table.column(name)
+            table = table.set_column(table.schema.get_field_index(name), name, pc.if_else(mask, pa.scalar(value, column.type), column))
+        table = table.set_column(table.schema.get_field_index("reason"), "reason", pc.if_else(mask, pa.array(reasons, pa.string()), table.column("reason")))
+    table = table.drop_columns(["_row", "_part"])
+    index = table.column("index").to_numpy()
+    if not np.all(index[1:] >= index[:-1]):
+        table = table.sort_by("index")
+    return table, remove
+
+
 def finalize(layout: OutLayout, listing: pa.Table, run_info: dict[str, Any]) -> dict[str, Any]:
     """Write manifest.parquet, index.json (+ per split) and stats.json; returns the stats."""
     parts = committed_parts(layout)
     if not parts:
         raise RuntimeError("nothing committed yet")
-    table = _read_parts(parts)
     shard_infos: dict[str, dict[str, Any]] = {}
     for part in parts:
         for s in part_shards(part):
             shard_infos.setdefault(s["url"], s)
+    manifest, remove = settle_duplicates(_read_parts(parts))
 
-    rows = table.to_pylist()
-    # 1. One row per input: the first part (by name) that committed it wins.
-    by_key: dict[str, dict] = {}
-    remove: dict[str, set[str]] = defaultdict(set)
-    for row in sorted(rows, key=lambda r: r["_part"]):
-        if row["key"] in by_key:
-            if row["status"] == "kept":
-                remove[row["shard"]].add(row["id"])
-            continue
-        by_key[row["key"]] = row
-    # 2. One kept sample per image id: the lowest input index wins.
-    owner: dict[str, dict] = {}
-    for row in sorted(by_key.values(), key=lambda r: r["index"]):
-        if row["status"] != "kept":
-            continue
-        first = owner.setdefault(row["id"], row)
-        if first is not row:
-            remove[row["shard"]].add(row["id"])
-            row.update(status="dropped", stage="dedup", reason=f"exact duplicate of {first['key']}", shard=None, split=None)
+    kept = manifest.filter(pc.equal(manifest.column("status"), "kept"))
+    if remove:
+        # A removed copy may share its shard and key with the winner: never remove a key the shard still owns.
+        still = kept.filter(pc.is_in(kept.column("shard"), pa.array(sorted(remove), pa.string())))
+        for url, sid in zip(still.column("shard").to_pylist(), still.column("id").to_pylist()):
+            remove[url].discard(sid)
+        for url, ids in remove.items():
+            path = layout.root / url
+            if path.exists():
+                info = _rewrite_without(path, ids) if ids else _shard_info_from_file(path)
+                shard_infos[url] = {**shard_infos.get(url, {"url": url}), **info}
 
-    # A duplicate copy may share the winner's shard and key; never remove a key its shard still owns.
-    owned = defaultdict(set)
-    for row in by_key.values():
-        if row["status"] == "kept":
-            owned[row["shard"]].add(row["id"])
-    for url, ids in remove.items():
-        ids -= owned[url]
-        path = layout.root / url
-        if path.exists():
-            info = _rewrite_without(path, ids) if ids else _shard_info_from_file(path)
-            shard_infos[url] = {**shard_infos.get(url, {"url": url}), **info}
-    listed_keys = set(listing.column("key").to_pylist())
-    final_rows = sorted(by_key.values(), key=lambda r: r["index"])
-    for row in final_rows:
-        row.pop("_part", None)
-    manifest = pa.Table.from_pylist(final_rows, schema=table.drop_columns(["_part"]).schema)
     buf = io.BytesIO()
     # Small row groups: the viewer reads one sample's row without decoding a million others.
     pq.write_table(manifest, buf, row_group_size=65536)
     write_atomic(layout.manifest, buf.getvalue())
 
-    kept_per_shard = Counter(r["shard"] for r in final_rows if r["status"] == "kept")
+    counts = pc.value_counts(kept.column("shard"))
+    kept_per_shard = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))
     shardlist = []
     for url in sorted(kept_per_shard):
         info = shard_infos[url]
@@ -174,8 +203,8 @@ def finalize(layout: OutLayout, listing: pa.Table, run_info: dict[str, Any]) -> 
         _write_index(layout.index_for(split), [s for s in shardlist if s["split"] == split], name=f"{layout.root.name}-{split}")
 
     stats = compute_stats(manifest, shardlist, run_info)
-    stats["inputs_listed"] = len(listed_keys)
-    stats["inputs_unaccounted"] = len(listed_keys - set(by_key))
+    stats["inputs_listed"] = listing.num_rows
+    stats["inputs_unaccounted"] = int(pc.sum(pc.invert(pc.is_in(listing.column("key"), manifest.column("key")))).as_py() or 0)
     write_atomic(layout.stats, json.dumps(stats, indent=2).encode())
     return stats
 
@@ -186,11 +215,12 @@ def _write_index(path: Path, shardlist: list[dict[str, Any]], name: str) -> None
 
 
 def compute_stats(manifest: pa.Table, shardlist: list[dict[str, Any]], run_info: dict[str, Any]) -> dict[str, Any]:
-    status = Counter(manifest.column("status").to_pylist())
+    counts = pc.value_counts(manifest.column("status"))
+    status = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))
     reasons: dict[str, Counter] = defaultdict(Counter)
-    for st, stage, reason in zip(*(manifest.column(c).to_pylist() for c in ("status", "stage", "reason"))):
-        if st != "kept":
-            reasons[f"{st}:{stage}"][reason_class(reason)] += 1
+    not_kept = manifest.filter(pc.not_equal(manifest.column("status"), "kept")).select(["status", "stage", "reason"])
+    for g in not_kept.group_by(["status", "stage", "reason"], use_threads=False).aggregate([([], "count_all")]).to_pylist():
+        reasons[f"{g['status']}:{g['stage']}"][reason_class(g["reason"])] += g["count_all"]
     times = {}
     for name in manifest.column_names:
         if name.startswith("m.time."):
