@@ -104,8 +104,12 @@ def test_rtdetr_preflight_says_what_to_do(tmp_path):
 
 
 def _ultralytics_importable() -> bool:
+    # Through the backend's own import: a bare `import ultralytics` here (at collection) would patch
+    # PIL.Image.open for the whole test session (see hoiforge.models.ultralytics_person).
     try:
-        import ultralytics  # noqa: F401
+        from hoiforge.models.ultralytics_person import import_yolo
+
+        import_yolo()
     except Exception:  # noqa: BLE001 - missing or broken (torchvision mismatch)
         return False
     return True
@@ -119,9 +123,12 @@ def test_yolo_preflight_explains_why_it_cannot_run(tmp_path):
 
 @pytest.mark.skipif(not _ultralytics_importable(), reason="ultralytics does not import here (needs a torchvision matching torch)")
 def test_yolo_tiny_model_batch(tmp_path):
-    from ultralytics import YOLO
+    from PIL import Image
 
-    from hoiforge.models.ultralytics_person import UltralyticsPersonDetector
+    from hoiforge.datasets.images import BadImage, normalise
+    from hoiforge.models.ultralytics_person import UltralyticsPersonDetector, import_yolo
+
+    YOLO = import_yolo()  # noqa: N806
 
     weights = tmp_path / "tiny.pt"
     YOLO("yolov8n.yaml").save(str(weights))  # real architecture, random weights, no download
@@ -133,3 +140,9 @@ def test_yolo_tiny_model_batch(tmp_path):
         h, w = img.shape[:2]
         for d in dets:
             assert d.label == "person" and 0 <= d.box[0] <= d.box[2] <= w and 0 <= d.box[1] <= d.box[3] <= h
+    assert sum(len(d) for d in found) > 0  # min_score=0: the random model does return boxes
+
+    # Loading the backend leaves Pillow alone: non-images stay "not an image" in this process.
+    assert Image.open.__module__ == "PIL.Image"
+    with pytest.raises(BadImage, match="not an image"):
+        normalise(b"GIF89a not really", max_pixels=10**8)

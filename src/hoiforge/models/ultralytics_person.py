@@ -7,10 +7,18 @@ only, fp16 on GPU.
 ultralytics imports torchvision at import time. PyPI's torchvision does not load beside
 torch 2.13.0+cpu (``torchvision::nms does not exist``), so on such an install ``check()`` says
 so; ``torch==2.14.1 torchvision==0.29.1`` (MODELS.md) is a pair where it works.
+
+Importing ultralytics has process-wide side effects, undone or disabled by ``import_yolo``: it
+replaces ``PIL.Image.open`` with a wrapper that, on bytes Pillow cannot identify, pip-installs
+``pi-heif`` at run time ("AutoUpdate", when online) and otherwise raises ``ModuleNotFoundError``
+instead of ``UnidentifiedImageError`` (so the decode stage would call a non-image "corrupt" in any
+process that loaded this backend); and it checks the network and sends usage events when online.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +30,27 @@ INSTALL = "pip install ultralytics (needs a torchvision that loads beside your t
 COCO_PERSON = 0
 
 
+def import_yolo() -> type:
+    """``ultralytics.YOLO``, imported without installing packages, going online or patching Pillow."""
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # read once, when ultralytics is first imported
+    os.environ.setdefault("YOLO_OFFLINE", "true")
+    from PIL import Image
+
+    pillow_open = Image.open
+    from ultralytics import YOLO
+
+    if getattr(Image.open, "__module__", "").startswith("ultralytics"):  # its HEIF/pi-heif wrapper
+        Image.open = getattr(sys.modules.get("ultralytics.utils.patches"), "_image_open", pillow_open)
+    return YOLO
+
+
 class UltralyticsPersonDetector:
     def __init__(self, model: str = "yolo11x.pt", device: str | None = None, half: bool | None = None,
                  min_score: float = 0.3, imgsz: int = 640):  # fmt: skip
         self.check(model)
         import torch
-        from ultralytics import YOLO
 
+        YOLO = import_yolo()  # noqa: N806
         self.model = YOLO(str(Path(model).expanduser()))
         self.device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
         self.half = self.device != "cpu" if half is None else half
@@ -51,8 +73,12 @@ class UltralyticsPersonDetector:
     def detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
         # ultralytics reads numpy images as BGR (OpenCV order).
         bgr = [np.ascontiguousarray(img[..., ::-1]) for img in images]
+        from ultralytics.cfg import DEFAULT_CFG_DICT
+
+        # ultralytics 8.4 replaced `half` by `quantize` (16 = fp16, None = fp32) and warns on every call given `half`.
+        precision = {"quantize": 16 if self.half else None} if "quantize" in DEFAULT_CFG_DICT else {"half": self.half}
         results = self.model.predict(bgr, conf=self.min_score, classes=[COCO_PERSON], device=self.device,
-                                     half=self.half, imgsz=self.imgsz, verbose=False)  # fmt: skip
+                                     imgsz=self.imgsz, verbose=False, **precision)  # fmt: skip
         out = []
         for res in results:
             boxes = res.boxes
