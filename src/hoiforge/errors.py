@@ -19,3 +19,7 @@ class OutputError(HoiforgeError):
 
 class InputError(HoiforgeError):
     """The inputs cannot be listed (path does not exist, unreadable list file)."""
+
+
+class ConversionError(HoiforgeError):
+    """A published weights file is not in the format a converter expects."""

@@ -10,20 +10,16 @@ pickle at run time); the conversion reads the pickle once with ``weights_only=Tr
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from hoiforge.errors import HoiforgeError
+from hoiforge.errors import ConversionError
+from hoiforge.models.convert_cli import converter_main
 
 # key -> shape of the published layout; anything else is not the LAION MLP.
 LAYOUT: dict[str, tuple[int, ...]] = {}
 for _i, (_fan_in, _fan_out) in zip((0, 2, 4, 6, 7), ((768, 1024), (1024, 128), (128, 64), (64, 16), (16, 1)), strict=True):
     LAYOUT[f"layers.{_i}.weight"] = (_fan_out, _fan_in)
     LAYOUT[f"layers.{_i}.bias"] = (_fan_out,)
-
-
-class ConversionError(HoiforgeError):
-    """The source checkpoint is not what the converter expects."""
 
 
 def build_mlp():
@@ -78,16 +74,7 @@ def convert(src: Path, dst: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m hoiforge.models.convert_aesthetic SRC.pth DST.safetensors", file=sys.stderr)
-        return 2
-    try:
-        print(convert(Path(args[0]), Path(args[1])))
-    except HoiforgeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return converter_main(convert, "python -m hoiforge.models.convert_aesthetic SRC.pth DST.safetensors", argv)
 
 
 if __name__ == "__main__":

@@ -10,17 +10,13 @@ name inside the zip.
 from __future__ import annotations
 
 import shutil
-import sys
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from hoiforge.errors import HoiforgeError
+from hoiforge.errors import ConversionError
+from hoiforge.models.convert_cli import converter_main
 
 MEMBER = "end2end.onnx"
-
-
-class ConversionError(HoiforgeError):
-    """The archive is not an onnx_sdk zip with exactly one end2end.onnx."""
 
 
 def convert(src: Path, dst: Path) -> Path:
@@ -41,16 +37,7 @@ def convert(src: Path, dst: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m hoiforge.models.convert_onnx_zip SRC.zip DST.onnx", file=sys.stderr)
-        return 2
-    try:
-        print(convert(Path(args[0]), Path(args[1])))
-    except HoiforgeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return converter_main(convert, "python -m hoiforge.models.convert_onnx_zip SRC.zip DST.onnx", argv)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 
 from hoiforge.datasets.keypoints import NAMES, NUM_KEYPOINTS
+from hoiforge.errors import ConversionError
 
 # ViT widths of the ViTPose family -> attention heads (S, B, L, H); not recoverable from shapes.
 HEADS_BY_WIDTH = {384: 12, 768: 12, 1024: 16, 1280: 16}
@@ -37,10 +38,6 @@ _CLASSIC_HEAD = {
     "final_layer.weight": "conv.weight",
     "final_layer.bias": "conv.bias",
 }
-
-
-class ConversionError(ValueError):
-    """The checkpoint is not an original ViTPose checkpoint with a whole-body head."""
 
 
 def _backbone_key(name: str) -> str:
