@@ -141,19 +141,25 @@ def run_plan(todo: pa.Table, layout: OutLayout, recipe: Recipe, stages: list[Sta
         rows_per_block = max(1, min(256, math.ceil(todo.num_rows / (4 * max(1, resources.get("CPU", 1))))))
         blocks = [todo.slice(i, rows_per_block) for i in range(0, todo.num_rows, rows_per_block)]
         ds = ray.data.from_arrow(blocks)
-        ds = ds.map_batches(read_batch, batch_format="pyarrow", batch_size=rows_per_block, num_cpus=task_cpus)
+        ds = ds.map_batches(read_batch, batch_format="pyarrow", batch_size=None, num_cpus=task_cpus)
         for stage, run in zip(stages, runs, strict=True):
-            common = dict(batch_format="pyarrow", batch_size=run.batch_size, num_cpus=run.num_cpus, udf_modifying_row_count=False)
+            common = dict(batch_format="pyarrow", num_cpus=run.num_cpus, udf_modifying_row_count=False)
             if run.custom:
                 common["resources"] = run.custom
             if run.concurrency is None:
-                ds = ds.map_batches(stage, **common)
+                # Task stages work sample by sample: one batch per block keeps blocks small and
+                # streaming (a batch size would make Ray bundle blocks, up to the whole input).
+                ds = ds.map_batches(stage, batch_size=None, **common)
             else:
                 pool = ray.data.ActorPoolStrategy(size=run.concurrency)
-                ds = ds.map_batches(type(stage), fn_constructor_args=(stage.params,), compute=pool, num_gpus=run.num_gpus or None, **common)
+                ds = ds.map_batches(type(stage), fn_constructor_args=(stage.params,), compute=pool, batch_size=run.batch_size, num_gpus=run.num_gpus or None, **common)
         counter = ShardCounter.remote(next_shard_seq(layout))
+        # Writers get other remote args than the task stages on purpose: with equal ones Ray fuses
+        # the last task stages into the write, which first bundles a whole shard's rows, so those
+        # stages would run once per shard, serially, instead of streaming. Writing is mostly I/O.
+        write_args = {"num_cpus": task_cpus / 2}
         try:
-            ds.write_datasink(ShardSink(str(layout.root), recipe.output, counter), ray_remote_args={"num_cpus": task_cpus})
+            ds.write_datasink(ShardSink(str(layout.root), recipe.output, counter), ray_remote_args=write_args)
         except Exception as e:
             os_error = find_output_error(e)
             if os_error is None:
