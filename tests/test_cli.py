@@ -80,3 +80,9 @@ def test_unknown_backend_and_unwritable_output_fail_before_work(tmp_path):
     blocker.write_text("not a directory")
     result = runner.invoke(app, ["build", str(tmp_path), "--out", str(blocker / "out"), "--recipe", "demo"])
     assert result.exit_code == 2 and "not writable" in result.output
+
+
+def test_out_of_bounds_overrides_are_one_line(tmp_path):
+    result = runner.invoke(app, ["build", str(tmp_path), "--out", str(tmp_path / "o"), "--test-size", "1.5"])
+    assert result.exit_code == 2 and "test_size: Input should be less than 1" in result.output
+    assert "Traceback" not in result.output

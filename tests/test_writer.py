@@ -119,3 +119,24 @@ def test_orphans_of_a_killed_run_are_cleaned(layout):
     removed = {p.name for p in clean_uncommitted(layout)}
     assert removed == {"train-000007.tar", ".tmp-abc-train-000008.tar", ".tmp-abc-part-x.parquet"}
     assert list(shard_counts(layout)) == ["train-000000.tar"]
+
+
+def test_resume_refuses_other_stage_settings_but_not_other_resources(tmp_path):
+    from hoiforge.errors import OutputError
+    from hoiforge.pipeline.recipe import load_recipe
+    from hoiforge.pipeline.runner import prepare_output
+
+    layout = OutLayout(tmp_path / "out")
+    recipe = load_recipe("demo")
+    prepare_output(layout, recipe)
+    assert json.loads(layout.recipe.read_text())["stages"][1]["min_short_side"] == 256
+
+    faster = recipe.model_copy(deep=True)
+    faster.stages[2].resources.batch_size = 64  # how it runs may change between runs
+    faster.stages[2].resources.concurrency = 4
+    prepare_output(layout, faster)
+
+    stricter = recipe.model_copy(deep=True)
+    stricter.stages[1].min_short_side = 512  # what it keeps may not
+    with pytest.raises(OutputError, match=r"stages\[1\] \(resolution\) changed"):
+        prepare_output(layout, stricter)

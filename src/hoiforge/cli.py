@@ -52,8 +52,10 @@ def build(
     weights: Annotated[Optional[Path], typer.Option("--weights", help="weights root of the paper-grade backends (default $HOIFORGE_WEIGHTS, else ~/.cache/hoiforge/weights)")] = None,
 ) -> None:
     """Run a recipe over INPUTs into sharded WebDataset tars + manifest + wids index + stats."""
+    from pydantic import ValidationError
+
     from hoiforge.models.weights import WEIGHTS_ENV
-    from hoiforge.pipeline.recipe import load_recipe
+    from hoiforge.pipeline.recipe import OutputSpec, load_recipe
     from hoiforge.pipeline.runner import build as run_build
 
     if weights is not None:
@@ -62,16 +64,13 @@ def build(
         r = load_recipe(recipe)
         overrides = {k: v for k, v in {"test_size": test_size, "shard_max_count": shard_size}.items() if v is not None}
         if overrides:
-            r = r.model_copy(update={"output": r.output.model_copy(update=overrides)})
-            r.output.__class__.model_validate(r.output.model_dump())  # re-check bounds
+            r = r.model_copy(update={"output": OutputSpec.model_validate({**r.output.model_dump(), **overrides})})
         console.print(f"[bold]hoiforge build[/] recipe [cyan]{r.name}[/] ({' → '.join(r.stage_names())}) → {out}", highlight=False)
         result = run_build(inputs, out, r, address=address, progress=progress)
     except HoiforgeError as e:
         _fail(str(e))
-    except Exception as e:  # pydantic bounds on overrides
-        if type(e).__name__ == "ValidationError":
-            _fail(str(e))
-        raise
+    except ValidationError as e:  # --test-size / --shard-size out of bounds
+        _fail(f"{', '.join(str(err['loc'][0]) for err in e.errors())}: {e.errors()[0]['msg']}")
     _print_summary(result.stats, result.processed, out)
 
 

@@ -49,6 +49,15 @@ def preflight(stages: list[Stage]) -> None:
         stage.preflight()
 
 
+def recipe_fingerprint(document: dict) -> dict:
+    """What must not change between a run and its resume: every stage setting that shapes the
+    output. How it runs (resources: batch sizes, pools, GPUs) and the description may change."""
+    return {
+        **{k: v for k, v in document.items() if k not in ("description", "stages")},
+        "stages": [{k: v for k, v in stage.items() if k != "resources"} for stage in document["stages"]],
+    }
+
+
 def prepare_output(layout: OutLayout, recipe: Recipe) -> None:
     """Create the output dir, prove it writable, and refuse one built by a different recipe."""
     try:
@@ -58,17 +67,24 @@ def prepare_output(layout: OutLayout, recipe: Recipe) -> None:
         probe.unlink()
     except OSError as e:
         raise OutputError(f"output directory {layout.root} is not writable: {e.strerror or e}") from None
-    fingerprint = recipe.model_dump(mode="json")
+    # serialize_as_any: each stage's own keys, not only the StageParams base fields.
+    document = recipe.model_dump(mode="json", serialize_as_any=True)
     if layout.recipe.exists():
-        previous = json.loads(layout.recipe.read_text())
-        if previous != fingerprint:
-            changed = sorted(k for k in set(previous) | set(fingerprint) if previous.get(k) != fingerprint.get(k))
+        previous = recipe_fingerprint(json.loads(layout.recipe.read_text()))
+        current = recipe_fingerprint(document)
+        if previous != current:
+            changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+            stages = [
+                f"stages[{i}] ({b.get('stage')})"
+                for i, (a, b) in enumerate(zip(previous.get("stages", []), current.get("stages", [])))
+                if a != b
+            ]
             raise OutputError(
-                f"{layout.root} was built with a different recipe ({', '.join(changed)} changed); "
+                f"{layout.root} was built with a different recipe ({', '.join(stages or changed)} changed); "
                 "resume needs the same recipe and --test-size: use a new --out"
             )
     else:
-        write_atomic(layout.recipe, json.dumps(fingerprint, indent=2).encode())
+        write_atomic(layout.recipe, json.dumps(document, indent=2).encode())
 
 
 def update_listing(layout: OutLayout, inputs: list[str]) -> pa.Table:
