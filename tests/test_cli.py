@@ -86,3 +86,9 @@ def test_out_of_bounds_overrides_are_one_line(tmp_path):
     result = runner.invoke(app, ["build", str(tmp_path), "--out", str(tmp_path / "o"), "--test-size", "1.5"])
     assert result.exit_code == 2 and "test_size: Input should be less than 1" in result.output
     assert "Traceback" not in result.output
+
+
+def test_missing_input_fails_before_the_output_exists(tmp_path):
+    result = runner.invoke(app, ["build", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--recipe", "demo"])
+    assert result.exit_code == 2 and "no such file or directory" in result.output
+    assert not (tmp_path / "o").exists()

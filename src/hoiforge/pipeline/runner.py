@@ -87,9 +87,8 @@ def prepare_output(layout: OutLayout, recipe: Recipe) -> None:
         write_atomic(layout.recipe, json.dumps(document, indent=2).encode())
 
 
-def update_listing(layout: OutLayout, inputs: list[str]) -> pa.Table:
+def update_listing(layout: OutLayout, fresh: pa.Table) -> pa.Table:
     """The run's listing: previous rows keep their index, new inputs are appended (incremental)."""
-    fresh = refs_to_table(list_inputs(inputs))
     if layout.listing.exists():
         previous = pq.read_table(layout.listing)
         new = fresh.filter(pc.invert(pc.is_in(fresh.column("key"), previous.column("key"))))
@@ -120,8 +119,9 @@ def build(
     # Weights first: one message lists every missing file and the command that fetches them.
     stages = instantiate(with_weights(recipe))
     preflight(stages)
+    fresh = refs_to_table(list_inputs(inputs))  # a typo in an input fails before OUT is touched
     prepare_output(layout, recipe)  # the recipe as written: another weights root is the same recipe
-    listing = update_listing(layout, inputs)
+    listing = update_listing(layout, fresh)
     clean_uncommitted(layout)
     done = committed_keys(layout)
     todo = listing.filter(pc.invert(pc.is_in(listing.column("key"), pa.array(sorted(done), pa.string()))))
