@@ -71,10 +71,10 @@ def build(
         _fail(str(e))
     except ValidationError as e:  # --test-size / --shard-size out of bounds
         _fail(f"{', '.join(str(err['loc'][0]) for err in e.errors())}: {e.errors()[0]['msg']}")
-    _print_summary(result.stats, result.processed, out)
+    _print_summary(result.stats, result.processed, out, r.stage_names())
 
 
-def _print_summary(stats: dict, processed: int, out: Path) -> None:
+def _print_summary(stats: dict, processed: int, out: Path, stage_order: list[str]) -> None:
     table = Table(title=f"{out}", show_header=False, title_justify="left")
     table.add_row("inputs", str(stats["inputs"]))
     table.add_row("kept", f"[green]{stats['kept']}[/]")
@@ -84,6 +84,10 @@ def _print_summary(stats: dict, processed: int, out: Path) -> None:
         for reason, n in list(reasons.items())[:5]:
             table.add_row(f"  {group}", f"{n} × {reason}")
     table.add_row("shards", f"{stats['shards']} ({stats['shard_bytes'] / 1e6:.1f} MB)")
+    per_stage = stats.get("seconds_per_image", {})
+    if per_stage:
+        ordered = [n for n in stage_order if n in per_stage] + [n for n in per_stage if n not in stage_order]
+        table.add_row("ms per image", " · ".join(f"{name} {1000 * per_stage[name]:.0f}" for name in ordered))
     table.add_row("this run", f"{processed} inputs in {stats['last_run_seconds']} s")
     console.print(table)
 

@@ -228,7 +228,9 @@ def compute_stats(manifest: pa.Table, shardlist: list[dict[str, Any]], run_info:
             mean = pc.mean(col).as_py()
             if mean is not None:
                 times[name[len("m.time.") :]] = round(mean, 6)
-    split = Counter(s["split"] for s in shardlist for _ in range(s["nsamples"]))
+    split: Counter = Counter()
+    for s in shardlist:
+        split[s["split"]] += s["nsamples"]
     return {
         "inputs": manifest.num_rows,
         "kept": status.get("kept", 0),
