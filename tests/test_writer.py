@@ -140,3 +140,18 @@ def test_resume_refuses_other_stage_settings_but_not_other_resources(tmp_path):
     stricter.stages[1].min_short_side = 512  # what it keeps may not
     with pytest.raises(OutputError, match=r"stages\[1\] \(resolution\) changed"):
         prepare_output(layout, stricter)
+
+
+def test_tars_are_byte_identical_to_webdataset_tarwriter(tmp_path):
+    import webdataset as wds
+
+    from hoiforge.pipeline.writer import write_tar
+
+    samples = [("a" * 20, {"png": b"x" * 1000, "json": b"{}", "pose.png": b"y" * 10}), ("b" * 20, {"jpg": b"z" * 5000, "json": b"{}"})]
+    info = write_tar(tmp_path / "ours.tar", samples)
+    with open(tmp_path / "wds.tar", "wb") as f, wds.TarWriter(f, encoder=False, mtime=0) as sink:
+        for key, members in samples:
+            sink.write({"__key__": key, **members})
+    ours = (tmp_path / "ours.tar").read_bytes()
+    assert ours == (tmp_path / "wds.tar").read_bytes()
+    assert info["filesize"] == len(ours)

@@ -9,7 +9,9 @@ the commit marker. A tar that no part names is an orphan of a killed run and res
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import tarfile
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -68,14 +70,23 @@ def sample_members(s: Sample) -> dict[str, bytes]:
 
 
 def write_tar(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> dict[str, Any]:
-    """Write (key, members) samples to ``path`` with webdataset; returns size and md5."""
-    import webdataset as wds
+    """Write (key, members) samples to ``path`` as webdataset's TarWriter lays them out
+    (``<key>.<ext>`` members, extensions sorted, USTAR, mode 0444, fixed mtime); returns size and md5.
 
+    Plain ``tarfile`` rather than ``webdataset.TarWriter``: importing webdataset imports torch
+    (seconds and ~300 MB in every writer process), and a torch import that failed half-way in a
+    Ray worker (seen in CI) poisoned every later write in that worker.
+    """
     with open(path, "wb") as raw:
         hashing = _HashingFile(raw)
-        with wds.TarWriter(hashing, encoder=False, mtime=0) as sink:
+        with tarfile.open(fileobj=hashing, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
             for key, members in samples:
-                sink.write({"__key__": key, **members})
+                for ext in sorted(members):
+                    data = members[ext]
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size, info.mode, info.mtime = len(data), 0o444, 0
+                    info.uname = info.gname = "bigdata"
+                    tar.addfile(info, io.BytesIO(data))
         raw.flush()
     return {"filesize": hashing.size, "md5sum": hashing.md5.hexdigest()}
 
