@@ -48,7 +48,9 @@ def main() -> None:
         removed = [r.polygon for r in regions if decide(r, rgb.shape[:2], TextPolicy(), [], None)[0] == "removed"]
         mask = removal_mask(removed, rgb.shape[:2], 4, 0.2)
         Image.fromarray(rgb).save(out / f"{name}_before.png")
-        line = [f"{name} {rgb.shape[1]}x{rgb.shape[0]}: ocr {ocr_s * 1000:.0f} ms ({len(regions)} regions, mask {100 * (mask > 0).mean():.1f}%)"]
+        line = [
+            f"{name} {rgb.shape[1]}x{rgb.shape[0]}: ocr {ocr_s * 1000:.0f} ms ({len(regions)} regions, mask {100 * (mask > 0).mean():.1f}%)"
+        ]
         for backend in backends:
             (filled,), fill_s = timed(lambda b=backend, rgb=rgb, mask=mask: b.inpaint([rgb], [mask]))
             Image.fromarray(filled).save(out / f"{name}_{backend.name}.png")

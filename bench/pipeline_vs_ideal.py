@@ -79,7 +79,9 @@ def main() -> None:
         ray.shutdown()
 
         print(f"recipe {args.recipe}, {args.images} images, {cpus} CPUs, {result.stats['kept']} kept")
-        print(f"sequential stages, one process : {sequential:8.2f} s wall, {cpu_seconds:.2f} s CPU ({1000 * sequential / args.images:.0f} ms/image)")
+        print(
+            f"sequential stages, one process : {sequential:8.2f} s wall, {cpu_seconds:.2f} s CPU ({1000 * sequential / args.images:.0f} ms/image)"
+        )
         print(f"ideal (CPU time / {cpus} CPUs)     : {ideal:8.2f} s")
         print(f"ray start-up                   : {startup:8.2f} s")
         print(f"pipeline build()               : {pipeline:8.2f} s  ({1000 * pipeline / args.images:.0f} ms/image)")

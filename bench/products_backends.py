@@ -42,18 +42,10 @@ def embedded(images: dict[str, np.ndarray]) -> None:
     for name, rgb in images.items():
         found = detector.detect([rgb])[0]
         t = timed(lambda rgb=rgb: detector.detect([rgb]))
-        print(
-            f"embedded detector   {name:16s} {rgb.shape[1]}x{rgb.shape[0]}  {t * 1000:7.0f} ms  {len(found)} products"
-        )
+        print(f"embedded detector   {name:16s} {rgb.shape[1]}x{rgb.shape[0]}  {t * 1000:7.0f} ms  {len(found)} products")
         if found:
-            t = timed(
-                lambda rgb=rgb, found=found: boxes.segment(
-                    [rgb], [[p.box for p in found]]
-                )
-            )
-            print(
-                f"embedded box-GrabCut {name:15s} {len(found)} boxes       {t * 1000:7.0f} ms"
-            )
+            t = timed(lambda rgb=rgb, found=found: boxes.segment([rgb], [[p.box for p in found]]))
+            print(f"embedded box-GrabCut {name:15s} {len(found)} boxes       {t * 1000:7.0f} ms")
 
 
 def paper(images: dict[str, np.ndarray]) -> None:
@@ -73,23 +65,14 @@ def paper(images: dict[str, np.ndarray]) -> None:
     rgb = images["astronaut.png"]
     with tempfile.TemporaryDirectory() as d:
         words = sorted({w for w in HOIHUMAN_PROMPT.replace(",", " ").split()})
-        Path(d, "vocab.txt").write_text(
-            "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + words)
-            + "\n"
-        )
+        Path(d, "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + words) + "\n")
         tokenizer = BertTokenizerFast(str(Path(d, "vocab.txt")))
-        config = GroundingDinoConfig(
-            text_config=BertConfig(vocab_size=30522)
-        )  # Swin-T + BERT-base: grounding-dino-tiny's shape
+        config = GroundingDinoConfig(text_config=BertConfig(vocab_size=30522))  # Swin-T + BERT-base: grounding-dino-tiny's shape
         GroundingDinoForObjectDetection(config).save_pretrained(d)
-        GroundingDinoProcessor(
-            image_processor=GroundingDinoImageProcessor(), tokenizer=tokenizer
-        ).save_pretrained(d)
+        GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(), tokenizer=tokenizer).save_pretrained(d)
         det = GroundingDinoDetector(model=d, box_threshold=0.35)
         t = timed(lambda: det.detect([rgb], HOIHUMAN_PROMPT), repeat=1)
-        print(
-            f"grounding-dino (Swin-T, 800px)  {det.device} {det.dtype!s:14s} {t * 1000:7.0f} ms/image"
-        )
+        print(f"grounding-dino (Swin-T, 800px)  {det.device} {det.dtype!s:14s} {t * 1000:7.0f} ms/image")
         ckpt = Path(d, "sam_vit_b.pth")
         torch.save(build_sam(SAM_ARCHS["vit_b"]).state_dict(), ckpt)
         sam = SegmentAnythingSegmenter(checkpoint=str(ckpt), model_type="vit_b")
@@ -97,9 +80,7 @@ def paper(images: dict[str, np.ndarray]) -> None:
             lambda: sam.segment([rgb], [[(280, 340, 500, 512), (20, 150, 360, 512)]]),
             repeat=1,
         )
-        print(
-            f"sam vit_b (1024px, 2 boxes)     {sam.device} {sam.dtype!s:14s} {t * 1000:7.0f} ms/image"
-        )
+        print(f"sam vit_b (1024px, 2 boxes)     {sam.device} {sam.dtype!s:14s} {t * 1000:7.0f} ms/image")
 
 
 def main() -> None:

@@ -104,7 +104,10 @@ def synthetic_manifest(n: int, seed: int = 0) -> tuple[pa.Table, list[dict]]:
     }  # fmt: skip
     table = pa.table(columns)
     nshards = int(shard_seq.max()) + 1
-    shardlist = [{"url": f"shards/train-{i:06d}.tar", "nsamples": 1000, "filesize": int(rng.integers(400, 1000)) * 1_000_000, "md5sum": "0" * 32} for i in range(nshards)]
+    shardlist = [
+        {"url": f"shards/train-{i:06d}.tar", "nsamples": 1000, "filesize": int(rng.integers(400, 1000)) * 1_000_000, "md5sum": "0" * 32}
+        for i in range(nshards)
+    ]
     shardlist[-1]["nsamples"] = int(kept.sum()) - 1000 * (nshards - 1)
     return table, shardlist
 
@@ -115,7 +118,9 @@ def generate(out: Path, rows: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "_work").mkdir(exist_ok=True)
     pq.write_table(table, out / "manifest.parquet")
-    (out / "index.json").write_text(json.dumps({"__kind__": "wids-shard-index-v1", "wids_version": 1, "name": out.name, "shardlist": shardlist}))
+    (out / "index.json").write_text(
+        json.dumps({"__kind__": "wids-shard-index-v1", "wids_version": 1, "name": out.name, "shardlist": shardlist})
+    )
     (out / "_work" / "recipe.json").write_text(json.dumps({"name": "synthetic", "stages": [{"stage": s} for s in STAGES]}))
     size = (out / "manifest.parquet").stat().st_size
     print(f"generated {rows:,} rows, {len(table.column_names)} columns, {size / 1e6:.0f} MB manifest in {time.perf_counter() - t0:.1f} s")

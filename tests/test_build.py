@@ -41,7 +41,9 @@ def test_demo_build_accounts_for_every_input(ray_local, photo_dir, bad_dir, tmp_
     by_name = {Path(r["key"]).name: r for r in rows}
 
     # Nothing lost: every listed input exactly once, with a status.
-    assert sorted(by_name) == sorted(["astronaut.png", "basketball1.png", "coffee.png", "scenetext01.jpg", "zero.jpg", "truncated.jpg", "not_an_image.png", "bomb.png"])
+    assert sorted(by_name) == sorted(
+        ["astronaut.png", "basketball1.png", "coffee.png", "scenetext01.jpg", "zero.jpg", "truncated.jpg", "not_an_image.png", "bomb.png"]
+    )
     assert len(rows) == 8 and result.stats["inputs"] == 8
 
     # Real photos: people kept, the cup and the street text dropped by the person filter with a reason.
@@ -56,7 +58,10 @@ def test_demo_build_accounts_for_every_input(ray_local, photo_dir, bad_dir, tmp_
     assert "corrupt" in by_name["truncated.jpg"]["reason"] or "truncated" in by_name["truncated.jpg"]["reason"]
     assert "not an image" in by_name["not_an_image.png"]["reason"]
     assert "too large" in by_name["bomb.png"]["reason"] or "bomb" in by_name["bomb.png"]["reason"]
-    assert all(by_name[n]["status"] == "failed" and by_name[n]["stage"] == "decode" for n in ("zero.jpg", "truncated.jpg", "not_an_image.png", "bomb.png"))
+    assert all(
+        by_name[n]["status"] == "failed" and by_name[n]["stage"] == "decode"
+        for n in ("zero.jpg", "truncated.jpg", "not_an_image.png", "bomb.png")
+    )
 
     # Kept = sum of nsamples in index.json = samples in the tars.
     index = json.loads((out / "index.json").read_text())

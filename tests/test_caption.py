@@ -87,6 +87,7 @@ def test_template_takes_no_vlm_options():
 
 # -- Qwen2-VL (paper-grade, tiny random model) --------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny_qwen2_vl(tmp_path_factory) -> Path:
     """A Qwen2-VL checkpoint directory: tiny random weights of the real architecture, a byte-level BPE
@@ -132,14 +133,29 @@ def tiny_translator(tmp_path_factory) -> Path:
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator([PAPER_PROMPT], trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bpe.train_from_iterator(
+        [PAPER_PROMPT],
+        trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+    )
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
     tokenizer.save_pretrained(root)
     torch.manual_seed(0)
     config = BartConfig(
-        vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=1024, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-        decoder_start_token_id=2, forced_bos_token_id=None, forced_eos_token_id=None,
+        vocab_size=len(tokenizer),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=1024,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        forced_bos_token_id=None,
+        forced_eos_token_id=None,
     )
     BartForConditionalGeneration(config).save_pretrained(root)
     return root
@@ -154,7 +170,9 @@ def test_qwen2_vl_with_translation_step_keeps_source_and_order(tiny_qwen2_vl, ti
     stage.preflight()
     names = ["astronaut.png", "coffee.png", "basketball1.png"]
     out = run_stage(stage, [decoded(DATA / n, i) for i, n in enumerate(names)])
-    plain = run_stage(caption_stage(backend="qwen2-vl", max_new_tokens=8, options=options), [decoded(DATA / n, i) for i, n in enumerate(names)])
+    plain = run_stage(
+        caption_stage(backend="qwen2-vl", max_new_tokens=8, options=options), [decoded(DATA / n, i) for i, n in enumerate(names)]
+    )
     sources = [s.ann["caption"]["text"] for s in plain]
     translator = Translator(**translate)
     for s, source in zip(out, sources):

@@ -141,10 +141,14 @@ def test_scene_text_follows_the_policy_and_jpeg_stays_jpeg(reader):
     still_read = read_text(reader, cleaned.image)
     assert "PARKING" not in still_read and "NOTICE" not in still_read, still_read
 
-    (kept,) = run_stage(Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea", policy={"scene_text": "keep"})), [decoded(DATA / "scenetext01.jpg")])
+    (kept,) = run_stage(
+        Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea", policy={"scene_text": "keep"})), [decoded(DATA / "scenetext01.jpg")]
+    )
     assert kept.image == source and {r["action"] for r in kept.ann["text_regions"]} == {"kept"}
 
-    (dropped,) = run_stage(Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea", max_fraction=0.02)), [decoded(DATA / "scenetext01.jpg")])
+    (dropped,) = run_stage(
+        Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea", max_fraction=0.02)), [decoded(DATA / "scenetext01.jpg")]
+    )
     assert dropped.status == "dropped" and dropped.stage == "cleanup" and "cover" in dropped.reason
     assert dropped.image is None and dropped.metrics["cleanup_fraction"] > 0.02
 
@@ -158,7 +162,9 @@ def test_a_photo_without_text_keeps_its_source_bytes(default_cleanup):
 
 def test_greyscale_photo_stays_greyscale(tmp_path):
     grey = Image.open(DATA / "basketball1.png").convert("L")
-    ImageDraw.Draw(grey).text((630, 470), "shopmark", fill=255, anchor="rd", font=ImageFont.load_default(size=26), stroke_width=2, stroke_fill=0)
+    ImageDraw.Draw(grey).text(
+        (630, 470), "shopmark", fill=255, anchor="rd", font=ImageFont.load_default(size=26), stroke_width=2, stroke_fill=0
+    )
     path = tmp_path / "grey.png"
     grey.save(path)
     (out,) = run_stage(Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea")), [decoded(path)])

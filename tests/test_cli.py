@@ -19,7 +19,9 @@ def built(ray_local, tmp_path_factory):
     from .conftest import DATA
 
     out = tmp_path_factory.mktemp("cli") / "out"
-    result = runner.invoke(app, ["build", str(DATA / "astronaut.png"), str(DATA / "coffee.png"), "--out", str(out), "--recipe", "demo", "--no-progress"])
+    result = runner.invoke(
+        app, ["build", str(DATA / "astronaut.png"), str(DATA / "coffee.png"), "--out", str(out), "--recipe", "demo", "--no-progress"]
+    )
     assert result.exit_code == 0, result.output
     assert "kept" in result.output
     return out

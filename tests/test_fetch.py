@@ -212,7 +212,10 @@ class FakeHub:
                 hub.requests.append((self.command, path))
                 headers, body, code = {}, b"", 404
                 if re.fullmatch(rf"/api/models/{hub.REPO}/revision/[^/]+", path):
-                    code, body = 200, json.dumps({"id": hub.REPO, "sha": hub.COMMIT, "siblings": [{"rfilename": f} for f in hub.files]}).encode()
+                    code, body = (
+                        200,
+                        json.dumps({"id": hub.REPO, "sha": hub.COMMIT, "siblings": [{"rfilename": f} for f in hub.files]}).encode(),
+                    )
                 elif m := re.fullmatch(rf"/{hub.REPO}/resolve/{hub.COMMIT}/(.+)", path):
                     if m.group(1) in hub.files:
                         code, body = 200, hub.files[m.group(1)]
@@ -249,7 +252,9 @@ def hub():
 
 
 def hf_spec(name: str, files: tuple[str, ...]) -> W.WeightSpec:
-    return W.WeightSpec(name, (W.Use("test", name),), tuple(W.WeightFile(f) for f in files), "MIT", 1, hf_repo=FakeHub.REPO, revision="main")
+    return W.WeightSpec(
+        name, (W.Use("test", name),), tuple(W.WeightFile(f) for f in files), "MIT", 1, hf_repo=FakeHub.REPO, revision="main"
+    )
 
 
 def test_hf_fetch_pins_one_commit_and_takes_only_listed_files(hub, tmp_path):

@@ -92,7 +92,9 @@ def test_person_stage_filters_on_rtdetr_counts(all_person_model, tmp_path):
     assert s.status == "dropped" and s.reason == f"{NUM_QUERIES} persons at score >= 0.5 (need 1-3)"
 
     nobody = tiny_rtdetr(tmp_path / "nobody", person_logit=-8.0)
-    s = run_stage(Person(Person.Params(stage="person", backend="rtdetr", options={"model": str(nobody)})), [decoded(DATA / "astronaut.png")])[0]
+    s = run_stage(
+        Person(Person.Params(stage="person", backend="rtdetr", options={"model": str(nobody)})), [decoded(DATA / "astronaut.png")]
+    )[0]
     assert s.status == "dropped" and s.reason.startswith("0 persons")
 
 

@@ -18,9 +18,7 @@ from hoiforge.stages.products import HOIHUMAN_PROMPT, Products, close_view, inst
 from hoiforge.stages.testing import decoded, run_stage
 
 DATA = Path(__file__).parent / "data"
-MAX_PERSON_OVERLAP = (
-    0.05  # a product may share at most this fraction of its pixels with a person
-)
+MAX_PERSON_OVERLAP = 0.05  # a product may share at most this fraction of its pixels with a person
 
 
 def products_stage(**params) -> Products:
@@ -45,9 +43,7 @@ def person_mask(path: Path) -> np.ndarray:
     import mediapipe as mp
 
     rgb = decode_rgb(path.read_bytes())
-    with mp.solutions.pose.Pose(
-        static_image_mode=True, model_complexity=1, enable_segmentation=True
-    ) as pose:
+    with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True) as pose:
         result = pose.process(rgb)
     assert result.segmentation_mask is not None, "fixture must show a person"
     return result.segmentation_mask > 0.5
@@ -87,9 +83,7 @@ def test_astronaut_helmet_is_a_product_and_not_the_person(ran):
     dome = (xx - 390) ** 2 + (yy - 440) ** 2 <= 50**2  # a disk inside the helmet's dome
     assert (ids[dome] == helmet_id).mean() >= 0.9, "the helmet is not one product"
     # (the embedded backend merges it with the black stand behind it: same colour, touching)
-    assert ids[120, 225] == 0 and ids[300, 130] == 0 and ids[450, 100] == 0, (
-        "the face or the suit became a product"
-    )
+    assert ids[120, 225] == 0 and ids[300, 130] == 0 and ids[450, 100] == 0, "the face or the suit became a product"
 
 
 @pytest.mark.parametrize("name", ["astronaut.png", "basketball1.png"])
@@ -100,19 +94,13 @@ def test_products_do_not_overlap_the_person(ran, name):
     assert ids is not None and ids.max() >= 1
     for i in range(1, int(ids.max()) + 1):
         mask = ids == i
-        assert (mask & person).sum() / mask.sum() <= MAX_PERSON_OVERLAP, (
-            f"product {i} overlaps the person"
-        )
+        assert (mask & person).sum() / mask.sum() <= MAX_PERSON_OVERLAP, f"product {i} overlaps the person"
 
 
 def test_image_without_product_is_dropped_with_reason_or_kept_when_configured(tmp_path):
     plain = tmp_path / "plain.png"
     rng = np.random.default_rng(0)
-    Image.fromarray(
-        (np.full((300, 400, 3), 180) + rng.integers(-3, 4, (300, 400, 3))).astype(
-            np.uint8
-        )
-    ).save(plain)
+    Image.fromarray((np.full((300, 400, 3), 180) + rng.integers(-3, 4, (300, 400, 3))).astype(np.uint8)).save(plain)
     dropped = run_stage(products_stage(), [decoded(plain)])[0]
     assert dropped.status == "dropped" and dropped.stage == "products"
     assert "0 products" in dropped.reason
@@ -147,9 +135,7 @@ def test_instance_maps_round_trip_8_and_16_bit():
     assert (decode_mask(encode_mask(small)) == small).all()
     assert decode_mask(encode_mask(big)).dtype == np.uint16
     assert (decode_mask(encode_mask(big)) == big).all()
-    assert (decode_mask(encode_png((small > 0).astype(np.uint8) * 255)) > 0).sum() == (
-        small > 0
-    ).sum()
+    assert (decode_mask(encode_png((small > 0).astype(np.uint8) * 255)) > 0).sum() == (small > 0).sum()
 
 
 def test_instance_map_paints_best_first_and_skips_duplicates():
@@ -166,9 +152,7 @@ def test_instance_map_paints_best_first_and_skips_duplicates():
     ]
     ids, kept = instance_map(ps, (10, 10), min_pixels=2, nms_iou=0.7, limit=5)
     assert [p.label for p in kept] == ["cup", "book"]
-    assert (
-        (ids[a] == 1).all() and (ids[b & ~a] == 2).all() and (ids[~(a | b)] == 0).all()
-    )
+    assert (ids[a] == 1).all() and (ids[b & ~a] == 2).all() and (ids[~(a | b)] == 0).all()
     _, one = instance_map(ps, (10, 10), min_pixels=2, nms_iou=0.7, limit=1)
     assert len(one) == 1
 
@@ -203,9 +187,7 @@ def test_recipes_carry_the_papers_prompts():
 
     hoi = next(s for s in load_recipe("hoihuman").stages if s.stage == "products")
     assert hoi.prompt == HOIHUMAN_PROMPT
-    assert HOIHUMAN_PROMPT.startswith(
-        "cosmetics, clothes, shoes"
-    ) and HOIHUMAN_PROMPT.endswith("phone, book")
+    assert HOIHUMAN_PROMPT.startswith("cosmetics, clothes, shoes") and HOIHUMAN_PROMPT.endswith("phone, book")
     shoe = next(s for s in load_recipe("shoeleg").stages if s.stage == "products")
     assert shoe.prompt == "shoe, sneaker, boot, sandal, high heels"
     names = [s.stage for s in load_recipe("hoihuman").stages]

@@ -65,7 +65,16 @@ def tiny_clip(tmp_path_factory):
     root = tmp_path_factory.mktemp("aesthetic")
     torch.manual_seed(0)
     config = CLIPConfig(
-        text_config=dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, bos_token_id=0, eos_token_id=1, pad_token_id=1),
+        text_config=dict(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        ),
         vision_config=dict(image_size=224, patch_size=32, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
         projection_dim=768,
     )
@@ -104,7 +113,9 @@ def test_laion_aesthetic_loads_weights_and_scores_batched(tiny_clip):
 
     # The threshold drops exactly the samples scoring below it.
     cut = sorted(got)[1]
-    out = run_stage(quality(backend="laion-aesthetic", options=options, min_aesthetic=cut), [decoded(DATA / n, i) for i, n in enumerate(PHOTOS)])
+    out = run_stage(
+        quality(backend="laion-aesthetic", options=options, min_aesthetic=cut), [decoded(DATA / n, i) for i, n in enumerate(PHOTOS)]
+    )
     assert [s.live for s in out] == [g >= cut for g in got]
     assert all("aesthetic" in s.reason for s in out if not s.live)
 
@@ -133,4 +144,6 @@ def test_laion_aesthetic_preflight_says_what_is_missing(tmp_path):
     (tmp_path / "clip").mkdir()
     (tmp_path / "clip" / "config.json").write_text("{}")
     with pytest.raises(BackendUnavailable, match="does not exist"):
-        quality(backend="laion-aesthetic", options={"clip_model": str(tmp_path / "clip"), "mlp_weights": str(tmp_path / "none.pth")}).preflight()
+        quality(
+            backend="laion-aesthetic", options={"clip_model": str(tmp_path / "clip"), "mlp_weights": str(tmp_path / "none.pth")}
+        ).preflight()

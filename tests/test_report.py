@@ -127,7 +127,10 @@ def test_optional_metric_figures_follow_their_columns(tmp_path: Path):
     n = 500
     status = rng.choice(["kept", "dropped", "failed"], n, p=[0.7, 0.2, 0.1]).tolist()
     stage = [None if s == "kept" else "read" if s == "failed" else str(rng.choice(["quality", "dedup"])) for s in status]
-    reason = [None if s == "kept" else (f"exact duplicate of /data/img{i}.jpg" if st == "dedup" else f"{st} said no") for i, (s, st) in enumerate(zip(status, stage))]
+    reason = [
+        None if s == "kept" else (f"exact duplicate of /data/img{i}.jpg" if st == "dedup" else f"{st} said no")
+        for i, (s, st) in enumerate(zip(status, stage))
+    ]
     labels = rng.choice(["shoes", "bottle", "phone", ""], n).tolist()
     aesthetic = rng.uniform(2, 9, n)
     brisque = rng.uniform(0, 180, n)  # beyond the plotted 0-150: must land in the last bin, not vanish
@@ -142,7 +145,9 @@ def test_optional_metric_figures_follow_their_columns(tmp_path: Path):
             "m.text_regions": rng.integers(0, 5, n), "m.text_removed": rng.integers(0, 2, n),
         }
     )  # fmt: skip
-    out = _write_out(tmp_path / "out", table, [{"url": "shards/train-000000.tar", "nsamples": status.count("kept"), "filesize": 12345, "md5sum": "x"}])
+    out = _write_out(
+        tmp_path / "out", table, [{"url": "shards/train-000000.tar", "nsamples": status.count("kept"), "filesize": 12345, "md5sum": "x"}]
+    )
     f = compute_figures(out)
     kept = np.array(status) == "kept"
 
@@ -167,7 +172,15 @@ def test_optional_metric_figures_follow_their_columns(tmp_path: Path):
 
 
 def test_a_build_without_metrics_reports_them_absent(tmp_path: Path):
-    table = pa.table({"status": ["kept", "failed"], "stage": [None, "read"], "reason": [None, "cannot read"], "split": ["train", None], "shard": ["shards/train-000000.tar", None]})
+    table = pa.table(
+        {
+            "status": ["kept", "failed"],
+            "stage": [None, "read"],
+            "reason": [None, "cannot read"],
+            "split": ["train", None],
+            "shard": ["shards/train-000000.tar", None],
+        }
+    )
     out = _write_out(tmp_path / "out", table, [])
     f = compute_figures(out)
     assert f["totals"] == {"inputs": 2, "kept": 1, "dropped": 0, "failed": 1}

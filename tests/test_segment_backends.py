@@ -59,9 +59,7 @@ TINY_SAM = {
 
 @pytest.fixture(scope="module")
 def images() -> list[np.ndarray]:
-    return [
-        decode_rgb((DATA / n).read_bytes()) for n in ("coffee.png", "astronaut.png")
-    ]
+    return [decode_rgb((DATA / n).read_bytes()) for n in ("coffee.png", "astronaut.png")]
 
 
 @pytest.fixture(scope="module")
@@ -114,12 +112,8 @@ def tiny_grounding_dino(tmp_path_factory) -> str:
     )
     torch.manual_seed(0)
     GroundingDinoForObjectDetection(config).save_pretrained(d)
-    image_processor = GroundingDinoImageProcessor(
-        size={"shortest_edge": 64, "longest_edge": 96}
-    )
-    GroundingDinoProcessor(
-        image_processor=image_processor, tokenizer=tokenizer
-    ).save_pretrained(d)
+    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
+    GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(d)
     return str(d)
 
 
@@ -148,9 +142,7 @@ def tiny_hf_sam(tmp_path_factory) -> str:
         mlp_dim=64,
         num_pos_feats=16,
     )
-    prompt = SamPromptEncoderConfig(
-        hidden_size=32, image_size=64, patch_size=16, mask_input_channels=4
-    )
+    prompt = SamPromptEncoderConfig(hidden_size=32, image_size=64, patch_size=16, mask_input_channels=4)
     decoder = SamMaskDecoderConfig(
         hidden_size=32,
         num_hidden_layers=2,
@@ -166,11 +158,7 @@ def tiny_hf_sam(tmp_path_factory) -> str:
             mask_decoder_config=decoder,
         )
     ).save_pretrained(d)
-    SamProcessor(
-        image_processor=SamImageProcessor(
-            size={"longest_edge": 64}, pad_size={"height": 64, "width": 64}
-        )
-    ).save_pretrained(d)
+    SamProcessor(image_processor=SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64})).save_pretrained(d)
     return str(d)
 
 
@@ -180,40 +168,28 @@ def tiny_sam_checkpoint(tmp_path_factory) -> str:
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("sam") / "sam_tiny.pth"
-    torch.save(
-        build_sam(TINY_SAM).state_dict(), path
-    )  # the original checkpoints are plain state dicts
+    torch.save(build_sam(TINY_SAM).state_dict(), path)  # the original checkpoints are plain state dicts
     return str(path)
 
 
 # -- GroundingDINO -------------------------------------------------------------------------------
-def test_grounding_dino_loads_local_weights_and_maps_labels_to_prompt_phrases(
-    tiny_grounding_dino, images
-):
+def test_grounding_dino_loads_local_weights_and_maps_labels_to_prompt_phrases(tiny_grounding_dino, images):
     from hoiforge.models.grounding_dino import GroundingDinoDetector
 
-    detector = GroundingDinoDetector(
-        model=tiny_grounding_dino, box_threshold=0.0, text_threshold=0.0
-    )
+    detector = GroundingDinoDetector(model=tiny_grounding_dino, box_threshold=0.0, text_threshold=0.0)
     found = detector.detect(images, PROMPT)
     assert len(found) == 2
     phrases = prompt_phrases(PROMPT)
     for rgb, products in zip(images, found, strict=True):
         h, w = rgb.shape[:2]
-        assert products, (
-            "threshold 0 keeps every query whose best token is a phrase token"
-        )
+        assert products, "threshold 0 keeps every query whose best token is a phrase token"
         assert len(products) <= 12
         for p in products:
             assert p.label in phrases and p.source == "grounding-dino"
             x0, y0, x1, y1 = p.box
             assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
-        assert [p.score for p in products] == sorted(
-            (p.score for p in products), reverse=True
-        )
-    strict = GroundingDinoDetector(model=tiny_grounding_dino, box_threshold=1.0).detect(
-        images[:1], PROMPT
-    )
+        assert [p.score for p in products] == sorted((p.score for p in products), reverse=True)
+    strict = GroundingDinoDetector(model=tiny_grounding_dino, box_threshold=1.0).detect(images[:1], PROMPT)
     assert strict == [[]]
 
 
@@ -226,12 +202,7 @@ def test_grounding_dino_token_to_phrase_mapping(tiny_grounding_dino):
     ids = detector.processor.tokenizer(text, return_tensors="pt")["input_ids"][0]
     tokens = detector.processor.tokenizer.convert_ids_to_tokens(ids)
     owner = dict(zip(tokens, detector._phrase_of_token(ids), strict=True))
-    assert (
-        owner["cup"] == 0
-        and owner["electronic"] == 2
-        and owner["products"] == 2
-        and owner["book"] == 4
-    )
+    assert owner["cup"] == 0 and owner["electronic"] == 2 and owner["products"] == 2 and owner["book"] == 4
     assert owner["[CLS]"] == -1 and owner["."] == -1
 
 
@@ -245,23 +216,15 @@ def test_registry_architectures_match_segment_anything_checkpoints():
 
     with torch.device("meta"):  # shapes only: no memory, no time
         for name in SAM_ARCHS:
-            ours = {
-                k: v.shape for k, v in build_sam(SAM_ARCHS[name]).state_dict().items()
-            }
-            theirs = {
-                k: v.shape for k, v in sam_model_registry[name]().state_dict().items()
-            }
+            ours = {k: v.shape for k, v in build_sam(SAM_ARCHS[name]).state_dict().items()}
+            theirs = {k: v.shape for k, v in sam_model_registry[name]().state_dict().items()}
             assert ours == theirs, name
 
 
-def test_segment_anything_loads_a_checkpoint_and_segments_boxes_in_a_batch(
-    tiny_sam_checkpoint, images
-):
+def test_segment_anything_loads_a_checkpoint_and_segments_boxes_in_a_batch(tiny_sam_checkpoint, images):
     from hoiforge.models.sam import SegmentAnythingSegmenter
 
-    segmenter = SegmentAnythingSegmenter(
-        checkpoint=tiny_sam_checkpoint, model_type=TINY_SAM
-    )
+    segmenter = SegmentAnythingSegmenter(checkpoint=tiny_sam_checkpoint, model_type=TINY_SAM)
     saved = torch.load(tiny_sam_checkpoint, weights_only=True)
     loaded = segmenter.model.state_dict()
     assert all(torch.equal(saved[k], loaded[k]) for k in saved)
@@ -269,28 +232,18 @@ def test_segment_anything_loads_a_checkpoint_and_segments_boxes_in_a_batch(
     out = segmenter.segment(images, boxes)
     assert len(out[0]) == 2 and out[1] == []
     for mask, score in out[0]:
-        assert (
-            mask.shape == images[0].shape[:2]
-            and mask.dtype == bool
-            and np.isfinite(score)
-        )
+        assert mask.shape == images[0].shape[:2] and mask.dtype == bool and np.isfinite(score)
 
 
 def test_hf_sam_loads_a_local_model_and_segments_boxes_in_a_batch(tiny_hf_sam, images):
     from hoiforge.models.sam import HfSamSegmenter
 
     segmenter = HfSamSegmenter(model=tiny_hf_sam)
-    out = segmenter.segment(
-        images, [[(150, 20, 410, 210)], [(280, 340, 500, 512), (20, 150, 360, 512)]]
-    )
+    out = segmenter.segment(images, [[(150, 20, 410, 210)], [(280, 340, 500, 512), (20, 150, 360, 512)]])
     assert [len(o) for o in out] == [1, 2]
     for rgb, per in zip(images, out, strict=True):
         for mask, score in per:
-            assert (
-                mask.shape == rgb.shape[:2]
-                and mask.dtype == bool
-                and np.isfinite(score)
-            )
+            assert mask.shape == rgb.shape[:2] and mask.dtype == bool and np.isfinite(score)
 
 
 def test_sam_checks_say_what_to_do(tmp_path):
@@ -300,18 +253,14 @@ def test_sam_checks_say_what_to_do(tmp_path):
     with pytest.raises(BackendUnavailable, match="sam_vit_h_4b8939.pth"):
         SegmentAnythingSegmenter.check(checkpoint=str(tmp_path / "none.pth"))
     with pytest.raises(BackendUnavailable, match="model_type"):
-        SegmentAnythingSegmenter.check(
-            checkpoint=str(tmp_path / "none.pth"), model_type="vit_x"
-        )
+        SegmentAnythingSegmenter.check(checkpoint=str(tmp_path / "none.pth"), model_type="vit_x")
     with pytest.raises(BackendUnavailable, match="huggingface-cli download"):
         HfSamSegmenter.check(model=str(tmp_path / "no-such-dir"))
 
 
 # -- the products stage on the paper-grade pair ---------------------------------------------------
 @pytest.mark.parametrize("segmenter", ["sam", "hf-sam"])
-def test_products_stage_with_grounding_dino_and_sam(
-    segmenter, tiny_grounding_dino, tiny_hf_sam, tiny_sam_checkpoint
-):
+def test_products_stage_with_grounding_dino_and_sam(segmenter, tiny_grounding_dino, tiny_hf_sam, tiny_sam_checkpoint):
     from hoiforge.stages.products import Products
     from hoiforge.stages.testing import decoded, run_stage
 
@@ -335,9 +284,7 @@ def test_products_stage_with_grounding_dino_and_sam(
         )
     )
     stage.preflight()
-    out = run_stage(
-        stage, [decoded(DATA / "coffee.png", 0), decoded(DATA / "astronaut.png", 1)]
-    )
+    out = run_stage(stage, [decoded(DATA / "coffee.png", 0), decoded(DATA / "astronaut.png", 1)])
     for s in out:
         assert s.live, s.reason
         assert s.ann["stages"]["products"]["backend"] == f"grounding-dino+{segmenter}"
@@ -352,21 +299,15 @@ def test_products_stage_with_grounding_dino_and_sam(
             assert p["area"] == int((ids == i).sum()) > 0
             assert p["mask_score"] is not None
         assert s.metrics["product_label"] == products[0]["label"]
-    assert any(s.ann["products"] for s in out), (
-        "...but not of every image (seeded weights give several)"
-    )
+    assert any(s.ann["products"] for s in out), "...but not of every image (seeded weights give several)"
 
 
 # -- half precision (the GPU path), exercised on CPU in bfloat16 -----------------------------------
-def test_backends_run_in_bfloat16(
-    tiny_grounding_dino, tiny_hf_sam, tiny_sam_checkpoint, images
-):
+def test_backends_run_in_bfloat16(tiny_grounding_dino, tiny_hf_sam, tiny_sam_checkpoint, images):
     from hoiforge.models.grounding_dino import GroundingDinoDetector
     from hoiforge.models.sam import HfSamSegmenter, SegmentAnythingSegmenter
 
-    detector = GroundingDinoDetector(
-        model=tiny_grounding_dino, box_threshold=0.0, device="cpu", dtype="bfloat16"
-    )
+    detector = GroundingDinoDetector(model=tiny_grounding_dino, box_threshold=0.0, device="cpu", dtype="bfloat16")
     assert next(detector.model.parameters()).dtype == torch.bfloat16
     assert detector.detect(images[:1], PROMPT)[0]
     boxes = [[(150, 20, 410, 210)]]

@@ -47,4 +47,11 @@ def test_shoeleg_build_accounts_for_every_input(ray_local, tmp_path):
     alpha = np.asarray(Image.open(io.BytesIO(members["shoe.png"])))[..., 3]
     wear = np.asarray(Image.open(io.BytesIO(members["wear.png"])))
     assert set(np.unique(alpha).tolist()) == {0, 255} and np.array_equal(wear == 1, alpha == 255) and (wear < 2).all()
-    assert json.loads(members["leg.json"])["names"][6:] == ["left_big_toe", "left_small_toe", "left_heel", "right_big_toe", "right_small_toe", "right_heel"]
+    assert json.loads(members["leg.json"])["names"][6:] == [
+        "left_big_toe",
+        "left_small_toe",
+        "left_heel",
+        "right_big_toe",
+        "right_small_toe",
+        "right_heel",
+    ]

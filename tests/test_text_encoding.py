@@ -23,8 +23,15 @@ def encoder_dir(tmp_path_factory):
     CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(root / "tokenizer")
     torch.manual_seed(0)
     config = CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        max_position_embeddings=CLIP_CONTEXT, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+        vocab_size=len(vocab),
+        hidden_size=HIDDEN,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=CLIP_CONTEXT,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
     )
     CLIPTextModel(config).save_pretrained(root / "text_encoder")
     return root

@@ -30,7 +30,15 @@ from tests.report_build import small_build
 pytestmark = pytest.mark.slow
 
 CHROMIUM = os.environ.get("HOIFORGE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +132,13 @@ def test_dropped_rows_show_their_source_and_nothing_else(server, rows):
 
 def test_no_request_reaches_files_outside_manifest_rows(server, built, rows):
     kept = next(r for r in rows if r["status"] == "kept")
-    for path in (f"/api/member/{kept['index']}/..%2f..%2fmanifest.parquet", "/api/member/x/png", "/../manifest.parquet", "/static/../viewer.py", "/api/source/..%2fetc"):
+    for path in (
+        f"/api/member/{kept['index']}/..%2f..%2fmanifest.parquet",
+        "/api/member/x/png",
+        "/../manifest.parquet",
+        "/static/../viewer.py",
+        "/api/source/..%2fetc",
+    ):
         status, _ = get(server + path)
         assert status == 404, path
     assert get(f"{server}/api/facets", {"Host": "attacker.example:80"})[0] == 403  # DNS rebinding

@@ -45,7 +45,10 @@ def original_checkpoint(plus: bool) -> dict:
     if plus:  # simple heads: COCO 17 + aic 14, mpii 16, ap10k 17, apt36k 17, wholebody 133
         sd |= {"keypoint_head.final_layer.weight": r(17, WIDTH, 3, 3), "keypoint_head.final_layer.bias": r(17)}
         for j, n in enumerate((14, 16, 17, 17, 133)):
-            sd |= {f"associate_keypoint_heads.{j}.final_layer.weight": r(n, WIDTH, 3, 3), f"associate_keypoint_heads.{j}.final_layer.bias": r(n)}
+            sd |= {
+                f"associate_keypoint_heads.{j}.final_layer.weight": r(n, WIDTH, 3, 3),
+                f"associate_keypoint_heads.{j}.final_layer.bias": r(n),
+            }
     else:
         sd |= {"keypoint_head.deconv_layers.0.weight": r(WIDTH, 256, 4, 4, scale=0.05), "keypoint_head.deconv_layers.3.weight": r(256, 256, 4, 4, scale=0.02),
                "keypoint_head.final_layer.weight": r(133, 256, 1, 1, scale=0.05), "keypoint_head.final_layer.bias": r(133)}  # fmt: skip
@@ -66,7 +69,9 @@ def original_forward(sd: dict, x: torch.Tensor, plus: bool) -> torch.Tensor:
     for i in range(LAYERS):
         b = f"backbone.blocks.{i}."
         h = F.layer_norm(x, (WIDTH,), sd[b + "norm1.weight"], sd[b + "norm1.bias"], eps=1e-6)
-        q, k, v = F.linear(h, sd[b + "attn.qkv.weight"], sd[b + "attn.qkv.bias"]).reshape(B, -1, 3, HEADS, WIDTH // HEADS).permute(2, 0, 3, 1, 4)
+        q, k, v = (
+            F.linear(h, sd[b + "attn.qkv.weight"], sd[b + "attn.qkv.bias"]).reshape(B, -1, 3, HEADS, WIDTH // HEADS).permute(2, 0, 3, 1, 4)
+        )
         attn = ((q @ k.transpose(-2, -1)) * (WIDTH // HEADS) ** -0.5).softmax(-1)
         h = (attn @ v).transpose(1, 2).reshape(B, -1, WIDTH)
         x = x + F.linear(h, sd[b + "attn.proj.weight"], sd[b + "attn.proj.bias"])
@@ -80,7 +85,9 @@ def original_forward(sd: dict, x: torch.Tensor, plus: bool) -> torch.Tensor:
     x = x.transpose(1, 2).reshape(B, WIDTH, HP, WP)
     if plus:
         x = F.interpolate(F.relu(x), scale_factor=4, mode="bilinear", align_corners=False)
-        return F.conv2d(x, sd["associate_keypoint_heads.4.final_layer.weight"], sd["associate_keypoint_heads.4.final_layer.bias"], padding=1)
+        return F.conv2d(
+            x, sd["associate_keypoint_heads.4.final_layer.weight"], sd["associate_keypoint_heads.4.final_layer.bias"], padding=1
+        )
     for d, n in ((0, 1), (3, 4)):
         x = F.conv_transpose2d(x, sd[f"keypoint_head.deconv_layers.{d}.weight"], stride=2, padding=1)
         p = f"keypoint_head.deconv_layers.{n}."

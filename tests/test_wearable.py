@@ -159,7 +159,10 @@ def test_bad_coco_annotations_fail_the_sample(tmp_path):
     cases = {
         "size": (wrong_size, "bad wear label: x.json:shoe_crop.png: annotated at 128x44, image is 64x44"),
         "category": (unknown, "bad wear label: x.json:shoe_crop.png: annotation 1 has category 'lace'; known: visible, wearable"),
-        "outside": (outside, "bad wear label: x.json:shoe_crop.png: annotation 1: polygon reaches outside the 64x44 image (wrong image or size?)"),
+        "outside": (
+            outside,
+            "bad wear label: x.json:shoe_crop.png: annotation 1: polygon reaches outside the 64x44 image (wrong image or size?)",
+        ),
     }
     for name, (d, reason) in cases.items():
         path = tmp_path / name / "x.json"

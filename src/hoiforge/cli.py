@@ -1,12 +1,12 @@
 """The ``hoiforge`` command line. Forms kept stable for scripts:
 
-    hoiforge build INPUT... --out OUT [--recipe NAME|PATH]
-    hoiforge inspect OUT ID
-    hoiforge validate OUT
-    hoiforge stats OUT                 (OUT/report/index.html + figures.json)
-    hoiforge view OUT [--host H] [--port P]
-    hoiforge models list|check|fetch
-    hoiforge wear check IMAGES --labels-dir DIR | --coco FILE
+hoiforge build INPUT... --out OUT [--recipe NAME|PATH]
+hoiforge inspect OUT ID
+hoiforge validate OUT
+hoiforge stats OUT                 (OUT/report/index.html + figures.json)
+hoiforge view OUT [--host H] [--port P]
+hoiforge models list|check|fetch
+hoiforge wear check IMAGES --labels-dir DIR | --coco FILE
 """
 
 from __future__ import annotations
@@ -42,14 +42,25 @@ def _fail(message: str, code: int = 2) -> None:
 
 @app.command()
 def build(
-    inputs: Annotated[list[str], typer.Argument(help="image files, directories, globs, tars, or .parquet/.csv lists (local or s3://, gs://)")],
+    inputs: Annotated[
+        list[str], typer.Argument(help="image files, directories, globs, tars, or .parquet/.csv lists (local or s3://, gs://)")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="output directory; rerunning the same command resumes")],
     recipe: Annotated[str, typer.Option("--recipe", "-r", help="bundled recipe name (demo, hoihuman, shoeleg) or a YAML path")] = "demo",
-    address: Annotated[Optional[str], typer.Option("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")] = None,
-    test_size: Annotated[Optional[float], typer.Option("--test-size", help="fraction of ids held out for test (overrides the recipe)")] = None,
+    address: Annotated[
+        Optional[str], typer.Option("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    ] = None,
+    test_size: Annotated[
+        Optional[float], typer.Option("--test-size", help="fraction of ids held out for test (overrides the recipe)")
+    ] = None,
     shard_size: Annotated[Optional[int], typer.Option("--shard-size", help="samples per shard at most (overrides the recipe)")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Ray Data progress bars")] = True,
-    weights: Annotated[Optional[Path], typer.Option("--weights", help="weights root of the paper-grade backends (default $HOIFORGE_WEIGHTS, else ~/.cache/hoiforge/weights)")] = None,
+    weights: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--weights", help="weights root of the paper-grade backends (default $HOIFORGE_WEIGHTS, else ~/.cache/hoiforge/weights)"
+        ),
+    ] = None,
 ) -> None:
     """Run a recipe over INPUTs into sharded WebDataset tars + manifest + wids index + stats."""
     from pydantic import ValidationError

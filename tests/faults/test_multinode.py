@@ -53,8 +53,18 @@ def two_node_cluster():
     subprocess.run([ray_bin(), "get-auth-token", "--generate"], env=env, check=True, capture_output=True)
     port = free_port()
     common = ["--num-cpus=1", "--disable-usage-stats"]
-    subprocess.run([ray_bin(), "start", "--head", f"--port={port}", f"--temp-dir={temp_dir}", "--include-dashboard=false", *common], env=env, check=True, capture_output=True)
-    subprocess.run([ray_bin(), "start", f"--address=127.0.0.1:{port}", '--resources={"gpu_node": 1}', *common], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [ray_bin(), "start", "--head", f"--port={port}", f"--temp-dir={temp_dir}", "--include-dashboard=false", *common],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [ray_bin(), "start", f"--address=127.0.0.1:{port}", '--resources={"gpu_node": 1}', *common],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"127.0.0.1:{port}", env
     finally:
@@ -78,7 +88,20 @@ def test_build_on_two_nodes_with_stage_pinned_to_the_worker(two_node_cluster, tm
     recipe = tmp_path / "r.yaml"
     recipe.write_text(RECIPE)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "hoiforge.cli", "build", str(inputs), "--out", str(out), "--recipe", str(recipe), "--address", address, "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hoiforge.cli",
+        "build",
+        str(inputs),
+        "--out",
+        str(out),
+        "--recipe",
+        str(recipe),
+        "--address",
+        address,
+        "--no-progress",
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = {Path(r["key"]).name: r for r in pq.read_table(out / "manifest.parquet").to_pylist()}

@@ -36,7 +36,11 @@ def six_photos(tmp_path) -> Path:
 
 
 def recipe(**explode) -> dict:
-    return {"name": "faults", "output": {"shard_max_count": 2}, "stages": [{"stage": "decode"}, {"stage": "explode", **explode}, {"stage": "edges", "region": "image"}]}
+    return {
+        "name": "faults",
+        "output": {"shard_max_count": 2},
+        "stages": [{"stage": "decode"}, {"stage": "explode", **explode}, {"stage": "edges", "region": "image"}],
+    }
 
 
 def rows(out: Path) -> dict[str, dict]:

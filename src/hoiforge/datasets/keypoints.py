@@ -19,7 +19,9 @@ BODY_NAMES = (
 )  # fmt: skip
 FOOT_NAMES = ("left_big_toe", "left_small_toe", "left_heel", "right_big_toe", "right_small_toe", "right_heel")
 FACE_NAMES = tuple(f"face-{i}" for i in range(68))  # the 68 iBUG/dlib face points
-_FINGER_POINTS = ("root",) + tuple(f"{finger}{j}" for finger in ("thumb", "forefinger", "middle_finger", "ring_finger", "pinky_finger") for j in range(1, 5))
+_FINGER_POINTS = ("root",) + tuple(
+    f"{finger}{j}" for finger in ("thumb", "forefinger", "middle_finger", "ring_finger", "pinky_finger") for j in range(1, 5)
+)
 LEFT_HAND_NAMES = tuple(f"left_hand_{p}" if p == "root" else f"left_{p}" for p in _FINGER_POINTS)
 RIGHT_HAND_NAMES = tuple(f"right_hand_{p}" if p == "root" else f"right_{p}" for p in _FINGER_POINTS)
 NAMES = BODY_NAMES + FOOT_NAMES + FACE_NAMES + LEFT_HAND_NAMES + RIGHT_HAND_NAMES
@@ -49,7 +51,29 @@ _FACE_SIGMAS = [
     0.016, 0.010, 0.017, 0.011, 0.009, 0.011, 0.009, 0.007, 0.013, 0.008, 0.011, 0.012, 0.010, 0.034, 0.008, 0.008, 0.009,
     0.008, 0.008, 0.007, 0.010, 0.008, 0.009, 0.009, 0.009, 0.007, 0.007, 0.008, 0.011, 0.008, 0.008, 0.008, 0.010, 0.008,
 ]  # fmt: skip
-_HAND_SIGMAS = [0.029, 0.022, 0.035, 0.037, 0.047, 0.026, 0.025, 0.024, 0.035, 0.018, 0.024, 0.022, 0.026, 0.017, 0.021, 0.021, 0.032, 0.020, 0.019, 0.022, 0.031]
+_HAND_SIGMAS = [
+    0.029,
+    0.022,
+    0.035,
+    0.037,
+    0.047,
+    0.026,
+    0.025,
+    0.024,
+    0.035,
+    0.018,
+    0.024,
+    0.022,
+    0.026,
+    0.017,
+    0.021,
+    0.021,
+    0.032,
+    0.020,
+    0.019,
+    0.022,
+    0.031,
+]
 SIGMAS = np.array(_BODY_SIGMAS + _FOOT_SIGMAS + _FACE_SIGMAS + _HAND_SIGMAS + _HAND_SIGMAS, dtype=np.float64)
 
 # Left/right mirror pairs (flip augmentation, flip test): body, feet, hands; face by its own table.
@@ -91,8 +115,11 @@ FOOT_SKELETON = _links([
 ])  # fmt: skip
 # Hand: root (wrist) to each finger's 4 joints, in the 21-point order shared by OpenPose and mediapipe.
 HAND_EDGES = tuple((0 if j == 1 else 4 * f + j - 1, 4 * f + j) for f in range(5) for j in range(1, 5))
-SKELETON = BODY_SKELETON + FOOT_SKELETON + tuple((LEFT_HAND[a], LEFT_HAND[b]) for a, b in HAND_EDGES) + tuple(
-    (RIGHT_HAND[a], RIGHT_HAND[b]) for a, b in HAND_EDGES
+SKELETON = (
+    BODY_SKELETON
+    + FOOT_SKELETON
+    + tuple((LEFT_HAND[a], LEFT_HAND[b]) for a, b in HAND_EDGES)
+    + tuple((RIGHT_HAND[a], RIGHT_HAND[b]) for a, b in HAND_EDGES)
 )
 
 

@@ -43,7 +43,9 @@ def check_folder(images: Path, labels_dir: Path | None, coco_json: Path | None, 
         sources.append(W.CocoLabels(coco_json))
     result: dict[str, list] = {"ok": [], "missing": [], "bad": [], "orphans": []}
     stems = set()
-    for path in sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and (labels_dir is None or labels_dir not in p.parents)):
+    for path in sorted(
+        p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and (labels_dir is None or labels_dir not in p.parents)
+    ):
         stems.add(path.stem)
         w, h = upright_size(path)
         try:
@@ -76,6 +78,8 @@ def check_command(
         typer.echo(f"missing  {stem}")
     for stem in result["orphans"]:
         typer.echo(f"orphan   {stem} (a label with no image)")
-    typer.echo(f"{len(result['ok'])} ok, {len(result['bad'])} bad, {len(result['missing'])} missing, {len(result['orphans'])} orphan labels")
+    typer.echo(
+        f"{len(result['ok'])} ok, {len(result['bad'])} bad, {len(result['missing'])} missing, {len(result['orphans'])} orphan labels"
+    )
     if result["bad"]:
         raise typer.Exit(1)

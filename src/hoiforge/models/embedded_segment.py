@@ -51,24 +51,17 @@ def _resize_to(rgb: np.ndarray, work_size: int) -> tuple[np.ndarray, float]:
 def _upsample(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if mask.shape == shape:
         return mask.astype(bool)
-    up = cv2.resize(
-        mask.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR
-    )
+    up = cv2.resize(mask.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
     return up >= 0.5
 
 
 def _contrast_score(lab: np.ndarray, mask: np.ndarray) -> float:
     """0..1: how far the instance's mean colour lies from the ring of pixels around it."""
-    ring = (
-        cv2.dilate(mask.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
-        & ~mask
-    )
+    ring = cv2.dilate(mask.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool) & ~mask
     if not ring.any():
         return 0.0
     d = float(np.linalg.norm(lab[mask].mean(0) - lab[ring].mean(0)))
-    return round(
-        d / (d + 20.0), 4
-    )  # 20 Lab units (a clearly visible difference) -> 0.5
+    return round(d / (d + 20.0), 4)  # 20 Lab units (a clearly visible difference) -> 0.5
 
 
 class PersonMasker:
@@ -78,25 +71,15 @@ class PersonMasker:
         require("mediapipe", INSTALL)
         import mediapipe as mp
 
-        self._pose = mp.solutions.pose.Pose(
-            static_image_mode=True, model_complexity=1, enable_segmentation=True
-        )
-        self._faces = mp.solutions.face_detection.FaceDetection(
-            model_selection=1, min_detection_confidence=0.5
-        )
-        self._selfie = mp.solutions.selfie_segmentation.SelfieSegmentation(
-            model_selection=0
-        )
+        self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True)
+        self._faces = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
+        self._selfie = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
         self.threshold = threshold
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
         pose = self._pose.process(rgb)
-        person = (
-            pose.segmentation_mask > self.threshold
-            if pose.segmentation_mask is not None
-            else np.zeros((h, w), bool)
-        )
+        person = pose.segmentation_mask > self.threshold if pose.segmentation_mask is not None else np.zeros((h, w), bool)
         faces = self._faces.process(rgb).detections or []
         selfie = None
         for det in faces:
@@ -161,9 +144,7 @@ class EmbeddedProductDetector:
             cv2.GC_BGD,
             cv2.GC_BGD,
         )
-        person_halo = cv2.dilate(
-            person.astype(np.uint8), np.ones((5, 5), np.uint8)
-        ).astype(bool)
+        person_halo = cv2.dilate(person.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
         gc[person_halo] = cv2.GC_BGD
         if not (gc == cv2.GC_PR_FGD).any():
             return []
@@ -178,18 +159,14 @@ class EmbeddedProductDetector:
             cv2.GC_INIT_WITH_MASK,
         )
         fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.uint8)
-        fg = cv2.morphologyEx(
-            fg, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)
-        )  # drop specks and threads
+        fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))  # drop specks and threads
         lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
         person_full = _upsample(person, full_shape)
         contours, _ = cv2.findContours(fg, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         products = []
         for contour in contours:
             filled = np.zeros((h, w), np.uint8)
-            cv2.drawContours(
-                filled, [contour], -1, 1, thickness=cv2.FILLED
-            )  # fills holes (highlights, coffee)
+            cv2.drawContours(filled, [contour], -1, 1, thickness=cv2.FILLED)  # fills holes (highlights, coffee)
             inst = filled.astype(bool) & ~person_halo
             if inst.mean() < self.min_area:
                 continue
@@ -217,9 +194,7 @@ class EmbeddedProductDetector:
 class EmbeddedBoxSegmenter:
     """Box-prompted segmentation without weights: GrabCut initialised with each box, persons excluded."""
 
-    def __init__(
-        self, work_size: int = 384, iterations: int = 5, exclude_persons: bool = True
-    ):
+    def __init__(self, work_size: int = 384, iterations: int = 5, exclude_persons: bool = True):
         self.persons = PersonMasker() if exclude_persons else None
         self.work_size, self.iterations = work_size, iterations
 
@@ -233,21 +208,15 @@ class EmbeddedBoxSegmenter:
         images: list[np.ndarray],
         boxes: list[list[tuple[float, float, float, float]]],
     ) -> list[list[tuple[np.ndarray, float]]]:
-        return [
-            self._segment_one(img, bxs) for img, bxs in zip(images, boxes, strict=True)
-        ]
+        return [self._segment_one(img, bxs) for img, bxs in zip(images, boxes, strict=True)]
 
-    def _segment_one(
-        self, rgb: np.ndarray, boxes: list[tuple[float, float, float, float]]
-    ) -> list[tuple[np.ndarray, float]]:
+    def _segment_one(self, rgb: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> list[tuple[np.ndarray, float]]:
         if not boxes:
             return []
         full_shape = rgb.shape[:2]
         small, scale = _resize_to(rgb, self.work_size)
         h, w = small.shape[:2]
-        person = (
-            self.persons(small) if self.persons is not None else np.zeros((h, w), bool)
-        )
+        person = self.persons(small) if self.persons is not None else np.zeros((h, w), bool)
         bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
         lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
         out = []
@@ -267,9 +236,7 @@ class EmbeddedBoxSegmenter:
             # whole image (or a sliver) keeps the box itself.
             if (gc == cv2.GC_BGD).sum() >= 16 and (gc == cv2.GC_PR_FGD).sum() >= 16:
                 bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-                cv2.grabCut(
-                    bgr, gc, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK
-                )
+                cv2.grabCut(bgr, gc, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
                 inst = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
             else:
                 inst = gc == cv2.GC_PR_FGD

@@ -197,7 +197,9 @@ def _convert(s: WeightSpec, folder: Path, log: Callable[[str], None]) -> None:
     try:
         convert = importlib.import_module(s.converter).convert
     except (ImportError, AttributeError):
-        raise FetchError(f"{s.name}: downloaded, but its converter {s.converter}.convert is not available; convert {folder / s.files[0].path} to {target} with it") from None
+        raise FetchError(
+            f"{s.name}: downloaded, but its converter {s.converter}.convert is not available; convert {folder / s.files[0].path} to {target} with it"
+        ) from None
     log(f"{s.name}: converting with {s.converter}")
     # Convert under a temporary name, then rename: a present output (file or model folder) is whole.
     tmp = target.with_name(target.name + ".converting")

@@ -60,7 +60,9 @@ def feet_of(persons: list[dict], min_score: float) -> list[FootSeeds]:
             # SHOE_POINTS order: ankle, big toe, small toe, heel.
             toes, heel = pts[1:3][seen[1:3], :2], (pts[3, :2] if seen[3] else None)
             partial = not (seen[1] and seen[3])
-            feet.append(FootSeeds(side, i, pts[seen, :2], pts[1:][seen[1:], :2], knee[:2] if knee[2] > min_score else None, partial, toes, heel))
+            feet.append(
+                FootSeeds(side, i, pts[seen, :2], pts[1:][seen[1:], :2], knee[:2] if knee[2] > min_score else None, partial, toes, heel)
+            )
     return feet
 
 
@@ -69,7 +71,15 @@ class FootSeededSegmenter:
 
     name = "foot-grabcut"
 
-    def __init__(self, grow: float = 0.45, seed_radius: float = 0.07, shin_width: float = 0.5, iterations: int = 5, min_foot: float = 0.02, near_border: float = 0.2):
+    def __init__(
+        self,
+        grow: float = 0.45,
+        seed_radius: float = 0.07,
+        shin_width: float = 0.5,
+        iterations: int = 5,
+        min_foot: float = 0.02,
+        near_border: float = 0.2,
+    ):
         self.grow, self.seed_radius, self.shin_width, self.iterations, self.min_foot = grow, seed_radius, shin_width, iterations, min_foot
         self.near_border = near_border
 

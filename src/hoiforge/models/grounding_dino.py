@@ -67,9 +67,7 @@ class GroundingDinoDetector:
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
         self.processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-        self.model = GroundingDinoForObjectDetection.from_pretrained(
-            path, local_files_only=True, dtype=self.dtype
-        )
+        self.model = GroundingDinoForObjectDetection.from_pretrained(path, local_files_only=True, dtype=self.dtype)
         self.model.to(self.device).eval()
         self.box_threshold, self.text_threshold = box_threshold, text_threshold
         self._torch = torch
@@ -92,22 +90,13 @@ class GroundingDinoDetector:
             return_tensors="pt",
             padding=True,
         )
-        inputs = {
-            k: (
-                v.to(self.device, self.dtype)
-                if v.is_floating_point()
-                else v.to(self.device)
-            )
-            for k, v in inputs.items()
-        }
+        inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)) for k, v in inputs.items()}
         with torch.inference_mode():
             out = self.model(**inputs)
         ids = inputs["input_ids"][0].cpu()
         # B x queries x max_text_len; only the prompt's own tokens count (the rest is padding).
         probs = out.logits.float().sigmoid().cpu()[..., : ids.numel()]
-        boxes = (
-            out.pred_boxes.float().cpu()
-        )  # B x queries x (cx, cy, w, h), relative to the image
+        boxes = out.pred_boxes.float().cpu()  # B x queries x (cx, cy, w, h), relative to the image
         phrase_of_token = self._phrase_of_token(ids)
         results = []
         for b, rgb in enumerate(images):
@@ -127,9 +116,7 @@ class GroundingDinoDetector:
                 )
                 if box[2] <= box[0] or box[3] <= box[1]:
                     continue
-                read = self.processor.tokenizer.decode(
-                    ids[probs[b, q] >= self.text_threshold], skip_special_tokens=True
-                )
+                read = self.processor.tokenizer.decode(ids[probs[b, q] >= self.text_threshold], skip_special_tokens=True)
                 found.append(
                     Product(
                         box,

@@ -30,7 +30,9 @@ class HFPersonDetector:
         self.model = AutoModelForObjectDetection.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
         ids = [int(i) for i, name in self.model.config.id2label.items() if name == label]
         if not ids:
-            raise BackendUnavailable(f"person backend 'rtdetr': {path} has no '{label}' label (labels: {sorted(self.model.config.id2label.values())[:10]}...)")
+            raise BackendUnavailable(
+                f"person backend 'rtdetr': {path} has no '{label}' label (labels: {sorted(self.model.config.id2label.values())[:10]}...)"
+            )
         self.label_id = ids[0]
         self.min_score = min_score  # keep candidates above this; the stage applies the recipe's threshold
         self.source = f"transformers-{self.model.config.model_type}"

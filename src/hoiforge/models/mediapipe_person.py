@@ -50,7 +50,9 @@ class MediapipePersonDetector:
             rb = det.location_data.relative_bounding_box
             box = (max(0.0, rb.xmin * w), max(0.0, rb.ymin * h), min(w, (rb.xmin + rb.width) * w), min(h, (rb.ymin + rb.height) * h))
             cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-            owner = next((p for p in persons if p.source.endswith("pose") and p.box[0] <= cx <= p.box[2] and p.box[1] <= cy <= p.box[3]), None)
+            owner = next(
+                (p for p in persons if p.source.endswith("pose") and p.box[0] <= cx <= p.box[2] and p.box[1] <= cy <= p.box[3]), None
+            )
             if owner is not None:
                 owner.source = "mediapipe-pose+face"
                 owner.score = max(owner.score, float(det.score[0]))

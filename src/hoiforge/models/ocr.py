@@ -89,7 +89,9 @@ class PaddleOCRReader:
     name = "paddleocr"
     INSTALL = "pip install paddleocr paddlepaddle (large; optional extra), then give det_model_dir and rec_model_dir"
 
-    def __init__(self, det_model_dir: str | None = None, rec_model_dir: str | None = None, min_score: float = 0.5, device: str | None = None):
+    def __init__(
+        self, det_model_dir: str | None = None, rec_model_dir: str | None = None, min_score: float = 0.5, device: str | None = None
+    ):
         self.check(det_model_dir=det_model_dir, rec_model_dir=rec_model_dir)
         # PaddleX probes its model hosters on import unless told not to; models here are local.
         os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")

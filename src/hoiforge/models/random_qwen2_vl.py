@@ -26,12 +26,26 @@ CORPUS = [
 ]
 SIZES = {
     "tiny": dict(
-        text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, mrope_section=[2, 3, 3]),
+        text=dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            mrope_section=[2, 3, 3],
+        ),
         vision=dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2),
         max_pixels=112 * 112,
     ),
     "2b": dict(  # Qwen/Qwen2-VL-2B-Instruct
-        text=dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2, mrope_section=[16, 24, 24]),
+        text=dict(
+            hidden_size=1536,
+            intermediate_size=8960,
+            num_hidden_layers=28,
+            num_attention_heads=12,
+            num_key_value_heads=2,
+            mrope_section=[16, 24, 24],
+        ),
         vision=dict(depth=32, embed_dim=1280, hidden_size=1536, num_heads=16, mlp_ratio=4),
         max_pixels=448 * 448,
     ),
@@ -61,13 +75,19 @@ def write_random_qwen2_vl(root: str | Path, size: str = "tiny", seed: int = 0) -
     mrope = text.pop("mrope_section")
     config = Qwen2VLConfig(
         text_config=dict(
-            vocab_size=len(tokenizer), max_position_embeddings=4096, **text,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=4096,
+            **text,
             rope_parameters={"rope_type": "default", "mrope_section": mrope, "rope_theta": 1000000.0},
-            bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
         ),
         vision_config=dict(patch_size=14, spatial_merge_size=2, temporal_patch_size=2, **spec["vision"]),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
     )
     torch.manual_seed(seed)
     Qwen2VLForConditionalGeneration(config).save_pretrained(root)

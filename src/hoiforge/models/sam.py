@@ -72,16 +72,11 @@ SAM_FIXED = {
 
 def sam_modeling():
     """segment_anything.modeling, without the package __init__'s torchvision import when needed."""
-    if (
-        importlib.util.find_spec("torchvision") is not None
-        or "segment_anything" in sys.modules
-    ):
+    if importlib.util.find_spec("torchvision") is not None or "segment_anything" in sys.modules:
         return importlib.import_module("segment_anything.modeling")
     spec = importlib.util.find_spec("segment_anything")
     if spec is None:
-        raise BackendUnavailable(
-            f"python package 'segment_anything' is not installed: {SAM_INSTALL}"
-        )
+        raise BackendUnavailable(f"python package 'segment_anything' is not installed: {SAM_INSTALL}")
     # The package module made but not executed: its submodules import, its __init__ doesn't run.
     sys.modules["segment_anything"] = importlib.util.module_from_spec(spec)
     return importlib.import_module("segment_anything.modeling")
@@ -158,15 +153,11 @@ class SegmentAnythingSegmenter:
         self._torch = torch
 
     @classmethod
-    def check(
-        cls, checkpoint: str | None = None, model_type: str | dict = "vit_h", **options
-    ) -> None:
+    def check(cls, checkpoint: str | None = None, model_type: str | dict = "vit_h", **options) -> None:
         require("torch", SAM_INSTALL)
         require("segment_anything", SAM_INSTALL)
         if isinstance(model_type, str) and model_type not in SAM_ARCHS:
-            raise BackendUnavailable(
-                f"sam: unknown model_type {model_type!r}; choose one of {', '.join(SAM_ARCHS)}"
-            )
+            raise BackendUnavailable(f"sam: unknown model_type {model_type!r}; choose one of {', '.join(SAM_ARCHS)}")
         if not checkpoint or not Path(checkpoint).is_file():
             raise BackendUnavailable(
                 f"sam: checkpoint {checkpoint!r} not found; download the original SAM checkpoint "
@@ -180,9 +171,7 @@ class SegmentAnythingSegmenter:
         h, w = rgb.shape[:2]
         scale = size / max(h, w)
         new_w, new_h = int(w * scale + 0.5), int(h * scale + 0.5)
-        return np.array(
-            Image.fromarray(rgb).resize((new_w, new_h), Image.BILINEAR)
-        ), scale
+        return np.array(Image.fromarray(rgb).resize((new_w, new_h), Image.BILINEAR)), scale
 
     def segment(
         self,
@@ -193,14 +182,9 @@ class SegmentAnythingSegmenter:
         sam = self.model
         prepared = [self._prepare(np.ascontiguousarray(img)) for img in images]
         with torch.inference_mode():
-            batch = torch.stack(
-                [
-                    sam.preprocess(
-                        torch.as_tensor(p, device=self.device).permute(2, 0, 1).float()
-                    )
-                    for p, _ in prepared
-                ]
-            ).to(self.dtype)
+            batch = torch.stack([sam.preprocess(torch.as_tensor(p, device=self.device).permute(2, 0, 1).float()) for p, _ in prepared]).to(
+                self.dtype
+            )
             embeddings = sam.image_encoder(batch).float()
             results = []
             for i, (img, bxs) in enumerate(zip(images, boxes, strict=True)):
@@ -208,9 +192,7 @@ class SegmentAnythingSegmenter:
                     results.append([])
                     continue
                 resized, scale = prepared[i]
-                b = torch.as_tensor(
-                    np.asarray(bxs, np.float32) * scale, device=self.device
-                )
+                b = torch.as_tensor(np.asarray(bxs, np.float32) * scale, device=self.device)
                 sparse, dense = sam.prompt_encoder(points=None, boxes=b, masks=None)
                 low_res, iou = sam.mask_decoder(
                     image_embeddings=embeddings[i : i + 1],
@@ -219,16 +201,8 @@ class SegmentAnythingSegmenter:
                     dense_prompt_embeddings=dense,
                     multimask_output=False,
                 )
-                masks = (
-                    sam.postprocess_masks(low_res, resized.shape[:2], img.shape[:2])
-                    > sam.mask_threshold
-                )
-                results.append(
-                    [
-                        (m[0].cpu().numpy(), float(s[0]))
-                        for m, s in zip(masks, iou.float())
-                    ]
-                )
+                masks = sam.postprocess_masks(low_res, resized.shape[:2], img.shape[:2]) > sam.mask_threshold
+                results.append([(m[0].cpu().numpy(), float(s[0])) for m, s in zip(masks, iou.float())])
         return results
 
 
@@ -249,11 +223,7 @@ class HfSamSegmenter:
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
         self.processor = SamProcessor.from_pretrained(path, local_files_only=True)
-        self.model = (
-            SamModel.from_pretrained(path, local_files_only=True, dtype=self.dtype)
-            .to(self.device)
-            .eval()
-        )
+        self.model = SamModel.from_pretrained(path, local_files_only=True, dtype=self.dtype).to(self.device).eval()
         self._torch = torch
 
     @classmethod
@@ -277,9 +247,7 @@ class HfSamSegmenter:
             )
             for img, bxs in zip(images, boxes, strict=True)
         ]
-        pixels = torch.cat([p["pixel_values"] for p in per_image]).to(
-            self.device, self.dtype
-        )
+        pixels = torch.cat([p["pixel_values"] for p in per_image]).to(self.device, self.dtype)
         results = []
         with torch.inference_mode():
             embeddings = self.model.get_image_embeddings(pixels)
@@ -297,10 +265,5 @@ class HfSamSegmenter:
                     inp["original_sizes"],
                     inp["reshaped_input_sizes"],
                 )[0]
-                results.append(
-                    [
-                        (m[0].numpy().astype(bool), float(s[0]))
-                        for m, s in zip(masks, out.iou_scores[0].float().cpu())
-                    ]
-                )
+                results.append([(m[0].numpy().astype(bool), float(s[0])) for m, s in zip(masks, out.iou_scores[0].float().cpu())])
         return results

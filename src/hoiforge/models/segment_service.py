@@ -44,9 +44,7 @@ Box = tuple[float, float, float, float]
 
 def backend_class(table: dict[str, str], name: str, kind: str) -> type:
     if name not in table:
-        raise BackendUnavailable(
-            f"products: unknown {kind} {name!r}; choose one of: {', '.join(sorted(table))}"
-        )
+        raise BackendUnavailable(f"products: unknown {kind} {name!r}; choose one of: {', '.join(sorted(table))}")
     module, cls = table[name].split(":")
     return getattr(importlib.import_module(module), cls)
 
@@ -65,19 +63,11 @@ class ProductSegmenter:
             dict(detector_options or {}),
             dict(segmenter_options or {}),
         )
-        self.detector = (
-            backend_class(DETECTORS, detector, "detector")(**self.detector_options)
-            if load_detector
-            else None
-        )
+        self.detector = backend_class(DETECTORS, detector, "detector")(**self.detector_options) if load_detector else None
         # The embedded detector already gives masks: a second (GrabCut) pass would only redo them.
         self._reuse_masks = detector == "embedded" and segmenter == "embedded"
         self.segmenter = (
-            None
-            if self._reuse_masks and load_detector
-            else backend_class(SEGMENTERS, segmenter, "segmenter")(
-                **self.segmenter_options
-            )
+            None if self._reuse_masks and load_detector else backend_class(SEGMENTERS, segmenter, "segmenter")(**self.segmenter_options)
         )
 
     @classmethod
@@ -90,16 +80,12 @@ class ProductSegmenter:
     ) -> None:
         """Cheap: packages and weight files present (BackendUnavailable says what to do)."""
         backend_class(DETECTORS, detector, "detector").check(**(detector_options or {}))
-        backend_class(SEGMENTERS, segmenter, "segmenter").check(
-            **(segmenter_options or {})
-        )
+        backend_class(SEGMENTERS, segmenter, "segmenter").check(**(segmenter_options or {}))
 
     def detect(self, images: list[np.ndarray], prompt: str) -> list[list[Product]]:
         """Products with boxes, labels and masks (HxW bool at image size)."""
         if self.detector is None:
-            raise ValueError(
-                "this ProductSegmenter was built for boxes only (load_detector=False)"
-            )
+            raise ValueError("this ProductSegmenter was built for boxes only (load_detector=False)")
         found = self.detector.detect(images, prompt)
         if self._reuse_masks:
             return found
@@ -109,14 +95,10 @@ class ProductSegmenter:
                 p.mask, p.mask_score = mask, score
         return found
 
-    def segment_boxes(
-        self, images: list[np.ndarray], boxes: list[list[Box]]
-    ) -> list[list[tuple[np.ndarray, float]]]:
+    def segment_boxes(self, images: list[np.ndarray], boxes: list[list[Box]]) -> list[list[tuple[np.ndarray, float]]]:
         """A mask (and its score) per given box: OER with boxes known, or a box-only detector."""
         if self.segmenter is None:
-            self.segmenter = backend_class(
-                SEGMENTERS, self.segmenter_name, "segmenter"
-            )(**self.segmenter_options)
+            self.segmenter = backend_class(SEGMENTERS, self.segmenter_name, "segmenter")(**self.segmenter_options)
         return self.segmenter.segment(images, boxes)
 
 

@@ -17,9 +17,7 @@ import numpy as np
 class Product:
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
     score: float  # detector confidence (box score)
-    label: str = (
-        "product"  # the prompt phrase it matched ("product" when class-agnostic)
-    )
+    label: str = "product"  # the prompt phrase it matched ("product" when class-agnostic)
     phrase: str = ""  # the phrase as the detector read it (subword tokens joined)
     mask: np.ndarray | None = field(default=None, repr=False)  # HxW bool at image size
     mask_score: float | None = None  # segmenter confidence (SAM's predicted IoU)

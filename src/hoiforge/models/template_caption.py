@@ -139,7 +139,11 @@ def compose_caption(ann: dict[str, Any], rgb: np.ndarray) -> str:
     if persons:
         subject = f"A {kind} of {_count(len(persons), 'person', 'people')}" + (f" with {things}" if things else "")
     else:
-        subject = f"A {kind}" + (f" of {things}" if things else "") + ((", with" if things else " with") + " no people" if persons is not None else "")
+        subject = (
+            f"A {kind}"
+            + (f" of {things}" if things else "")
+            + ((", with" if things else " with") + " no people" if persons is not None else "")
+        )
     sentences.append(subject + ".")
 
     ordered = sorted(persons or [], key=lambda p: p["box"][0])

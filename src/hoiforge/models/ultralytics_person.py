@@ -63,7 +63,9 @@ class UltralyticsPersonDetector:
         try:
             import torchvision  # noqa: F401 - ultralytics needs it to import, and it fails on mismatched torch
         except Exception as e:  # noqa: BLE001 - any import failure means the backend cannot run
-            raise BackendUnavailable(f"person backend 'yolo': torchvision does not load here ({type(e).__name__}: {e}); {INSTALL}") from None
+            raise BackendUnavailable(
+                f"person backend 'yolo': torchvision does not load here ({type(e).__name__}: {e}); {INSTALL}"
+            ) from None
         if not Path(model).expanduser().is_file():
             raise BackendUnavailable(
                 f"person backend 'yolo': weights {model} not found; give options.model the path of a local .pt "

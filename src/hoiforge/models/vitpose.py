@@ -41,7 +41,9 @@ class VitPoseWholeBody:
         self.device, self.dtype = torch_device_dtype(device, dtype)
         self.model = VitPoseForPoseEstimation.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
         if self.model.config.num_labels != K.NUM_KEYPOINTS:
-            raise BackendUnavailable(f"pose backend 'vitpose': {path} predicts {self.model.config.num_labels} keypoints, not 133; {CONVERT}")
+            raise BackendUnavailable(
+                f"pose backend 'vitpose': {path} predicts {self.model.config.num_labels} keypoints, not 133; {CONVERT}"
+            )
         self.processor = AutoImageProcessor.from_pretrained(path)  # the PIL one where torchvision is missing
         self.flip_test, self.max_batch = flip_test, max_batch
         self._flip_pairs = torch.tensor(FLIP_PAIRS, device=self.device)

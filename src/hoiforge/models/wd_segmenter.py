@@ -61,7 +61,9 @@ class SegformerWearSegmenter:
         folder = resolve_model_dir(model, "wear segmenter")
         config = SegformerConfig.from_pretrained(folder)
         if config.num_labels != NUM_CLASSES:
-            raise BackendUnavailable(f"wear segmenter: {folder} has num_labels={config.num_labels}; the WD model has 3 (background, visible, wearable)")
+            raise BackendUnavailable(
+                f"wear segmenter: {folder} has num_labels={config.num_labels}; the WD model has 3 (background, visible, wearable)"
+            )
         if weights:
             net = SegformerForSemanticSegmentation(config)
             state = torch.load(weights, map_location="cpu", weights_only=True)
@@ -85,7 +87,9 @@ class SegformerWearSegmenter:
             if not Path(weights).is_file():
                 raise BackendUnavailable(f"wear segmenter: weights file {weights} does not exist")
         elif not any((folder / f).is_file() for f in ("model.safetensors", "pytorch_model.bin")):
-            raise BackendUnavailable(f"wear segmenter: {folder} holds no model.safetensors; give options.weights (a state dict .pt) or a saved model directory")
+            raise BackendUnavailable(
+                f"wear segmenter: {folder} holds no model.safetensors; give options.weights (a state dict .pt) or a saved model directory"
+            )
 
     def predict(self, images: list[np.ndarray], valid: list[np.ndarray | None] | None = None) -> list[WearPrediction]:
         valid = valid or [None] * len(images)
@@ -102,7 +106,9 @@ class SegformerWearSegmenter:
         import torch
         import torch.nn.functional as F
 
-        batch = np.stack([(cv2.resize(_rgb(im), (self.size, self.size), interpolation=cv2.INTER_LINEAR) / 255.0 - self.mean) / self.std for im in images])
+        batch = np.stack(
+            [(cv2.resize(_rgb(im), (self.size, self.size), interpolation=cv2.INTER_LINEAR) / 255.0 - self.mean) / self.std for im in images]
+        )
         x = torch.from_numpy(batch.transpose(0, 3, 1, 2).astype(np.float32)).to(self.device, self.dtype)
         with torch.inference_mode():
             logits = self.net(pixel_values=x).logits.float()

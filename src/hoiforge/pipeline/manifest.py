@@ -154,7 +154,9 @@ def settle_duplicates(table: pa.Table) -> tuple[pa.Table, dict[str, set[str]]]:
         for name, value in (("status", "dropped"), ("stage", "dedup"), ("shard", None), ("split", None)):
             column = table.column(name)
             table = table.set_column(table.schema.get_field_index(name), name, pc.if_else(mask, pa.scalar(value, column.type), column))
-        table = table.set_column(table.schema.get_field_index("reason"), "reason", pc.if_else(mask, pa.array(reasons, pa.string()), table.column("reason")))
+        table = table.set_column(
+            table.schema.get_field_index("reason"), "reason", pc.if_else(mask, pa.array(reasons, pa.string()), table.column("reason"))
+        )
     table = table.drop_columns(["_row", "_part"])
     index = table.column("index").to_numpy()
     if not np.all(index[1:] >= index[:-1]):
@@ -197,7 +199,15 @@ def finalize(layout: OutLayout, listing: pa.Table, run_info: dict[str, Any]) -> 
         info = shard_infos[url]
         if info["nsamples"] != kept_per_shard[url]:
             raise RuntimeError(f"{url}: holds {info['nsamples']} samples, manifest says {kept_per_shard[url]}")
-        shardlist.append({"url": url, "nsamples": info["nsamples"], "filesize": info["filesize"], "md5sum": info["md5sum"], "split": url.split("/")[-1].split("-")[0]})
+        shardlist.append(
+            {
+                "url": url,
+                "nsamples": info["nsamples"],
+                "filesize": info["filesize"],
+                "md5sum": info["md5sum"],
+                "split": url.split("/")[-1].split("-")[0],
+            }
+        )
     _write_index(layout.index, shardlist, name=layout.root.name)
     for split in sorted({s["split"] for s in shardlist}):
         _write_index(layout.index_for(split), [s for s in shardlist if s["split"] == split], name=f"{layout.root.name}-{split}")
@@ -210,7 +220,12 @@ def finalize(layout: OutLayout, listing: pa.Table, run_info: dict[str, Any]) -> 
 
 
 def _write_index(path: Path, shardlist: list[dict[str, Any]], name: str) -> None:
-    doc = {"__kind__": WIDS_KIND, "wids_version": 1, "name": name, "shardlist": [{k: v for k, v in s.items() if k != "split"} for s in shardlist]}
+    doc = {
+        "__kind__": WIDS_KIND,
+        "wids_version": 1,
+        "name": name,
+        "shardlist": [{k: v for k, v in s.items() if k != "split"} for s in shardlist],
+    }
     write_atomic(path, json.dumps(doc, indent=2).encode())
 
 

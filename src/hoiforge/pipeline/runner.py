@@ -133,7 +133,12 @@ def build(
     stats = finalize(
         layout,
         listing,
-        {"recipe": recipe.name, "hoiforge_version": __version__, "last_run_seconds": round(time.time() - started, 2), "last_run_processed": todo.num_rows},
+        {
+            "recipe": recipe.name,
+            "hoiforge_version": __version__,
+            "last_run_seconds": round(time.time() - started, 2),
+            "last_run_processed": todo.num_rows,
+        },
     )
     return BuildResult(layout.root, stats, todo.num_rows)
 
@@ -168,7 +173,14 @@ def run_plan(todo: pa.Table, layout: OutLayout, recipe: Recipe, stages: list[Sta
                 ds = ds.map_batches(stage, batch_size=None, **common)
             else:
                 pool = ray.data.ActorPoolStrategy(size=run.concurrency)
-                ds = ds.map_batches(type(stage), fn_constructor_args=(stage.params,), compute=pool, batch_size=run.batch_size, num_gpus=run.num_gpus or None, **common)
+                ds = ds.map_batches(
+                    type(stage),
+                    fn_constructor_args=(stage.params,),
+                    compute=pool,
+                    batch_size=run.batch_size,
+                    num_gpus=run.num_gpus or None,
+                    **common,
+                )
         counter = ShardCounter.remote(next_shard_seq(layout))
         # Writers get other remote args than the task stages on purpose: with equal ones Ray fuses
         # the last task stages into the write, which first bundles a whole shard's rows, so those

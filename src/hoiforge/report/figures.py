@@ -203,9 +203,16 @@ def funnel(table: pa.Table, stage_order: list[str]) -> dict[str, Any]:
     nothing still appears, so the funnel shows the whole plan.
     """
     not_kept = table.filter(pc.fill_null(pc.not_equal(table.column("status"), "kept"), True))
-    grouped = pa.table(
-        {c: pc.cast(not_kept.column(c), pa.string()) if pa.types.is_dictionary(not_kept.column(c).type) else not_kept.column(c) for c in ("status", "stage", "reason")}
-    ).group_by(["status", "stage", "reason"]).aggregate([([], "count_all")])
+    grouped = (
+        pa.table(
+            {
+                c: pc.cast(not_kept.column(c), pa.string()) if pa.types.is_dictionary(not_kept.column(c).type) else not_kept.column(c)
+                for c in ("status", "stage", "reason")
+            }
+        )
+        .group_by(["status", "stage", "reason"])
+        .aggregate([([], "count_all")])
+    )
     # Reasons carry per-input details (paths, keys of duplicates): group them into classes.
     removed: dict[str, dict[str, Any]] = {}
     for status, stage, reason, n in zip(*(grouped.column(c).to_pylist() for c in ("status", "stage", "reason", "count_all"))):
@@ -243,7 +250,12 @@ def resolution(table: pa.Table, kept: pa.ChunkedArray) -> dict[str, Any]:
     edges = np.arange(0, max(top, 1) + 128, 128, dtype=np.float64)
     out: dict[str, Any] = {"available": True}
     for label, (short, long_) in sides.items():
-        out[label] = {"short": summary(short), "long": summary(long_), "short_hist": histogram(short, edges), "long_hist": histogram(long_, edges)}
+        out[label] = {
+            "short": summary(short),
+            "long": summary(long_),
+            "short_hist": histogram(short, edges),
+            "long_hist": histogram(long_, edges),
+        }
     return out
 
 

@@ -37,7 +37,12 @@ def build_report(out: str | Path) -> dict[str, Any]:
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(folder / "figures.json", json.dumps(figures, indent=1, allow_nan=False).encode())
     write_atomic(folder / "index.html", page.encode())
-    return {"html": folder / "index.html", "json": folder / "figures.json", "figures": figures, "seconds": {"figures": t1 - t0, "render": t2 - t1}}
+    return {
+        "html": folder / "index.html",
+        "json": folder / "figures.json",
+        "figures": figures,
+        "seconds": {"figures": t1 - t0, "render": t2 - t1},
+    }
 
 
 # ---------------------------------------------------------------------------------- plotting
@@ -62,7 +67,17 @@ def _png(fig) -> str:
 def _bars(ax, hist: dict[str, Any], color: str, label: str | None = None, alpha: float = 1.0) -> None:
     edges, counts = hist.get("edges", []), hist.get("counts", [])
     if counts:
-        ax.bar(edges[:-1], counts, width=[b - a for a, b in itertools.pairwise(edges)], align="edge", color=color, alpha=alpha, label=label, edgecolor="white", linewidth=0.3)
+        ax.bar(
+            edges[:-1],
+            counts,
+            width=[b - a for a, b in itertools.pairwise(edges)],
+            align="edge",
+            color=color,
+            alpha=alpha,
+            label=label,
+            edgecolor="white",
+            linewidth=0.3,
+        )
 
 
 def _hist_plot(series: list[tuple[str, dict[str, Any], str]], xlabel: str, title: str, ylabel: str = "images") -> str:
@@ -173,14 +188,22 @@ def _funnel_section(f: dict[str, Any]) -> str:
         reasons = "; ".join(f"{n} × {r}" for r, n in s["reasons"].items())
         rows.append((s["stage"], s["dropped"], s["failed"], reasons, s["remaining"]))
     rows.append(("kept", "", "", "", fun["kept"]))
-    return _section("funnel", "Funnel: inputs → drops per stage → kept", _funnel_plot(fun) + _table(rows, ("stage", "dropped", "failed", "reasons", "remaining"), "funnel"))
+    return _section(
+        "funnel",
+        "Funnel: inputs → drops per stage → kept",
+        _funnel_plot(fun) + _table(rows, ("stage", "dropped", "failed", "reasons", "remaining"), "funnel"),
+    )
 
 
 def _resolution_section(r: dict[str, Any]) -> str:
     if not r["available"]:
         return _section("resolution", "Resolution", _absent(r["column"]))
     plots = "".join(
-        _hist_plot([("all decoded", r["all"][f"{side}_hist"], ALL_COLOR), ("kept", r["kept"][f"{side}_hist"], KEPT_COLOR)], f"{side} side (px)", f"{side.capitalize()} side")
+        _hist_plot(
+            [("all decoded", r["all"][f"{side}_hist"], ALL_COLOR), ("kept", r["kept"][f"{side}_hist"], KEPT_COLOR)],
+            f"{side} side (px)",
+            f"{side.capitalize()} side",
+        )
         for side in ("short", "long")
     )
     table = _summary_table({f"{side} side, {who}": r[who][side] for who in ("kept", "all") for side in ("short", "long")})
@@ -191,7 +214,11 @@ def _persons_section(p: dict[str, Any]) -> str:
     if not p["available"]:
         return _section("persons", "Persons per image", _absent(p["column"]))
     rows = [(k, p["kept"].get(k, 0), p["all"].get(k, 0)) for k in sorted(set(p["kept"]) | set(p["all"]), key=int)]
-    return _section("persons", "Persons per image", _count_plot(p["kept"], "persons", "Persons per kept image") + _table(rows, ("persons", "kept", "all decoded"), "persons"))
+    return _section(
+        "persons",
+        "Persons per image",
+        _count_plot(p["kept"], "persons", "Persons per kept image") + _table(rows, ("persons", "kept", "all decoded"), "persons"),
+    )
 
 
 def _products_section(p: dict[str, Any]) -> str:
@@ -217,7 +244,11 @@ def _quality_section(q: dict[str, Any]) -> str:
         if name in q:
             s = q[name]
             better = "higher is better" if name == "aesthetic" else "lower is better"
-            body += _hist_plot([("all scored", s["all"]["histogram"], ALL_COLOR), ("kept", s["kept"]["histogram"], KEPT_COLOR)], f"{name} ({better})", f"{name.capitalize()} score")
+            body += _hist_plot(
+                [("all scored", s["all"]["histogram"], ALL_COLOR), ("kept", s["kept"]["histogram"], KEPT_COLOR)],
+                f"{name} ({better})",
+                f"{name.capitalize()} score",
+            )
             body += _summary_table({f"{name}, kept": s["kept"]["summary"], f"{name}, all scored": s["all"]["summary"]})
     return _section("quality", "Aesthetic / quality score", body)
 
@@ -225,7 +256,9 @@ def _quality_section(q: dict[str, Any]) -> str:
 def _histogram_section(fig_id: str, title: str, h: dict[str, Any], xlabel: str) -> str:
     if not h["available"]:
         return _section(fig_id, title, _absent(h["column"]))
-    return _section(fig_id, title, _hist_plot([("kept", h["histogram"], KEPT_COLOR)], xlabel, title) + _summary_table({h["column"]: h["summary"]}))
+    return _section(
+        fig_id, title, _hist_plot([("kept", h["histogram"], KEPT_COLOR)], xlabel, title) + _summary_table({h["column"]: h["summary"]})
+    )
 
 
 def _keypoints_section(k: dict[str, Any]) -> str:
@@ -239,19 +272,25 @@ def _keypoints_section(k: dict[str, Any]) -> str:
     ax.set_ylabel("visible fraction per person")
     ax.set_title("Keypoint visibility by body part", fontsize=10)
     rows = [(name, p["keypoints"], p["mean_visible"], p["mean_fraction"]) for name, p in parts.items()]
-    return _section("keypoints", "Keypoint visibility by body part", _png(fig) + _table(rows, ("part", "keypoints", "mean visible per person", "mean fraction"), "keypoints"))
+    return _section(
+        "keypoints",
+        "Keypoint visibility by body part",
+        _png(fig) + _table(rows, ("part", "keypoints", "mean visible per person", "mean fraction"), "keypoints"),
+    )
 
 
 def _text_section(t: dict[str, Any]) -> str:
     if not t["available"]:
         return _section("text", "Text regions", _absent("m.text_regions / m.text_removed"))
-    return _section("text", "Text regions (OCR) and removals", _summary_table({k: v["summary"] for k, v in t.items() if isinstance(v, dict)}))
+    return _section(
+        "text", "Text regions (OCR) and removals", _summary_table({k: v["summary"] for k, v in t.items() if isinstance(v, dict)})
+    )
 
 
 def _shards_section(s: dict[str, Any]) -> str:
     if not s["available"]:
         return _section("shards", "Shards", "<p>No shards (nothing kept).</p>")
-    body = f'<p>{s["count"]} shards, {s["total_samples"]} samples, {s["total_bytes"] / 1e6:.1f} MB.</p>'
+    body = f"<p>{s['count']} shards, {s['total_samples']} samples, {s['total_bytes'] / 1e6:.1f} MB.</p>"
     body += f'<div class="row">{_hist_plot([("shards", s["megabytes"]["histogram"], ALL_COLOR)], "MB", "Shard size", "shards")}{_hist_plot([("shards", s["samples"]["histogram"], ALL_COLOR)], "samples", "Samples per shard", "shards")}</div>'
     body += _summary_table({"size (MB)": s["megabytes"]["summary"], "samples": s["samples"]["summary"]})
     return _section("shards", "Shard sizes", body)

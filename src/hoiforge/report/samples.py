@@ -31,7 +31,21 @@ from hoiforge.pipeline.layout import OutLayout
 from hoiforge.pipeline.manifest import reason_class
 
 # Manifest columns the listing keeps in memory (uri/key/hashes are read per request instead).
-LIST_COLUMNS = ("index", "status", "stage", "reason", "id", "split", "shard", "m.product_label", "m.aesthetic", "m.brisque", "m.persons", "m.width", "m.height")
+LIST_COLUMNS = (
+    "index",
+    "status",
+    "stage",
+    "reason",
+    "id",
+    "split",
+    "shard",
+    "m.product_label",
+    "m.aesthetic",
+    "m.brisque",
+    "m.persons",
+    "m.width",
+    "m.height",
+)
 # Dictionary-encoded in memory: few distinct values, so filters compare once per distinct value.
 DICT_COLUMNS = ("status", "stage", "reason", "split", "shard", "m.product_label")
 SCORE_COLUMNS = ("aesthetic", "brisque")
@@ -83,7 +97,9 @@ class SampleIndex:
         self.index_values = self.table.column("index").to_numpy()
         self.order = np.argsort(self.index_values, kind="stable")
         self.shardlist = self._read_wids_index()
-        self._shard_start = dict(zip([s["url"] for s in self.shardlist], np.cumsum([0] + [s["nsamples"] for s in self.shardlist[:-1]]).tolist()))
+        self._shard_start = dict(
+            zip([s["url"] for s in self.shardlist], np.cumsum([0] + [s["nsamples"] for s in self.shardlist[:-1]]).tolist())
+        )
         self._offsets: OrderedDict[str, dict[str, tuple[int, int]]] = OrderedDict()
         self._offsets_lock = threading.Lock()
         self._shard_cache = shard_cache
@@ -121,7 +137,11 @@ class SampleIndex:
                 if col not in t.column_names:
                     conds.append(pa.chunked_array([pa.array(np.zeros(t.num_rows, bool))]))
                 else:
-                    conds.append(pc.equal(pc.cast(t.column(col), pa.string()), value) if not pa.types.is_dictionary(t.column(col).type) else _dict_equal(t.column(col), value))
+                    conds.append(
+                        pc.equal(pc.cast(t.column(col), pa.string()), value)
+                        if not pa.types.is_dictionary(t.column(col).type)
+                        else _dict_equal(t.column(col), value)
+                    )
         if q.reason:
             # Substring match on the distinct reasons, then a set lookup: cheap on millions of rows.
             conds.append(_dict_match(t.column("reason"), q.reason))
@@ -191,7 +211,9 @@ class SampleIndex:
         pos = self.row_position(index)
         if pos is None:
             return None
-        row = self.table.select([c for c in ("index", "status", "id", "shard") if c in self.table.column_names]).slice(pos, 1).to_pylist()[0]
+        row = (
+            self.table.select([c for c in ("index", "status", "id", "shard") if c in self.table.column_names]).slice(pos, 1).to_pylist()[0]
+        )
         if source or row["status"] != "kept":
             row.update(_full_row(self.layout.manifest, pos, ("key", "uri", "member")))
         return row

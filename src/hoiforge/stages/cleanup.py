@@ -57,7 +57,9 @@ class TextPolicy(BaseModel):
 
     keep_on_products: bool = True
     keep_on_persons: bool = True
-    inside_fraction: float = Field(0.6, gt=0, le=1, description="share of a text polygon on a product mask / person box to count as printed on it")
+    inside_fraction: float = Field(
+        0.6, gt=0, le=1, description="share of a text polygon on a product mask / person box to count as printed on it"
+    )
     banner_min_width: float = Field(0.4, gt=0, le=1, description="text box width / image width from which text is an overlay banner")
     corner_margin: float = Field(0.2, ge=0, le=0.5, description="corner zone size as a fraction of image width and height")
     edge_margin: float = Field(0.04, ge=0, le=0.5, description="text this close to an edge (fraction of the side) is a border watermark")

@@ -42,9 +42,7 @@ class Edges(Stage):
                 mask_png = s.members.get("mask.png")
                 if mask_png is None:
                     continue  # no product, no product edges
-                instance_map = decode_mask(
-                    mask_png
-                )  # 8- or 16-bit ids; an RGB decode would clip ids > 255
+                instance_map = decode_mask(mask_png)  # 8- or 16-bit ids; an RGB decode would clip ids > 255
                 edges = np.where(instance_map > 0, edges, 0).astype(np.uint8)
             s.members["edge.png"] = encode_png(edges)
             s.metrics["edge_fraction"] = round(float((edges > 0).mean()), 5)

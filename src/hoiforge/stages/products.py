@@ -35,46 +35,28 @@ class ProductsParams(StageParams):
     detector: str = Field("embedded", description="embedded | grounding-dino")
     segmenter: str = Field("embedded", description="embedded | sam | hf-sam")
     prompt: str = HOIHUMAN_PROMPT
-    box_threshold: float = Field(
-        0.35, ge=0, le=1, description="grounding-dino: min box score"
-    )
-    text_threshold: float = Field(
-        0.25, ge=0, le=1, description="grounding-dino: min token score of the phrase"
-    )
-    min_area: float = Field(
-        0.005, ge=0, le=1, description="min mask area as a fraction of the image"
-    )
+    box_threshold: float = Field(0.35, ge=0, le=1, description="grounding-dino: min box score")
+    text_threshold: float = Field(0.25, ge=0, le=1, description="grounding-dino: min token score of the phrase")
+    min_area: float = Field(0.005, ge=0, le=1, description="min mask area as a fraction of the image")
     max_products: int = Field(20, ge=1)
     min_products: int = Field(1, ge=0)
-    drop_if_none: bool = Field(
-        True, description="drop images with fewer than min_products products"
-    )
+    drop_if_none: bool = Field(True, description="drop images with fewer than min_products products")
     nms_iou: float = Field(
         0.7,
         gt=0,
         le=1,
         description="a mask overlapping a better one above this IoU is a duplicate",
     )
-    close_view_margin: float = Field(
-        0.25, ge=0, description="close-view crop: box grown by this fraction per side"
-    )
-    detector_options: dict[str, Any] = Field(
-        default_factory=dict, description="keyword arguments of the detector"
-    )
-    segmenter_options: dict[str, Any] = Field(
-        default_factory=dict, description="keyword arguments of the segmenter"
-    )
+    close_view_margin: float = Field(0.25, ge=0, description="close-view crop: box grown by this fraction per side")
+    detector_options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the detector")
+    segmenter_options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the segmenter")
 
     @model_validator(mode="after")
     def _check(self) -> ProductsParams:
         if self.backend is not None:
-            raise ValueError(
-                "products: choose backends with 'detector:' and 'segmenter:', not 'backend:'"
-            )
+            raise ValueError("products: choose backends with 'detector:' and 'segmenter:', not 'backend:'")
         if self.min_products > self.max_products:
-            raise ValueError(
-                f"min_products {self.min_products} > max_products {self.max_products}"
-            )
+            raise ValueError(f"min_products {self.min_products} > max_products {self.max_products}")
         return self
 
 
@@ -107,11 +89,7 @@ def instance_map(
         mask = p.mask
         if mask is None or mask.sum() < min_pixels:
             continue
-        if any(
-            np.logical_and(mask, k.mask).sum() / np.logical_or(mask, k.mask).sum()
-            > nms_iou
-            for k in kept
-        ):
+        if any(np.logical_and(mask, k.mask).sum() / np.logical_or(mask, k.mask).sum() > nms_iou for k in kept):
             continue
         own = mask & (ids == 0)  # an overlapping pixel belongs to the better product
         if own.sum() < min_pixels:
@@ -145,17 +123,13 @@ class Products(Stage):
         from hoiforge.models.segment_service import ProductSegmenter
 
         p = self.params
-        ProductSegmenter.check(
-            p.detector, p.segmenter, self._detector_options(), p.segmenter_options
-        )
+        ProductSegmenter.check(p.detector, p.segmenter, self._detector_options(), p.segmenter_options)
 
     def setup(self) -> None:
         from hoiforge.models.segment_service import ProductSegmenter
 
         p = self.params
-        self.service = ProductSegmenter(
-            p.detector, p.segmenter, self._detector_options(), p.segmenter_options
-        )
+        self.service = ProductSegmenter(p.detector, p.segmenter, self._detector_options(), p.segmenter_options)
 
     def process(self, samples: list[Sample]) -> None:
         p = self.params
@@ -166,9 +140,7 @@ class Products(Stage):
             # Best first: the detector's score; the class-agnostic detector's scores are contrast, so area decides there.
             ranked = sorted(
                 products,
-                key=lambda q: (
-                    -(float(q.mask.sum()) if p.detector == "embedded" else q.score)
-                ),
+                key=lambda q: -(float(q.mask.sum()) if p.detector == "embedded" else q.score),
             )
             ids, kept = instance_map(
                 ranked,
@@ -177,14 +149,9 @@ class Products(Stage):
                 p.nms_iou,
                 p.max_products,
             )
-            s.ann["products"] = [
-                self._to_json(q, i + 1, ids, p.close_view_margin)
-                for i, q in enumerate(kept)
-            ]
+            s.ann["products"] = [self._to_json(q, i + 1, ids, p.close_view_margin) for i, q in enumerate(kept)]
             s.metrics["products"] = len(kept)
-            s.metrics["product_area"] = max(
-                (q["area_fraction"] for q in s.ann["products"]), default=0.0
-            )
+            s.metrics["product_area"] = max((q["area_fraction"] for q in s.ann["products"]), default=0.0)
             s.metrics["product_label"] = kept[0].label if kept else ""
             if kept:
                 s.members["mask.png"] = encode_mask(ids)
@@ -195,9 +162,7 @@ class Products(Stage):
                 )
 
     @staticmethod
-    def _to_json(
-        q: Product, index: int, ids: np.ndarray, margin: float
-    ) -> dict[str, Any]:
+    def _to_json(q: Product, index: int, ids: np.ndarray, margin: float) -> dict[str, Any]:
         own = ids == index
         ys, xs = np.nonzero(own)
         area = int(own.sum())
@@ -206,9 +171,7 @@ class Products(Stage):
             "phrase": q.phrase,
             "box": [round(float(v), 2) for v in q.box],
             "score": round(float(q.score), 4),
-            "mask_score": None
-            if q.mask_score is None
-            else round(float(q.mask_score), 4),
+            "mask_score": None if q.mask_score is None else round(float(q.mask_score), 4),
             "mask_index": index,
             "mask_box": [
                 int(xs.min()),

@@ -107,7 +107,10 @@ class Shoes(Stage):
         if len(records) > p.max_shoes:
             s.drop(self.name, f"more than {p.max_shoes} shoes ({len(records)})")
             return
-        cut = sorted({(r["person"], r["side"]) for r in records if r["touches_border"]} | {(f.person, f.side) for f in unmasked if (f.person, f.side) in runs_out})
+        cut = sorted(
+            {(r["person"], r["side"]) for r in records if r["touches_border"]}
+            | {(f.person, f.side) for f in unmasked if (f.person, f.side) in runs_out}
+        )
         if cut and p.cut_off == "drop":
             s.drop(self.name, f"shoe cut off by the frame ({_feet(cut)})")
             return
@@ -127,7 +130,11 @@ class Shoes(Stage):
         if p.bootstrap_wear:
             labels = np.where(shoe, W.VISIBLE, W.BACKGROUND).astype(np.uint8)
             s.members["wear.png"] = W.encode_labels(labels)
-            s.ann["wear"] = {"source": "bootstrap", **W.label_counts(labels), "note": "worn photo: shoe masks are visible, wearable area unseen"}
+            s.ann["wear"] = {
+                "source": "bootstrap",
+                **W.label_counts(labels),
+                "note": "worn photo: shoe masks are visible, wearable area unseen",
+            }
 
     def _product_shoes(self, s: Sample, feet: list[FootSeeds]) -> list | None:
         """(mask, foot, source, product index) per shoe-labelled product, or None if there are none."""

@@ -30,11 +30,15 @@ class WearLabelsParams(StageParams):
     source: Literal["annotations", "segmenter"] = "annotations"
     labels_dir: str | None = Field(None, description="annotations: folder of <stem>.png masks (0/1/2 values or 3 colours)")
     coco_json: str | None = Field(None, description="annotations: COCO-style json with categories visible/wearable")
-    colours: dict[str, int] | None = Field(None, description="3-colour masks: {'r,g,b' or '#rrggbb': class}; default black 0, red 1, green 2")
+    colours: dict[str, int] | None = Field(
+        None, description="3-colour masks: {'r,g,b' or '#rrggbb': class}; default black 0, red 1, green 2"
+    )
     categories: dict[str, int] | None = Field(None, description="COCO category name -> class; default visible 1, wearable 2")
     if_missing: Literal["drop", "keep", "fail"] = Field("drop", description="an image with no annotation")
     input: Literal["image", "shoe"] = Field("image", description="segmenter: label the image, or the shoes stage's shoe.png")
-    segmenter_options: dict[str, Any] = Field(default_factory=dict, description="SegformerWearSegmenter keywords: model, weights, size, min_confidence, min_wearable")
+    segmenter_options: dict[str, Any] = Field(
+        default_factory=dict, description="SegformerWearSegmenter keywords: model, weights, size, min_confidence, min_wearable"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> WearLabelsParams:
@@ -166,4 +170,3 @@ def _encode_confidence(confidence: np.ndarray) -> bytes:
     from hoiforge.datasets.images import encode_png
 
     return encode_png(np.round(np.clip(confidence, 0, 1) * 255).astype(np.uint8))
-
