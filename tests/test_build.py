@@ -82,6 +82,11 @@ def test_demo_build_accounts_for_every_input(ray_local, photo_dir, bad_dir, tmp_
     assert validate(out) == []
     stats = json.loads((out / "stats.json").read_text())
     assert stats["kept"] == 2 and stats["failed"] == 4 and stats["dropped"] == 2 and stats["inputs_unaccounted"] == 0
+    # Grouped by stable reason codes, with the numbers as parameters, not one line per sentence.
+    codes = {code: r["count"] for code, r in stats["by_code"].items()}
+    assert codes["decode.empty"] == codes["decode.not_an_image"] == codes["decode.too_many_pixels"] == codes["decode.corrupt"] == 1
+    assert sum(codes.values()) == 6 and all(r["example"] for r in stats["by_code"].values())
+    assert {r["reason_code"] for r in rows if r["status"] != "kept"} == set(codes)
 
 
 def test_shards_read_with_webdataset_and_wids(ray_local, photo_dir, tmp_path):

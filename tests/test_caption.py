@@ -9,9 +9,10 @@ import pytest
 
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.vlm_caption import PAPER_PROMPT
+from hoiforge.pipeline.adapter import run_stage
 from hoiforge.stages.caption import Caption
 from hoiforge.stages.person import Person
-from hoiforge.stages.testing import decoded, run_stage
+from hoiforge.stages.testing import decoded
 
 DATA = Path(__file__).parent / "data"
 

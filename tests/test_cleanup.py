@@ -14,10 +14,11 @@ from PIL import Image, ImageDraw, ImageFont
 from hoiforge.datasets.images import decode_rgb, encode_png
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.ocr import RapidOCRReader
+from hoiforge.pipeline.adapter import run_stage
 from hoiforge.stages import stage_class
 from hoiforge.stages.cleanup import Cleanup, removal_mask
 from hoiforge.stages.person import Person
-from hoiforge.stages.testing import decoded, run_stage
+from hoiforge.stages.testing import decoded
 from tests.overlays import DATA, changed_pixels, png_bytes, print_on, sale_overlay
 
 pytest.importorskip("rapidocr_onnxruntime")
@@ -176,8 +177,8 @@ def test_greyscale_photo_stays_greyscale(tmp_path):
 def test_preflight_and_recipe():
     with pytest.raises(BackendUnavailable, match="big-lama.pt"):
         Cleanup(Cleanup.Params(stage="cleanup", inpaint="lama")).preflight()
-    with pytest.raises(BackendUnavailable, match="unknown OCR backend"):
-        Cleanup(Cleanup.Params(stage="cleanup", ocr="tesseract")).preflight()
+    with pytest.raises(ValueError, match="unknown backend 'tesseract'; choose one of: rapidocr, paddleocr"):
+        Cleanup.Params(stage="cleanup", ocr="tesseract")
     Cleanup(Cleanup.Params(stage="cleanup")).preflight()
     assert stage_class("cleanup") is Cleanup
     with pytest.raises(Exception, match="extra"):
@@ -193,5 +194,5 @@ def test_preflight_and_recipe():
     if "products" in names:
         assert names.index("products") < names.index("cleanup")
     params = Cleanup.Params.model_validate(entries[names.index("cleanup")])
-    assert (params.ocr, params.inpaint) == ("rapidocr", "patchmatch")
+    assert (params.ocr.backend, params.inpaint.backend) == ("rapidocr", "patchmatch")
     Cleanup(params).preflight()

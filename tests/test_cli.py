@@ -20,10 +20,14 @@ def built(ray_local, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("cli") / "out"
     result = runner.invoke(
-        app, ["build", str(DATA / "astronaut.png"), str(DATA / "coffee.png"), "--out", str(out), "--recipe", "demo", "--no-progress"]
+        app,
+        ["build", str(DATA / "astronaut.png"), str(DATA / "coffee.png"), "--out", str(out), "--recipe", "demo", "--no-progress"],
+        env={"COLUMNS": "200"},
     )
     assert result.exit_code == 0, result.output
     assert "kept" in result.output
+    # One summary line per reason code, with its parameters: coffee.png has nobody in it.
+    assert "1 × person.count" in result.output and "persons 0..0" in result.output
     return out
 
 

@@ -16,8 +16,8 @@ from dataclasses import replace
 import pytest
 from typer.testing import CliRunner
 
+from hoiforge.commands.models import models_app
 from hoiforge.models import weights as W
-from hoiforge.models.cli import models_app
 from hoiforge.models.fetch import ChecksumError, FetchError, download_url, fetch, verify_present
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, not compressible to nothing, every byte position distinct mod 256

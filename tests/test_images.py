@@ -117,8 +117,8 @@ def test_decode_stage_records_the_image_and_fails_bad_files(tmp_path: Path):
     assert s.live and s.ann["image"]["width"] == 600 and s.ann["id"] == s.ann["source"]["sha256"][:20]
     bad = tmp_path / "x.jpg"
     bad.write_bytes(b"")
+    from hoiforge.pipeline.adapter import run_stage
     from hoiforge.stages.decode import Decode
-    from hoiforge.stages.testing import run_stage
 
     [out] = run_stage(Decode(Decode.Params(stage="decode")), [sample_from_file(bad)])
     assert out.status == "failed" and out.stage == "decode" and out.image is None

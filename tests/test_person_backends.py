@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from hoiforge.errors import BackendUnavailable
-from hoiforge.stages.person import PERSON_BACKENDS, Person
-from hoiforge.stages.testing import decoded, run_stage
+from hoiforge.models.registry import BACKENDS
+from hoiforge.pipeline.adapter import run_stage
+from hoiforge.stages.person import Person
+from hoiforge.stages.testing import decoded
 
 DATA = Path(__file__).parent / "data"
 torch = pytest.importorskip("torch")
@@ -50,7 +52,7 @@ def all_person_model(tmp_path_factory):
 
 
 def test_registered():
-    assert {"mediapipe", "yolo", "rtdetr"} <= set(PERSON_BACKENDS)
+    assert {"mediapipe", "yolo", "rtdetr"} <= set(BACKENDS["person-detector"])
 
 
 def test_rtdetr_batch_of_different_sizes_maps_boxes_to_each_image(all_person_model):
@@ -81,13 +83,13 @@ def test_rtdetr_batch_of_different_sizes_maps_boxes_to_each_image(all_person_mod
 
 def test_person_stage_filters_on_rtdetr_counts(all_person_model, tmp_path):
     opts = {"model": str(all_person_model)}
-    keep = Person(Person.Params(stage="person", backend="rtdetr", options=opts))
+    keep = Person(Person.Params(stage="person", detector={"backend": "rtdetr", "options": opts}))
     keep.preflight()
     s = run_stage(keep, [decoded(DATA / "astronaut.png")])[0]
     assert s.live and len(s.ann["persons"]) == NUM_QUERIES and s.metrics["persons"] == NUM_QUERIES
     assert s.ann["stages"]["person"]["backend"] == "rtdetr"
 
-    too_many = Person(Person.Params(stage="person", backend="rtdetr", max_persons=3, options=opts))
+    too_many = Person(Person.Params(stage="person", max_persons=3, detector={"backend": "rtdetr", "options": opts}))
     s = run_stage(too_many, [decoded(DATA / "astronaut.png")])[0]
     assert s.status == "dropped" and s.reason == f"{NUM_QUERIES} persons at score >= 0.5 (need 1-3)"
 
@@ -102,7 +104,9 @@ def test_rtdetr_preflight_says_what_to_do(tmp_path):
     with pytest.raises(BackendUnavailable, match="no config.json"):
         Person(Person.Params(stage="person", backend="rtdetr", options={"model": str(tmp_path)})).preflight()
     with pytest.raises(BackendUnavailable, match="never downloads"):
-        Person(Person.Params(stage="person", backend="rtdetr", options={"model": "hoiforge-test/not-cached-anywhere"})).preflight()
+        Person(
+            Person.Params(stage="person", detector={"backend": "rtdetr", "options": {"model": "hoiforge-test/not-cached-anywhere"}})
+        ).preflight()
 
 
 def _ultralytics_importable() -> bool:

@@ -9,11 +9,13 @@ from PIL import Image
 
 from hoiforge.datasets import keypoints as K
 from hoiforge.datasets.render import render_pose
-from hoiforge.errors import BackendUnavailable
+from hoiforge.errors import RecipeError
+from hoiforge.pipeline.adapter import run_stage
+from hoiforge.pipeline.recipe import parse_recipe
 from hoiforge.stages import stage_class
 from hoiforge.stages.person import Person
 from hoiforge.stages.pose import Pose
-from hoiforge.stages.testing import decoded, run_stage
+from hoiforge.stages.testing import decoded
 
 DATA = Path(__file__).parent / "data"
 pytest.importorskip("mediapipe")
@@ -34,7 +36,9 @@ def kp(sample, i=0) -> np.ndarray:
 
 def test_registered():
     assert stage_class("pose") is Pose
-    assert Pose.members == ("pose.png", "leg.json")
+    assert Pose.writes == ("keypoints", "pose.png", "leg.json")
+    assert Pose(Pose.Params(stage="pose")).members == ("pose.png",)
+    assert Pose(Pose.Params(stage="pose", leg_json=True, render=False)).members == ("leg.json",)
 
 
 def test_full_body_photo_gets_feet_inside_the_box_below_the_knees(results):
@@ -103,11 +107,11 @@ def test_no_person_photo_dropped_with_reason_and_skipped(results):
     assert "pose" not in s.ann.get("stages", {})
 
 
-def test_pose_without_person_boxes_fails_with_what_to_do():
-    s = run_stage(Pose(Pose.Params(stage="pose")), [decoded(DATA / "coffee.png")])[0]
-    assert s.status == "failed" and "person stage" in s.reason
+def test_pose_without_person_boxes_is_a_recipe_error_naming_the_producer():
+    with pytest.raises(RecipeError, match=r"pose needs persons \(written by: person\); put a person stage before it"):
+        parse_recipe({"name": "t", "stages": [{"stage": "decode"}, {"stage": "pose"}]})
 
 
-def test_unknown_backend_fails_preflight():
-    with pytest.raises(BackendUnavailable, match="mediapipe"):
-        Pose(Pose.Params(stage="pose", backend="nope")).preflight()
+def test_unknown_backend_is_a_recipe_error_listing_the_choices():
+    with pytest.raises(RecipeError, match=r"estimator: unknown backend 'nope'; choose one of: mediapipe, vitpose, rtmw"):
+        parse_recipe({"name": "t", "stages": [{"stage": "decode"}, {"stage": "person"}, {"stage": "pose", "estimator": "nope"}]})

@@ -12,10 +12,11 @@ from hoiforge.datasets.images import decode_rgb, encode_png
 from hoiforge.datasets.masks import decode_mask, encode_mask
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.segment_types import Product
+from hoiforge.pipeline.adapter import run_stage
 from hoiforge.stages.base import Sample
 from hoiforge.stages.edges import Edges
 from hoiforge.stages.products import HOIHUMAN_PROMPT, Products, close_view, instance_map
-from hoiforge.stages.testing import decoded, run_stage
+from hoiforge.stages.testing import decoded
 
 DATA = Path(__file__).parent / "data"
 MAX_PERSON_OVERLAP = 0.05  # a product may share at most this fraction of its pixels with a person
@@ -163,12 +164,12 @@ def test_close_view_grows_the_box_and_clips_to_the_image():
 
 
 def test_params_and_preflight_say_what_is_wrong(tmp_path):
-    with pytest.raises(ValueError):
-        Products.Params(stage="products", backend="sam")
+    with pytest.raises(ValueError, match="unknown backend 'sem'; choose one of: embedded, sam, hf-sam"):
+        Products.Params(stage="products", segmenter="sem")
     with pytest.raises(ValueError):
         Products.Params(stage="products", min_products=3, max_products=2)
-    with pytest.raises(BackendUnavailable, match="unknown detector"):
-        products_stage(detector="yolo-world").preflight()
+    with pytest.raises(ValueError, match="unknown backend 'yolo-world'; choose one of: embedded, grounding-dino"):
+        products_stage(detector="yolo-world")
     with pytest.raises(BackendUnavailable, match="checkpoint"):
         products_stage(
             segmenter="sam",

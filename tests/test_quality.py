@@ -9,8 +9,9 @@ import cv2
 import pytest
 
 from hoiforge.errors import BackendUnavailable
+from hoiforge.pipeline.adapter import run_stage
 from hoiforge.stages.quality import Quality
-from hoiforge.stages.testing import decoded, run_stage
+from hoiforge.stages.testing import decoded
 
 DATA = Path(__file__).parent / "data"
 PHOTOS = ["astronaut.png", "coffee.png", "basketball1.png"]
@@ -45,9 +46,9 @@ def test_brisque_scores_blurred_photos_worse_and_filters_them():
 
 def test_thresholds_belong_to_their_backend():
     with pytest.raises(ValueError, match="min_aesthetic"):
-        Quality.Params(stage="quality", backend="brisque", min_aesthetic=6)
+        Quality.Params(stage="quality", min_aesthetic=6, scorer="brisque")
     with pytest.raises(ValueError, match="max_brisque"):
-        Quality.Params(stage="quality", backend="laion-aesthetic", max_brisque=50)
+        Quality.Params(stage="quality", max_brisque=50, scorer="laion-aesthetic")
 
 
 # -- LAION aesthetic (paper-grade, tiny CLIP) --------------------------------------------------

@@ -8,8 +8,9 @@ import pytest
 
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.rtmw_onnx import MEAN, STD, RTMWOnnxPose, box_center_scale, crop
+from hoiforge.pipeline.adapter import run_stage
 from hoiforge.stages.pose import Pose
-from hoiforge.stages.testing import decoded, run_stage
+from hoiforge.stages.testing import decoded
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")  # torch.onnx.export needs it (tests only)

@@ -254,15 +254,18 @@ def test_sam_checks_say_what_to_do(tmp_path):
         SegmentAnythingSegmenter.check(checkpoint=str(tmp_path / "none.pth"))
     with pytest.raises(BackendUnavailable, match="model_type"):
         SegmentAnythingSegmenter.check(checkpoint=str(tmp_path / "none.pth"), model_type="vit_x")
-    with pytest.raises(BackendUnavailable, match="huggingface-cli download"):
+    with pytest.raises(BackendUnavailable, match="neither a model directory nor a Hugging Face repo id"):
         HfSamSegmenter.check(model=str(tmp_path / "no-such-dir"))
+    with pytest.raises(BackendUnavailable, match="huggingface-cli download"):
+        HfSamSegmenter.check(model="hoiforge-test/not-cached-anywhere")
 
 
 # -- the products stage on the paper-grade pair ---------------------------------------------------
 @pytest.mark.parametrize("segmenter", ["sam", "hf-sam"])
 def test_products_stage_with_grounding_dino_and_sam(segmenter, tiny_grounding_dino, tiny_hf_sam, tiny_sam_checkpoint):
+    from hoiforge.pipeline.adapter import run_stage
     from hoiforge.stages.products import Products
-    from hoiforge.stages.testing import decoded, run_stage
+    from hoiforge.stages.testing import decoded
 
     options = {
         "sam": {"checkpoint": tiny_sam_checkpoint, "model_type": TINY_SAM},

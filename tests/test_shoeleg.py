@@ -20,11 +20,12 @@ from hoiforge.datasets import keypoints as K
 from hoiforge.datasets import leg as L
 from hoiforge.datasets import wearable as W
 from hoiforge.datasets.masks import decode_mask, encode_mask
+from hoiforge.pipeline.adapter import run_stage
 from hoiforge.stages import stage_class
 from hoiforge.stages.person import Person
 from hoiforge.stages.pose import Pose
 from hoiforge.stages.shoes import Shoes
-from hoiforge.stages.testing import decoded, run_stage
+from hoiforge.stages.testing import decoded
 
 DATA = Path(__file__).parent / "data"
 CROP_ORIGIN = (100, 436)  # where tests/data/shoe_crop.png was cut from basketball1.png
@@ -247,7 +248,7 @@ def test_registered_and_in_the_recipe():
     pose = next(p for p in r.stages if p.stage == "pose")
     shoes = next(p for p in r.stages if p.stage == "shoes")
     assert pose.leg_json and shoes.max_shoes == 2 and shoes.cut_off == "drop"
-    assert {"shoe.png", "wear.png"} <= set(Shoes.members) and "leg.json" in Pose.members
+    assert {"shoe.png", "wear.png"} <= set(Shoes(shoes).members) and "leg.json" in Pose(pose).members
 
 
 def _png(rgb: np.ndarray) -> bytes:

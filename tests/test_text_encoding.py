@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hoiforge.datasets.text_encoding import CLIP_CONTEXT, LongPromptEncoder, chunk_token_ids
+from hoiforge.models.text_encoding import CLIP_CONTEXT, LongPromptEncoder, chunk_token_ids
 
 HIDDEN = 32
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from hoiforge.errors import BackendUnavailable
+from hoiforge.pipeline.adapter import run_stage
 from hoiforge.stages.pose import Pose
-from hoiforge.stages.testing import decoded, run_stage
+from hoiforge.stages.testing import decoded
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -158,7 +159,7 @@ def test_vitpose_backend_batches_persons_across_images(converted):
 
 def test_pose_stage_with_vitpose_and_refusal_of_17_keypoint_models(converted, tmp_path):
     opts = {"model": str(converted[True][1]), "flip_test": False}
-    stage = Pose(Pose.Params(stage="pose", backend="vitpose", options=opts))
+    stage = Pose(Pose.Params(stage="pose", estimator={"backend": "vitpose", "options": opts}))
     stage.preflight()
     s = decoded(DATA / "astronaut.png")
     s.ann["persons"] = [{"box": [45.3, 76.6, 325.6, 438.6], "score": 0.9}]

@@ -18,8 +18,9 @@ from PIL import Image
 
 from hoiforge.datasets import wearable as W
 from hoiforge.errors import BackendUnavailable
+from hoiforge.pipeline.adapter import run_stage
 from hoiforge.stages import stage_class
-from hoiforge.stages.testing import decoded, run_stage
+from hoiforge.stages.testing import decoded
 from hoiforge.stages.wear_labels import WearLabels
 
 DATA = Path(__file__).parent / "data"
@@ -175,8 +176,10 @@ def test_bad_coco_annotations_fail_the_sample(tmp_path):
 def test_params_and_preflight_say_what_is_missing(tmp_path):
     with pytest.raises(ValueError, match="needs labels_dir and/or coco_json"):
         WearLabels.Params(stage="wear_labels")
-    with pytest.raises(ValueError, match="needs segmenter_options.model"):
+    with pytest.raises(ValueError, match="source 'segmenter' needs the segmenter slot"):
         WearLabels.Params(stage="wear_labels", source="segmenter")
+    with pytest.raises(ValueError, match=r"options.model: required by backend 'segformer'"):
+        WearLabels.Params(stage="wear_labels", source="segmenter", segmenter="segformer")
     with pytest.raises(BackendUnavailable, match="does not exist"):
         importer(labels_dir=str(tmp_path / "nope")).preflight()
     assert stage_class("wear_labels") is WearLabels

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from hoiforge.commands.models import models_app
 from hoiforge.errors import BackendUnavailable
+from hoiforge.models import registry
 from hoiforge.models import weights as W
-from hoiforge.models.cli import models_app
-from hoiforge.pipeline.recipe import Recipe, load_recipe
-from hoiforge.stages.base import StageParams
+from hoiforge.pipeline.recipe import Recipe, load_recipe, parse_recipe
+from hoiforge.pipeline.weights_plan import preflight, required_for, with_weights
 
 # Every paper-grade backend of the recipe stages (and eval/train), as (stage, backend) -> its entries.
 PAPER_GRADE: dict[tuple[str, str], set[str]] = {
@@ -41,53 +42,22 @@ name: paper
 stages:
   - stage: decode
   - stage: person
-    backend: yolo
+    detector: yolo
   - stage: products
     detector: grounding-dino
     segmenter: sam
   - stage: cleanup
     ocr: paddleocr
-    inpaint: lama
-    inpaint_options: {model_path: /data/mine/big-lama.pt}
+    inpaint: {backend: lama, options: {model_path: /data/mine/big-lama.pt}}
   - stage: quality
-    backend: laion-aesthetic
+    scorer: laion-aesthetic
     min_aesthetic: 6
   - stage: edges
 """
 
 
-def backend_class(stage: str, backend: str):
-    """The class a recipe stage runs for ``backend``, looked up in that stage's own backend table."""
-    if stage == "cleanup":
-        from hoiforge.models.inpaint import INPAINT_BACKENDS
-        from hoiforge.models.ocr import OCR_BACKENDS
-
-        return {**OCR_BACKENDS, **INPAINT_BACKENDS}[backend]
-    if stage == "person":
-        from hoiforge.stages.person import PERSON_BACKENDS as table
-    elif stage == "pose":
-        from hoiforge.stages.pose import POSE_BACKENDS as table
-    elif stage == "quality":
-        from hoiforge.stages.quality import QUALITY_BACKENDS as table
-    elif stage == "products":
-        from hoiforge.models.segment_service import DETECTORS, SEGMENTERS
-
-        table = {**DETECTORS, **SEGMENTERS}
-    elif stage == "caption":
-        from hoiforge.stages.caption import CaptionParams
-
-        assert backend in CaptionParams.model_fields["backend"].annotation.__args__
-        table = {"qwen2-vl": "hoiforge.models.vlm_caption:QwenVLCaptioner"}
-    else:
-        raise KeyError(stage)
-    module, cls = table[backend].split(":")
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} is not written yet")
-    return getattr(importlib.import_module(module), cls)
-
-
-def recipe(*stages: StageParams) -> Recipe:
-    return Recipe(name="t", stages=[StageParams(stage="decode"), *stages])
+def recipe(*stages: dict) -> Recipe:
+    return parse_recipe({"name": "t", "stages": [{"stage": "decode"}, *stages]})
 
 
 def put(root: Path, s: W.WeightSpec) -> None:
@@ -144,13 +114,26 @@ def test_converters_offer_convert(s: W.WeightSpec):
     assert len(params) >= 2 and all(p.default is inspect.Parameter.empty for p in params[:2])  # convert(src, dst)
 
 
-@pytest.mark.parametrize("s,use", [(s, u) for s in W.REGISTRY.values() for u in s.needed_by if u.stage not in ("eval", "train")],
-                         ids=lambda v: getattr(v, "name", None) or f"{v.stage}/{v.backend}")  # fmt: skip
-def test_uses_name_real_backends_and_options(s: W.WeightSpec, use: W.Use):
-    """A renamed backend or option in a stage breaks this test, not a user's build."""
-    cls = backend_class(use.stage, use.backend)
-    assert use.option in inspect.signature(cls.__init__).parameters, f"{cls.__name__} takes no {use.option!r}"
-    assert use.file is None or use.file in s.expected_paths()
+def _backend_weight_options() -> list[tuple[registry.Backend, str, registry.Weights]]:
+    return [(b, option, marker) for b in registry.all_backends() for option, marker in registry.weight_fields(b.load()).items()]
+
+
+@pytest.mark.parametrize("b,option,marker", _backend_weight_options(), ids=lambda v: getattr(v, "name", None) or str(v))
+def test_backend_weight_options_name_real_entries(b, option: str, marker: registry.Weights):
+    """The typed options drive what a recipe needs; the entry's ``needed_by`` documents the same."""
+    s = W.spec(marker.entry)
+    assert marker.file is None or marker.file in s.expected_paths()
+    stage = {"person-detector": "person", "pose-estimator": "pose", "product-detector": "products", "box-segmenter": "products",
+             "text-reader": "cleanup", "inpainter": "cleanup", "captioner": "caption", "quality-scorer": "quality"}[b.task]  # fmt: skip
+    assert W.Use(stage, b.name, option, marker.file) in s.needed_by
+
+
+def test_needed_by_documents_only_real_backend_options():
+    declared = {(m.entry, b.name, option) for b, option, m in _backend_weight_options()}
+    for s in W.REGISTRY.values():
+        for u in s.needed_by:
+            if u.stage not in ("eval", "train") and s.default:
+                assert (s.name, u.backend, u.option) in declared, (s.name, u)
 
 
 # -- one weights root, resolve ---------------------------------------------------------------
@@ -210,9 +193,9 @@ def test_hugging_face_cache_copy_is_used(tmp_path):
 
 
 # -- what a recipe needs -----------------------------------------------------------------------
-def test_required_for_reads_every_model_key_and_respects_user_options(paper):
+def test_required_for_reads_every_slot_and_respects_user_options(paper):
     # big-lama is absent: the recipe gives its own model_path. Registry order.
-    assert [s.name for s in W.required_for(paper)] == [
+    assert [s.name for s in required_for(paper)] == [
         "yolo11x", "grounding-dino-base", "sam-vit-h", "ppocr-v4-det", "ppocr-v4-rec",
         "clip-vit-large-patch14", "laion-aesthetic-mlp",
     ]  # fmt: skip
@@ -220,42 +203,42 @@ def test_required_for_reads_every_model_key_and_respects_user_options(paper):
 
 @pytest.mark.parametrize("name", ["demo", "hoihuman", "shoeleg"])
 def test_bundled_recipes_with_embedded_backends_need_nothing(name):
-    assert W.required_for(load_recipe(name)) == []
+    assert required_for(load_recipe(name)) == []
 
 
 def test_alternatives_are_not_required():
-    assert [s.name for s in W.required_for(recipe(StageParams(stage="pose", backend="rtmw")))] == ["rtmw-x-wholebody"]
+    assert [s.name for s in required_for(recipe({"stage": "person"}, {"stage": "pose", "estimator": "rtmw"}))] == ["rtmw-x-wholebody"]
 
 
 def test_with_weights_fills_unset_options_with_local_paths(paper, tmp_path):
     root = tmp_path / "weights"
-    for s in W.required_for(paper):
+    for s in required_for(paper):
         put(root, s)
-    filled = {p.stage: p for p in W.with_weights(paper, root).stages}
+    filled = {p.stage: p for p in with_weights(paper, root).stages}
     r = root.resolve()
-    assert filled["person"].options == {"model": str(r / "yolo11x" / "yolo11x.pt")}
-    assert filled["products"].detector_options == {"model": str(r / "grounding-dino-base")}
-    assert filled["products"].segmenter_options == {"checkpoint": str(r / "sam-vit-h" / "sam_vit_h_4b8939.pth")}
-    assert filled["cleanup"].ocr_options == {"det_model_dir": str(r / "ppocr-v4-det"), "rec_model_dir": str(r / "ppocr-v4-rec")}
-    assert filled["cleanup"].inpaint_options == {"model_path": "/data/mine/big-lama.pt"}  # the user's, untouched
-    assert filled["quality"].options == {
+    assert filled["person"].detector.options == {"model": str(r / "yolo11x" / "yolo11x.pt")}
+    assert filled["products"].detector.options == {"model": str(r / "grounding-dino-base")}
+    assert filled["products"].segmenter.options == {"checkpoint": str(r / "sam-vit-h" / "sam_vit_h_4b8939.pth")}
+    assert filled["cleanup"].ocr.options == {"det_model_dir": str(r / "ppocr-v4-det"), "rec_model_dir": str(r / "ppocr-v4-rec")}
+    assert filled["cleanup"].inpaint.options == {"model_path": "/data/mine/big-lama.pt"}  # the user's, untouched
+    assert filled["quality"].scorer.options == {
         "clip_model": str(r / "clip-vit-large-patch14"),
         "mlp_weights": str(r / "laion-aesthetic-mlp" / "sac+logos+ava1-l14-linearMSE.safetensors"),
     }
-    assert {p.stage: p for p in paper.stages}["person"].options == {}  # the input recipe is not modified
+    assert {p.stage: p for p in paper.stages}["person"].detector.options == {}  # the input recipe is not modified
 
 
 def test_preflight_lists_every_missing_entry_at_once(paper, tmp_path):
     for name in ("sam-vit-h", "ppocr-v4-det", "ppocr-v4-rec", "clip-vit-large-patch14", "laion-aesthetic-mlp"):
         put(tmp_path, W.REGISTRY[name])
     with pytest.raises(BackendUnavailable) as e:
-        W.with_weights(paper, tmp_path)
+        with_weights(paper, tmp_path)
     msg = str(e.value)
     assert "yolo11x (" in msg and "grounding-dino-base (" in msg and "sam-vit-h (" not in msg
     assert msg.endswith(f"hoiforge models fetch yolo11x grounding-dino-base --to {tmp_path.resolve()}")
     put(tmp_path, W.REGISTRY["yolo11x"])
     put(tmp_path, W.REGISTRY["grounding-dino-base"])
-    W.preflight(paper, tmp_path)  # all present: no error
+    preflight(paper, tmp_path)  # all present: no error
 
 
 # -- the CLI -----------------------------------------------------------------------------------
@@ -265,7 +248,7 @@ def test_cli_check_on_empty_dir_lists_exactly_the_recipe_needs(tmp_path):
     result = CliRunner().invoke(models_app, ["check", "--recipe", str(tmp_path / "paper.yaml"), "--weights", str(root)])
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
-    needed = [s.name for s in W.required_for(load_recipe(str(tmp_path / "paper.yaml")))]
+    needed = [s.name for s in required_for(load_recipe(str(tmp_path / "paper.yaml")))]
     assert [ln.split(" ")[1] for ln in lines if ln.startswith("missing:")] == needed
     assert lines[-1] == f"get them with: hoiforge models fetch {' '.join(needed)} --to {root.resolve()}"
 
@@ -281,7 +264,7 @@ def test_cli_check_embedded_recipe_passes(tmp_path):
 
 
 def test_cli_check_verify_refuses_a_corrupted_file(tmp_path):
-    (tmp_path / "yolo.yaml").write_text("name: y\nstages:\n  - stage: decode\n  - stage: person\n    backend: yolo\n")
+    (tmp_path / "yolo.yaml").write_text("name: y\nstages:\n  - stage: decode\n  - stage: person\n    detector: yolo\n")
     s = W.REGISTRY["yolo11x"]
     put(tmp_path, s)
     # What fetch would have recorded for the good file; the file on disk differs (same size).

@@ -10,8 +10,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from hoiforge.datasets.layout import OutLayout
 from hoiforge.pipeline.inputs import list_inputs, refs_to_table
-from hoiforge.pipeline.layout import OutLayout
 from hoiforge.pipeline.manifest import clean_uncommitted, committed_parts, finalize
 from hoiforge.pipeline.recipe import OutputSpec
 from hoiforge.pipeline.writer import write_part
@@ -63,7 +63,7 @@ def test_shards_roll_over_by_count_and_by_bytes(layout):
 def test_part_lists_every_row_and_its_shards(layout):
     seq = count()
     batch = samples()
-    batch[2].drop("person", "0 persons")
+    batch[2].drop("person", "count", "0 persons", persons=0)
     write_part(layout, OutputSpec(), batch, lambda split: next(seq))
     [part] = committed_parts(layout)
     rows = pq.read_table(part).to_pylist()

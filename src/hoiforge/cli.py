@@ -14,16 +14,18 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from hoiforge.commands.models import models_app
 from hoiforge.datasets.wearable_cli import wear_app
 from hoiforge.errors import HoiforgeError
-from hoiforge.models.cli import models_app
 from hoiforge.report.cli import stats_command, view_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build, check and inspect HOI training data.")
@@ -68,11 +70,16 @@ def build(
     from hoiforge.models.weights import WEIGHTS_ENV
     from hoiforge.pipeline.recipe import OutputSpec, load_recipe
     from hoiforge.pipeline.runner import build as run_build
+    from hoiforge.stages.base import RecipeDeprecation
 
     if weights is not None:
         os.environ[WEIGHTS_ENV] = str(weights.expanduser().resolve())
     try:
-        r = load_recipe(recipe)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RecipeDeprecation)
+            r = load_recipe(recipe)
+        for w in caught:
+            console.print(f"[yellow]warning:[/] {escape(str(w.message))}", highlight=False, soft_wrap=True)
         overrides = {k: v for k, v in {"test_size": test_size, "shard_max_count": shard_size}.items() if v is not None}
         if overrides:
             r = r.model_copy(update={"output": OutputSpec.model_validate({**r.output.model_dump(), **overrides})})
@@ -85,15 +92,26 @@ def build(
     _print_summary(result.stats, result.processed, out, r.stage_names())
 
 
+def _params_summary(reason: dict) -> str:
+    """One short line of a reason code's parameters: numbers as a range, values as the commonest."""
+    parts = []
+    for name, dist in reason.get("params", {}).items():
+        if "median" in dist:
+            parts.append(f"{name} {dist['min']:g}..{dist['max']:g} (median {dist['median']:g})")
+        else:
+            top = next(iter(dist["top"]), "")
+            parts.append(f"{name} {top[:40]}" + (f" (+{dist['distinct'] - 1} more)" if dist["distinct"] > 1 else ""))
+    return "; ".join(parts) or reason.get("example", "")[:80]
+
+
 def _print_summary(stats: dict, processed: int, out: Path, stage_order: list[str]) -> None:
     table = Table(title=f"{out}", show_header=False, title_justify="left")
     table.add_row("inputs", str(stats["inputs"]))
     table.add_row("kept", f"[green]{stats['kept']}[/]")
     table.add_row("dropped", str(stats["dropped"]))
     table.add_row("failed", f"[red]{stats['failed']}[/]" if stats["failed"] else "0")
-    for group, reasons in stats["by_stage"].items():
-        for reason, n in list(reasons.items())[:5]:
-            table.add_row(f"  {group}", f"{n} × {reason}")
+    for code, r in stats.get("by_code", {}).items():
+        table.add_row(f"  {r['status']}", f"{r['count']} × {escape(code)}  [dim]{escape(_params_summary(r))}[/]")
     table.add_row("shards", f"{stats['shards']} ({stats['shard_bytes'] / 1e6:.1f} MB)")
     per_stage = stats.get("seconds_per_image", {})
     if per_stage:

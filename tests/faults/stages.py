@@ -23,8 +23,11 @@ class ExplodeParams(StageParams):
 class Explode(Stage):
     name = "explode"
     Params = ExplodeParams
-    uses_model = True
     default_batch_size = 2
+
+    @property
+    def execution(self) -> str:
+        return "actors"  # the fault tests kill a pool's actor and watch Ray restart it
 
     def process(self, samples: list[Sample]) -> None:
         p = self.params

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from hoiforge.datasets.layout import OutLayout
 from hoiforge.datasets.validate import validate
 from hoiforge.errors import OutputError
-from hoiforge.pipeline.layout import OutLayout
 from hoiforge.pipeline.manifest import committed_parts, part_shards
 from hoiforge.pipeline.recipe import parse_recipe
 from hoiforge.pipeline.runner import build

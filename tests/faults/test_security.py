@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from hoiforge.pipeline.adapter import run_stage
 from hoiforge.stages.decode import Decode
-from hoiforge.stages.testing import run_stage, sample_from_file
+from hoiforge.stages.testing import sample_from_file
 from tests.conftest import DATA
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "hoiforge"

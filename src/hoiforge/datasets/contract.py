@@ -18,8 +18,10 @@ IMAGE_EXTENSIONS = ("jpg", "png", "webp")
 ANNOTATION_EXT = "json"
 CAPTION_EXT = "txt"
 
-# Optional members and who writes them. A stage declares the ones it may write (Stage.members).
+# Optional members. A stage declares the ones it writes (Stage.writes); parse_recipe checks that
+# every member or annotation a stage reads has a writer earlier in the recipe.
 KNOWN_MEMBERS = {
+    "txt": "caption (utf-8)",
     "pose.png": "rendered whole-body skeleton at image size",
     "mask.png": "product instance-id map (0 = background, i = products[i-1])",
     "edge.png": "canny edges inside product masks",
@@ -32,6 +34,27 @@ KNOWN_MEMBERS = {
     "text.npy": "precomputed text encoding",
     "dino.npy": "precomputed DINOv2 features",
 }
+
+# Keys of the annotation document (<id>.json) that stages write and read.
+KNOWN_ANNOTATIONS = {
+    "image": "width, height and format of the stored image",
+    "persons": "person boxes and scores",
+    "keypoints": "133 COCO-WholeBody keypoints per person (persons[i].keypoints)",
+    "products": "product boxes, labels, scores and mask indices",
+    "text_regions": "OCR regions with the removal decision",
+    "cleanup": "what text cleanup removed",
+    "quality": "technical quality score (BRISQUE)",
+    "aesthetic": "aesthetic score",
+    "caption": "the caption document",
+    "shoes": "shoe masks per foot",
+    "wear": "wearable-area label provenance and counts",
+}
+
+
+def is_member(name: str) -> bool:
+    """True for a shard member name (``pose.png``), False for an annotation key (``persons``)."""
+    return name in KNOWN_MEMBERS
+
 
 SPLITS = ("train", "test")
 

@@ -19,7 +19,11 @@ KEEP_MODES = {"RGB", "L"}
 
 
 class BadImage(ValueError):
-    """The bytes are not a usable image; the message is the manifest's reason."""
+    """The bytes are not a usable image; the message is the manifest's reason, ``code`` its stable code."""
+
+    def __init__(self, message: str, code: str = "corrupt"):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
@@ -35,20 +39,20 @@ class Normalised:
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
-        raise BadImage("empty file (0 bytes)")
+        raise BadImage("empty file (0 bytes)", "empty")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             w, h = img.size
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise BadImage(f"image too large (decompression bomb guard): {e}") from None
+        raise BadImage(f"image too large (decompression bomb guard): {e}", "too_many_pixels") from None
     except UnidentifiedImageError:
-        raise BadImage("not an image (no decoder recognises the bytes)") from None
+        raise BadImage("not an image (no decoder recognises the bytes)", "not_an_image") from None
     except Exception as e:  # noqa: BLE001 - any decoder error is a property of the input
         raise BadImage(f"corrupt or truncated image header: {type(e).__name__}: {e}") from None
     if w * h > max_pixels:
-        raise BadImage(f"image too large: {w}x{h} = {w * h / 1e6:.1f} MP > limit {max_pixels / 1e6:.1f} MP")
+        raise BadImage(f"image too large: {w}x{h} = {w * h / 1e6:.1f} MP > limit {max_pixels / 1e6:.1f} MP", "too_many_pixels")
     return img
 
 

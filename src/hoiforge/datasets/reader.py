@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hoiforge.pipeline.layout import OutLayout
+from hoiforge.datasets.layout import OutLayout
 
 
 def find_row(out: str | Path, ident: str) -> dict[str, Any] | None:

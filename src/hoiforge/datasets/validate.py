@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from hoiforge.datasets.contract import IMAGE_EXTENSIONS, SCHEMA, SHARD_NAME, split_member_name
-from hoiforge.pipeline.layout import OutLayout
+from hoiforge.datasets.layout import OutLayout
 
 SIZED_MEMBERS = ("pose.png", "mask.png", "edge.png", "wear.png", "shoe.png", "shoemask.png", "wearconf.png")
 

@@ -13,26 +13,20 @@ downloaded):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.base import require
-from hoiforge.models.hf_local import resolve_model_dir, torch_device_dtype
+from hoiforge.models.device import Dtype, device_dtype
+from hoiforge.models.hf_local import resolve_file, resolve_model_dir
+from hoiforge.models.registry import Weights
 
 TORCH_HINT = "pip install torch transformers (the paper-grade backends need them)"
 
 # layers.<i> of the published nn.Sequential; the other indices are dropouts (no weights).
 MLP_LINEAR_LAYERS = {0: (768, 1024), 2: (1024, 128), 4: (128, 64), 6: (64, 16), 7: (16, 1)}
-
-
-def resolve_file(path: str | Path | None, what: str) -> Path:
-    if not path:
-        raise BackendUnavailable(f"{what}: no weights file given; set options.mlp_weights")
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise BackendUnavailable(f"{what}: weights file {p} does not exist")
-    return p
 
 
 def build_aesthetic_mlp(input_size: int = 768):
@@ -86,14 +80,22 @@ def load_aesthetic_mlp(path: str | Path):
 class LaionAestheticScorer:
     """score(images) -> LAION aesthetic rating per image (roughly 1-10), batched."""
 
+    package = "transformers"
+
     name = "laion-aesthetic"
 
-    def __init__(self, clip_model: str | None = None, mlp_weights: str | None = None, device: str | None = None, dtype: str | None = None):
+    def __init__(
+        self,
+        clip_model: Annotated[str | None, Weights("clip-vit-large-patch14")] = None,
+        mlp_weights: Annotated[str | None, Weights("laion-aesthetic-mlp", "sac+logos+ava1-l14-linearMSE.safetensors")] = None,
+        device: str | None = None,
+        dtype: Dtype | None = None,
+    ):
         self.check(clip_model=clip_model, mlp_weights=mlp_weights)
         from transformers import AutoConfig, AutoImageProcessor, CLIPVisionModelWithProjection
 
         clip_dir = resolve_model_dir(clip_model, "laion-aesthetic CLIP (options.clip_model)")
-        self.device, self.dtype = torch_device_dtype(device, dtype)
+        self.device, self.dtype = device_dtype(device, dtype)
         self.processor = AutoImageProcessor.from_pretrained(clip_dir)
         config = AutoConfig.from_pretrained(clip_dir)
         if hasattr(config, "vision_config"):  # a full CLIP checkpoint: its projection size lives at the top
@@ -102,7 +104,9 @@ class LaionAestheticScorer:
             config = vision
         # The text tower's weights in the checkpoint are skipped on purpose (transformers lists them as unexpected).
         self.clip = CLIPVisionModelWithProjection.from_pretrained(clip_dir, config=config, dtype=self.dtype).to(self.device).eval()
-        self.mlp = load_aesthetic_mlp(resolve_file(mlp_weights, "laion-aesthetic MLP")).to(self.device)  # fp32: tiny
+        self.mlp = load_aesthetic_mlp(resolve_file(mlp_weights, "quality scorer laion-aesthetic", "mlp_weights")).to(
+            self.device
+        )  # fp32: tiny
         if self.mlp.input_size != self.clip.config.projection_dim:
             raise BackendUnavailable(
                 f"laion-aesthetic: MLP expects {self.mlp.input_size}-d embeddings but CLIP {clip_dir} projects to "
@@ -115,7 +119,7 @@ class LaionAestheticScorer:
         require("torch", TORCH_HINT)
         require("transformers", TORCH_HINT)
         resolve_model_dir(clip_model, "laion-aesthetic CLIP (options.clip_model)")
-        resolve_file(mlp_weights, "laion-aesthetic MLP")
+        resolve_file(mlp_weights, "quality scorer laion-aesthetic", "mlp_weights")
 
     def embed(self, images: list[np.ndarray]):
         """L2-normalised CLIP image embeddings, float32 (N, projection_dim)."""

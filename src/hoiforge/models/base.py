@@ -46,11 +46,3 @@ class PoseEstimator(Protocol):
     name: str
 
     def estimate(self, images: list[np.ndarray], boxes: list[list[tuple[float, float, float, float]]]) -> list[list[np.ndarray]]: ...
-
-
-def load_backend_class(table: dict[str, str], backend: str, stage: str) -> type:
-    """The backend class a stage's table names ("module:Class"), imported on first use."""
-    if backend not in table:
-        raise BackendUnavailable(f"{stage}: unknown backend {backend!r}; choose one of: {', '.join(sorted(table))}")
-    module, cls = table[backend].split(":")
-    return getattr(importlib.import_module(module), cls)

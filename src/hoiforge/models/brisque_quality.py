@@ -20,6 +20,8 @@ N_FEATURES = 36  # 18 per scale, two scales
 
 
 class BrisqueScorer:
+    package = "brisque"
+
     name = "brisque"
 
     def __init__(self) -> None:

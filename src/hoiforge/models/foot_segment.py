@@ -69,6 +69,9 @@ def feet_of(persons: list[dict], min_score: float) -> list[FootSeeds]:
 class FootSeededSegmenter:
     """One shoe mask per foot from keypoint-seeded GrabCut (see the module docstring)."""
 
+    package = "opencv-python-headless"
+    loads_model = False  # GrabCut per image: the shoes stage runs as plain tasks
+
     name = "foot-grabcut"
 
     def __init__(

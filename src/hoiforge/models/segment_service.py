@@ -21,32 +21,25 @@ Backends (recipe names):
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import numpy as np
 
 from hoiforge.errors import BackendUnavailable
+from hoiforge.models import registry
 from hoiforge.models.segment_types import Product
 
-DETECTORS: dict[str, str] = {
-    "embedded": "hoiforge.models.embedded_segment:EmbeddedProductDetector",
-    "grounding-dino": "hoiforge.models.grounding_dino:GroundingDinoDetector",
-}
-SEGMENTERS: dict[str, str] = {
-    "embedded": "hoiforge.models.embedded_segment:EmbeddedBoxSegmenter",
-    "sam": "hoiforge.models.sam:SegmentAnythingSegmenter",
-    "hf-sam": "hoiforge.models.sam:HfSamSegmenter",
-}
-
+DETECTOR_TASK, SEGMENTER_TASK = "product-detector", "box-segmenter"
 Box = tuple[float, float, float, float]
 
 
-def backend_class(table: dict[str, str], name: str, kind: str) -> type:
-    if name not in table:
-        raise BackendUnavailable(f"products: unknown {kind} {name!r}; choose one of: {', '.join(sorted(table))}")
-    module, cls = table[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+def _load(task: str, name: str, options: dict[str, Any]) -> Any:
+    try:
+        b = registry.backend(task, name)
+        typed = registry.validate_options(b, options)
+    except (KeyError, ValueError) as e:
+        raise BackendUnavailable(f"products {task}: {e.args[0]}") from None
+    return registry.instantiate(b, typed)
 
 
 class ProductSegmenter:
@@ -59,28 +52,16 @@ class ProductSegmenter:
         load_detector: bool = True,
     ):
         self.detector_name, self.segmenter_name = detector, segmenter
-        self.detector_options, self.segmenter_options = (
-            dict(detector_options or {}),
-            dict(segmenter_options or {}),
-        )
-        self.detector = backend_class(DETECTORS, detector, "detector")(**self.detector_options) if load_detector else None
+        self.detector_options, self.segmenter_options = dict(detector_options or {}), dict(segmenter_options or {})
+        self.detector = _load(DETECTOR_TASK, detector, self.detector_options) if load_detector else None
         # The embedded detector already gives masks: a second (GrabCut) pass would only redo them.
         self._reuse_masks = detector == "embedded" and segmenter == "embedded"
-        self.segmenter = (
-            None if self._reuse_masks and load_detector else backend_class(SEGMENTERS, segmenter, "segmenter")(**self.segmenter_options)
-        )
+        self.segmenter = None if self._reuse_masks and load_detector else _load(SEGMENTER_TASK, segmenter, self.segmenter_options)
 
-    @classmethod
-    def check(
-        cls,
-        detector: str = "embedded",
-        segmenter: str = "embedded",
-        detector_options=None,
-        segmenter_options=None,
-    ) -> None:
-        """Cheap: packages and weight files present (BackendUnavailable says what to do)."""
-        backend_class(DETECTORS, detector, "detector").check(**(detector_options or {}))
-        backend_class(SEGMENTERS, segmenter, "segmenter").check(**(segmenter_options or {}))
+    def close(self) -> None:
+        for b in (self.detector, self.segmenter):
+            if b is not None and hasattr(b, "close"):
+                b.close()
 
     def detect(self, images: list[np.ndarray], prompt: str) -> list[list[Product]]:
         """Products with boxes, labels and masks (HxW bool at image size)."""
@@ -98,7 +79,7 @@ class ProductSegmenter:
     def segment_boxes(self, images: list[np.ndarray], boxes: list[list[Box]]) -> list[list[tuple[np.ndarray, float]]]:
         """A mask (and its score) per given box: OER with boxes known, or a box-only detector."""
         if self.segmenter is None:
-            self.segmenter = backend_class(SEGMENTERS, self.segmenter_name, "segmenter")(**self.segmenter_options)
+            self.segmenter = _load(SEGMENTER_TASK, self.segmenter_name, self.segmenter_options)
         return self.segmenter.segment(images, boxes)
 
 

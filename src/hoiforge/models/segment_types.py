@@ -42,22 +42,3 @@ def prompt_phrases(prompt: str) -> list[str]:
     """The phrases of a GroundingDINO prompt: comma- or period-separated, lower case, no blanks."""
     parts = [p.strip().lower() for chunk in prompt.split(".") for p in chunk.split(",")]
     return [p for p in parts if p]
-
-
-def pick_device(device: str | None) -> str:
-    import torch
-
-    if device:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def pick_dtype(device: str, dtype: str | None):
-    """fp32 on CPU; bf16 on GPUs that support it, else fp16 (the papers ran fp16 inference)."""
-    import torch
-
-    if dtype:
-        return getattr(torch, dtype)
-    if not device.startswith("cuda"):
-        return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

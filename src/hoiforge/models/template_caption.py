@@ -163,3 +163,22 @@ def compose_caption(ann: dict[str, Any], rgb: np.ndarray) -> str:
     if (~covered).mean() >= 0.05:  # enough background left to name its colour
         sentences.append(f"The background is mostly {px.colour(~covered)}.")
     return " ".join(sentences)
+
+
+class TemplateCaptioner:
+    """The ``template`` captioner backend: ``caption(images, annotations)`` -> one sentence each."""
+
+    name = "template"
+    loads_model = False  # a few numpy operations: the caption stage runs as plain tasks with it
+    model_id = None
+    prompt = None
+
+    def __init__(self) -> None:
+        pass
+
+    @classmethod
+    def check(cls) -> None:
+        """Nothing to check: it needs only numpy."""
+
+    def caption(self, images: list[np.ndarray], annotations: list[dict[str, Any]]) -> list[str]:
+        return [compose_caption(ann, rgb) for rgb, ann in zip(images, annotations, strict=True)]

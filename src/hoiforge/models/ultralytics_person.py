@@ -20,11 +20,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.base import Detection, require
+from hoiforge.models.device import Dtype, device_dtype
+from hoiforge.models.registry import Weights
 
 INSTALL = "pip install ultralytics (needs a torchvision that loads beside your torch, e.g. torch==2.14.1 torchvision==0.29.1)"
 COCO_PERSON = 0
@@ -45,19 +48,29 @@ def import_yolo() -> type:
 
 
 class UltralyticsPersonDetector:
-    def __init__(self, model: str = "yolo11x.pt", device: str | None = None, half: bool | None = None,
-                 min_score: float = 0.3, imgsz: int = 640):  # fmt: skip
+    package = "ultralytics"
+
+    def __init__(
+        self,
+        model: Annotated[str | None, Weights("yolo11x", "yolo11x.pt")] = None,
+        device: str | None = None,
+        dtype: Dtype | None = None,
+        min_score: float = 0.3,
+        imgsz: int = 640,
+    ):
         self.check(model)
         import torch
 
         YOLO = import_yolo()  # noqa: N806
         self.model = YOLO(str(Path(model).expanduser()))
-        self.device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
-        self.half = self.device != "cpu" if half is None else half
+        dev, dt = device_dtype(device, dtype)
+        self.device = str(dev)
+        # ultralytics has one half-precision switch (fp16): the policy's bf16 maps to it.
+        self.half = dt in (torch.float16, torch.bfloat16)
         self.min_score, self.imgsz = min_score, imgsz
 
     @classmethod
-    def check(cls, model: str = "yolo11x.pt", **options) -> None:
+    def check(cls, model: str | None = None, **options) -> None:
         require("ultralytics", INSTALL)
         require("torchvision", INSTALL)
         try:
@@ -66,7 +79,7 @@ class UltralyticsPersonDetector:
             raise BackendUnavailable(
                 f"person backend 'yolo': torchvision does not load here ({type(e).__name__}: {e}); {INSTALL}"
             ) from None
-        if not Path(model).expanduser().is_file():
+        if not model or not Path(model).expanduser().is_file():
             raise BackendUnavailable(
                 f"person backend 'yolo': weights {model} not found; give options.model the path of a local .pt "
                 "(ultralytics would download it, which this tool never does)"

@@ -14,13 +14,16 @@ hub ViTPose checkpoints have a 17-keypoint head and are refused.
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import numpy as np
 
 from hoiforge.datasets import keypoints as K
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.base import require
-from hoiforge.models.hf_local import resolve_model_dir, torch_device_dtype
+from hoiforge.models.device import Dtype, device_dtype
+from hoiforge.models.hf_local import resolve_model_dir
+from hoiforge.models.registry import Weights
 
 INSTALL = "pip install transformers torch"
 CONVERT = "convert the original ViTPose whole-body checkpoint with `python -m hoiforge.models.convert_vitpose CKPT OUT_DIR`"
@@ -28,9 +31,11 @@ FLIP_PAIRS = [(i, j) for i, j in enumerate(K.FLIP_INDEX) if i < j]
 
 
 class VitPoseWholeBody:
+    package = "transformers"
+
     name = "vitpose"
 
-    def __init__(self, model: str | None = None, device: str | None = None, dtype: str | None = None,
+    def __init__(self, model: Annotated[str | None, Weights("vitpose-h-wholebody", "vitpose-h-wholebody-hf")] = None, device: str | None = None, dtype: Dtype | None = None,
                  flip_test: bool = True, max_batch: int = 64):  # fmt: skip
         require("transformers", INSTALL)
         import torch
@@ -38,7 +43,7 @@ class VitPoseWholeBody:
         from transformers.models.vitpose.modeling_vitpose import VitPoseEstimatorOutput
 
         path = resolve_model_dir(model, "pose backend 'vitpose'")
-        self.device, self.dtype = torch_device_dtype(device, dtype)
+        self.device, self.dtype = device_dtype(device, dtype)
         self.model = VitPoseForPoseEstimation.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
         if self.model.config.num_labels != K.NUM_KEYPOINTS:
             raise BackendUnavailable(

@@ -12,12 +12,14 @@ tokenizer files, preprocessor_config.json, chat template).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from hoiforge.models.base import require
-from hoiforge.models.hf_local import resolve_model_dir, torch_device_dtype
+from hoiforge.models.device import Dtype, device_dtype
+from hoiforge.models.hf_local import resolve_model_dir
+from hoiforge.models.registry import Weights
 
 TORCH_HINT = "pip install torch transformers (the paper-grade backends need them)"
 
@@ -50,14 +52,15 @@ class QwenVLCaptioner:
     """caption(images) -> one caption per image, in order."""
 
     name = "qwen2-vl"
+    package = "transformers"
 
     def __init__(
         self,
-        model: str | None = None,
+        model: Annotated[str | None, Weights("qwen2-vl-7b-instruct")] = None,
         prompt: str = PAPER_PROMPT,
         max_new_tokens: int = 256,
         device: str | None = None,
-        dtype: str | None = None,
+        dtype: Dtype | None = None,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
         generate_kwargs: dict[str, Any] | None = None,
@@ -66,7 +69,7 @@ class QwenVLCaptioner:
         from transformers import AutoModelForImageTextToText
 
         model_dir = resolve_model_dir(model, "caption qwen2-vl")
-        self.device, self.dtype = torch_device_dtype(device, dtype)
+        self.device, self.dtype = device_dtype(device, dtype)
         self.processor = image_only_processor_class().from_pretrained(model_dir)
         self.processor.tokenizer.padding_side = "left"  # batched generation continues every row at the end
         self.model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=self.dtype).to(self.device).eval()
@@ -84,7 +87,8 @@ class QwenVLCaptioner:
         require("transformers", TORCH_HINT)
         resolve_model_dir(model, "caption qwen2-vl")
 
-    def caption(self, images: list[np.ndarray]) -> list[str]:
+    def caption(self, images: list[np.ndarray], annotations: list[dict[str, Any]] | None = None) -> list[str]:
+        """One caption per image; the VLM sees only the pixels (``annotations`` serve the template backend)."""
         import torch
         from PIL import Image
 
@@ -104,12 +108,15 @@ class QwenVLCaptioner:
 class Translator:
     """translate(texts) -> English texts with a local seq2seq model (e.g. Helsinki-NLP/opus-mt-zh-en), batched."""
 
-    def __init__(self, model: str | None = None, max_new_tokens: int = 512, device: str | None = None, dtype: str | None = None):
+    name = "marian"
+    package = "transformers"
+
+    def __init__(self, model: str | None = None, max_new_tokens: int = 512, device: str | None = None, dtype: Dtype | None = None):
         self.check(model=model)
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
         model_dir = resolve_model_dir(model, "caption translation")
-        self.device, dtype_ = torch_device_dtype(device, dtype)
+        self.device, dtype_ = device_dtype(device, dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModelForSeq2SeqLM.from_pretrained(model_dir, dtype=dtype_).to(self.device).eval()
         self.max_new_tokens = max_new_tokens

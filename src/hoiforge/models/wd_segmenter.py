@@ -24,7 +24,8 @@ import numpy as np
 
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.base import require
-from hoiforge.models.hf_local import resolve_model_dir, torch_device_dtype
+from hoiforge.models.device import Dtype, device_dtype
+from hoiforge.models.hf_local import resolve_model_dir
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 NUM_CLASSES = 3
@@ -41,6 +42,8 @@ class WearPrediction:
 
 
 class SegformerWearSegmenter:
+    package = "transformers"
+
     name = "segformer-wd"
 
     def __init__(
@@ -49,7 +52,7 @@ class SegformerWearSegmenter:
         weights: str | None = None,
         size: int | None = None,
         device: str | None = None,
-        dtype: str | None = None,
+        dtype: Dtype | None = None,
         batch_size: int = 8,
         min_confidence: float = 0.8,
         min_wearable: float = 0.02,
@@ -70,7 +73,7 @@ class SegformerWearSegmenter:
             net.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state, strict=True)
         else:
             net = SegformerForSemanticSegmentation.from_pretrained(folder)
-        self.device, self.dtype = torch_device_dtype(device, dtype)
+        self.device, self.dtype = device_dtype(device, dtype)
         self.net = net.to(self.device, self.dtype).eval()
         pre = _preprocessor(folder)
         self.size = size or pre.get("size") or 512

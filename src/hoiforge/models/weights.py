@@ -6,12 +6,12 @@ Entry ``NAME`` lives in ``<root>/<NAME>/`` with each file at its path relative t
 For Hugging Face entries a complete copy already in the Hugging Face cache is used as-is, so
 users who downloaded a model before do not download it twice.
 
-How a backend gets its weights: each entry says which recipe stage, backend and backend option
-it serves (``Use``). ``with_weights(recipe)`` (called by ``hoiforge build`` on the driver before
-Ray starts) fills every such option the recipe left unset with the local path, or raises one
-``BackendUnavailable`` listing everything missing and the ``hoiforge models fetch`` command. An
-option the user set (a path or hub id of their own) is left alone and is the backend's to check.
-Code outside a recipe (trainers, eval) asks directly:
+How a backend gets its weights: the backend's option says which entry it takes
+(``Weights("sam-vit-h", "sam_vit_h_4b8939.pth")`` in its annotation, models/registry.py), and
+pipeline/weights_plan.py derives from those what a recipe needs and fills unset options with
+local paths before Ray starts. ``Use`` below documents who loads an entry (shown by ``hoiforge
+models list``); a test keeps it equal to the backends' annotations. Code outside a recipe
+(trainers, eval) asks directly:
 
     from hoiforge.models.weights import resolve
     folder = resolve("stable-diffusion-v1-5")                 # the entry's folder
@@ -32,21 +32,13 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from hoiforge.errors import BackendUnavailable
-
-if TYPE_CHECKING:  # the registry must not import the recipe machinery at import time
-    from hoiforge.pipeline.recipe import Recipe
-    from hoiforge.stages.base import StageParams
 
 WEIGHTS_ENV = "HOIFORGE_WEIGHTS"
 DEFAULT_ROOT = Path("~/.cache/hoiforge/weights")
 MANIFEST = ".hoiforge.json"  # written by fetch: source, commit, size and sha256 of each file
-# Recipe keys that choose a model, and the options dict that configures it
-# (person: backend + options; products: detector + detector_options; cleanup: ocr + ocr_options ...).
-MODEL_KEYS = {"backend": "options", "detector": "detector_options", "segmenter": "segmenter_options",
-              "ocr": "ocr_options", "inpaint": "inpaint_options"}  # fmt: skip
 
 
 class Use(NamedTuple):
@@ -300,63 +292,4 @@ def resolve(name: str, file: str | None = None, root: Path | str | None = None) 
     return folder / file if file else folder
 
 
-def _needs(params: StageParams) -> list[tuple[WeightSpec, Use, str]]:
-    """(entry, use, options key) for each default entry a stage needs; options the user set are theirs."""
-    found = []
-    for key, options_key in MODEL_KEYS.items():
-        backend = getattr(params, key, None)
-        if not isinstance(backend, str) or not backend:
-            continue
-        options = getattr(params, options_key, None) or {}
-        for s in REGISTRY.values():
-            for use in s.needed_by:
-                if s.default and (use.stage, use.backend) == (params.stage, backend) and not (use.option and options.get(use.option)):
-                    found.append((s, use, options_key))
-    return found
-
-
-def required_for(recipe: Recipe) -> list[WeightSpec]:
-    """The entries a recipe's stages need (their weight options unset), in registry order."""
-    names = {s.name for p in recipe.stages for s, _, _ in _needs(p)}
-    return [s for s in REGISTRY.values() if s.name in names]
-
-
-def missing_for(recipe: Recipe, root: Path | str | None = None) -> list[WeightSpec]:
-    return [s for s in required_for(recipe) if locate(s, root) is None]
-
-
-def preflight(recipe: Recipe, root: Path | str | None = None) -> None:
-    """Every weight of every stage checked at once; one BackendUnavailable naming all that is missing."""
-    missing = missing_for(recipe, root)
-    if missing:
-        listing = "; ".join(f"{s.name} (for {', '.join(f'{u.stage}/{u.backend}' for u in s.needed_by)}, ~{s.size_mb} MB)" for s in missing)
-        raise BackendUnavailable(
-            f"recipe {recipe.name!r} needs weights not found in {weights_root(root)}: {listing}. "
-            f"Get them with: {fetch_command([s.name for s in missing], root)}"
-        )
-
-
-def with_weights(recipe: Recipe, root: Path | str | None = None) -> Recipe:
-    """The recipe with every unset weight option filled with its local path (after ``preflight``).
-
-    For ``hoiforge build`` on the driver before Ray starts: the filled paths travel to the workers
-    inside the stage params, so every node must see the same path (a shared weights root, or the
-    same root fetched on each node; see docs/weights.md).
-    """
-    preflight(recipe, root)
-    stages = []
-    for params in recipe.stages:
-        updates: dict[str, dict] = {}
-        for s, use, options_key in _needs(params):
-            if use.option is None:
-                continue
-            filled = updates.setdefault(options_key, dict(getattr(params, options_key, None) or {}))
-            filled[use.option] = str(resolve(s.name, use.file, root))
-        stages.append(params.model_copy(update=updates) if updates else params)
-    return recipe.model_copy(update={"stages": stages})
-
-
-__all__ = [
-    "REGISTRY", "Use", "WeightFile", "WeightSpec", "fetch_command", "locate", "missing_for", "preflight",
-    "required_for", "resolve", "runtime_env_vars", "spec", "weights_root", "with_weights",
-]  # fmt: skip
+__all__ = ["REGISTRY", "Use", "WeightFile", "WeightSpec", "fetch_command", "locate", "resolve", "runtime_env_vars", "spec", "weights_root"]

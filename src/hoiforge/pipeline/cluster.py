@@ -46,16 +46,17 @@ class StageRun:
 def size_stages(stages: list[Stage], cpus: float, gpus: float) -> tuple[float, list[StageRun]]:
     """(CPUs per task, one StageRun per stage) for a cluster with ``cpus`` and ``gpus``."""
     task_cpus = 1.0 if cpus >= 2 else max(cpus / 2, 0.1)
-    cpu_pools = [s for s in stages if s.uses_model and not s.params.resources.num_gpus]
-    gpu_pools = [s for s in stages if s.uses_model and s.params.resources.num_gpus]
+    actors = [s.execution == "actors" for s in stages]
+    cpu_pools = [s for s, a in zip(stages, actors, strict=True) if a and not s.params.resources.num_gpus]
+    gpu_pools = [s for s, a in zip(stages, actors, strict=True) if a and s.params.resources.num_gpus]
     # Half the CPUs go to actor pools, shared evenly; the rest stays with tasks.
     actor_cpus = min(1.0, cpus / (2 * max(1, len(cpu_pools))))
     pool_size = max(1, int((cpus / 2) / (max(1, len(cpu_pools)) * actor_cpus)))
     runs = []
-    for s in stages:
+    for s, actor in zip(stages, actors, strict=True):
         r = s.params.resources
         batch = r.batch_size if "batch_size" in r.model_fields_set else s.default_batch_size
-        if not s.uses_model:
+        if not actor:
             runs.append(StageRun(r.num_cpus or task_cpus, 0, batch, None, r.custom))
         elif r.num_gpus:
             fit = max(1, int(gpus / r.num_gpus / max(1, len(gpu_pools)))) if gpus else 1

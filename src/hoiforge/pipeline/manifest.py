@@ -25,7 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hoiforge.datasets.contract import SHARD_NAME
-from hoiforge.pipeline.layout import OutLayout, commit, tmp_path_for, write_atomic
+from hoiforge.datasets.layout import OutLayout, commit, tmp_path_for, write_atomic
+from hoiforge.datasets.reasons import reason_stats
 from hoiforge.pipeline.writer import PART_META_KEY
 
 WIDS_KIND = "wids-shard-index-v1"
@@ -150,13 +151,16 @@ def settle_duplicates(table: pa.Table) -> tuple[pa.Table, dict[str, set[str]]]:
         losing = np.isin(index, np.fromiter(owner_key, dtype=np.int64))
         reasons = np.full(table.num_rows, None, dtype=object)
         reasons[losing] = [f"exact duplicate of {owner_key[i]}" for i in index[losing]]
+        params = np.full(table.num_rows, None, dtype=object)
+        params[losing] = [json.dumps({"of": owner_key[i]}) for i in index[losing]]
         mask = pa.array(losing)
-        for name, value in (("status", "dropped"), ("stage", "dedup"), ("shard", None), ("split", None)):
+        for name, value in (("status", "dropped"), ("stage", "dedup"), ("reason_code", "dedup.exact"), ("shard", None), ("split", None)):
             column = table.column(name)
             table = table.set_column(table.schema.get_field_index(name), name, pc.if_else(mask, pa.scalar(value, column.type), column))
-        table = table.set_column(
-            table.schema.get_field_index("reason"), "reason", pc.if_else(mask, pa.array(reasons, pa.string()), table.column("reason"))
-        )
+        for name, values in (("reason", reasons), ("reason_params", params)):
+            table = table.set_column(
+                table.schema.get_field_index(name), name, pc.if_else(mask, pa.array(values, pa.string()), table.column(name))
+            )
     table = table.drop_columns(["_row", "_part"])
     index = table.column("index").to_numpy()
     if not np.all(index[1:] >= index[:-1]):
@@ -232,10 +236,10 @@ def _write_index(path: Path, shardlist: list[dict[str, Any]], name: str) -> None
 def compute_stats(manifest: pa.Table, shardlist: list[dict[str, Any]], run_info: dict[str, Any]) -> dict[str, Any]:
     counts = pc.value_counts(manifest.column("status"))
     status = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))
-    reasons: dict[str, Counter] = defaultdict(Counter)
-    not_kept = manifest.filter(pc.not_equal(manifest.column("status"), "kept")).select(["status", "stage", "reason"])
-    for g in not_kept.group_by(["status", "stage", "reason"], use_threads=False).aggregate([([], "count_all")]).to_pylist():
-        reasons[f"{g['status']}:{g['stage']}"][reason_class(g["reason"])] += g["count_all"]
+    by_code = reason_stats(manifest)
+    by_stage: dict[str, dict[str, int]] = defaultdict(dict)
+    for code, r in by_code.items():
+        by_stage[f"{r['status']}:{r['stage']}"][code] = r["count"]
     times = {}
     for name in manifest.column_names:
         if name.startswith("m.time."):
@@ -251,17 +255,11 @@ def compute_stats(manifest: pa.Table, shardlist: list[dict[str, Any]], run_info:
         "kept": status.get("kept", 0),
         "dropped": status.get("dropped", 0),
         "failed": status.get("failed", 0),
-        "by_stage": {k: dict(v.most_common()) for k, v in sorted(reasons.items())},
+        "by_code": by_code,
+        "by_stage": {k: dict(sorted(v.items(), key=lambda kv: -kv[1])) for k, v in sorted(by_stage.items())},
         "splits": dict(split),
         "shards": len(shardlist),
         "shard_bytes": sum(s["filesize"] for s in shardlist),
         "seconds_per_image": times,
         **run_info,
     }
-
-
-def reason_class(reason: str | None) -> str:
-    """Reasons grouped for counting: per-input details (paths, ids) cut off, numbers kept."""
-    if not reason:
-        return "(none)"
-    return reason.split(" of /")[0].split(" of s3://")[0].split(": /")[0][:200]

@@ -1,11 +1,15 @@
 """Recipes: YAML files that name the stages of a build and their settings, validated by pydantic.
 
-Each stage entry is validated by that stage's own ``Params`` model, so a typo in any key is an
-error that names the stage and the key, before any work starts.
+Everything a recipe can get wrong fails here, on the driver, before Ray starts (DESIGN.md
+invariant 3): each stage entry is validated by that stage's own ``Params`` model, and each
+backend slot's ``options`` by that backend's typed options, so a typo is an error naming the
+stage, the slot and the key; and every annotation or member a stage reads must be written by a
+stage before it ("shoes needs keypoints (written by: pose); put a pose stage before it").
 """
 
 from __future__ import annotations
 
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -14,8 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hoiforge.errors import RecipeError
-from hoiforge.stages import stage_class
-from hoiforge.stages.base import StageParams
+from hoiforge.stages import REGISTRY, stage_class
+from hoiforge.stages.base import RecipeDeprecation, Stage, StageParams
 
 
 class OutputSpec(BaseModel):
@@ -46,13 +50,61 @@ def bundled_recipes() -> dict[str, Path]:
 def _format_error(where: str, err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        lines.append(
-            f"{where}: {loc}: {msg}"
-            + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden" and "input" in e and not isinstance(e["input"], dict) else "")
-        )
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "value_error":
+            msg = e["msg"].removeprefix("Value error, ")
+        else:
+            msg = e["msg"] + (f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else "")
+        lines += [f"{where}: {loc + ': ' if loc else ''}{line}" for line in msg.splitlines()]
     return "\n".join(lines)
+
+
+def _validate_stage(cls: type[Stage], entry: dict, where: str) -> StageParams:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RecipeDeprecation)
+        try:
+            params, error = cls.Params.model_validate(entry), None
+        except ValidationError as e:
+            params, error = None, RecipeError(_format_error(where, e))
+    # The migration message matters most when the old form also has a mistake: say both.
+    for w in caught:
+        if issubclass(w.category, RecipeDeprecation):
+            warnings.warn(f"{where}: {w.message}", RecipeDeprecation, stacklevel=3)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if error is not None:
+        raise error
+    return params
+
+
+def writers_of(name: str) -> list[str]:
+    """The stages that may write annotation key or member ``name``."""
+    return [stage for stage in REGISTRY if name in stage_class(stage).writes]
+
+
+def check_order(stages: list[StageParams], source: str) -> None:
+    """Every read has a writer before it; RecipeError naming the stage, what it needs and who writes it."""
+    written: set[str] = set()
+    position = {p.stage: i for i, p in enumerate(stages)}
+    for i, params in enumerate(stages):
+        stage = stage_class(params.stage)(params)
+        for need in stage.requires():
+            if need in written:
+                continue
+            writers = writers_of(need)
+            later = [w for w in writers if w in position]
+            if later:
+                fix = f"move the {later[0]} stage (stages[{position[later[0]]}]) before it"
+            elif writers:
+                fix = f"put a {writers[0]} stage before it"
+            else:
+                fix = "no stage writes it"
+            raise RecipeError(
+                f"{source}: stages[{i}] ({params.stage}): {params.stage} needs {need} (written by: {', '.join(writers) or 'none'}); {fix}"
+            )
+        written.update(stage.provides())
 
 
 def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
@@ -69,16 +121,14 @@ def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
             cls = stage_class(entry["stage"])
         except KeyError as e:
             raise RecipeError(f"{source}: stages[{i}]: {e.args[0]}") from None
-        try:
-            stages.append(cls.Params.model_validate(entry))
-        except ValidationError as e:
-            raise RecipeError(_format_error(f"{source}: stages[{i}] ({entry['stage']})", e)) from None
+        stages.append(_validate_stage(cls, entry, f"{source}: stages[{i}] ({entry['stage']})"))
     if stages[0].stage != "decode":
         raise RecipeError(f"{source}: the first stage must be 'decode' (it validates every image)")
     names = [s.stage for s in stages]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
         raise RecipeError(f"{source}: stage(s) listed twice: {', '.join(sorted(dupes))}")
+    check_order(stages, source)
     try:
         return Recipe.model_validate({**data, "stages": stages})
     except ValidationError as e:

@@ -23,9 +23,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hoiforge import __version__
+from hoiforge.datasets.layout import OutLayout, write_atomic
 from hoiforge.errors import OutputError
 from hoiforge.pipeline.inputs import list_inputs, refs_to_table
-from hoiforge.pipeline.layout import OutLayout, write_atomic
 from hoiforge.pipeline.manifest import clean_uncommitted, committed_keys, finalize, next_shard_seq
 from hoiforge.pipeline.recipe import Recipe
 from hoiforge.stages import stage_class
@@ -112,7 +112,7 @@ def build(
     address: str | None = None,
     progress: bool = True,
 ) -> BuildResult:
-    from hoiforge.models.weights import with_weights
+    from hoiforge.pipeline.weights_plan import with_weights
 
     started = time.time()
     layout = OutLayout(out)
@@ -146,6 +146,7 @@ def build(
 def run_plan(todo: pa.Table, layout: OutLayout, recipe: Recipe, stages: list[Stage], address: str | None, progress: bool) -> None:
     import ray
 
+    from hoiforge.pipeline.adapter import StageAdapter
     from hoiforge.pipeline.cluster import connect, size_stages
     from hoiforge.pipeline.read import read_batch
     from hoiforge.pipeline.writer import ShardCounter, ShardSink
@@ -170,12 +171,12 @@ def run_plan(todo: pa.Table, layout: OutLayout, recipe: Recipe, stages: list[Sta
             if run.concurrency is None:
                 # Task stages work sample by sample: one batch per block keeps blocks small and
                 # streaming (a batch size would make Ray bundle blocks, up to the whole input).
-                ds = ds.map_batches(stage, batch_size=None, **common)
+                ds = ds.map_batches(StageAdapter(stage), batch_size=None, **common)
             else:
                 pool = ray.data.ActorPoolStrategy(size=run.concurrency)
                 ds = ds.map_batches(
-                    type(stage),
-                    fn_constructor_args=(stage.params,),
+                    StageAdapter,
+                    fn_constructor_args=(type(stage), stage.params),
                     compute=pool,
                     batch_size=run.batch_size,
                     num_gpus=run.num_gpus or None,

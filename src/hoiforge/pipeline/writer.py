@@ -24,9 +24,10 @@ from ray.data.block import BlockAccessor
 from ray.data.datasource import Datasink
 
 from hoiforge.datasets.contract import shard_name, split_of
-from hoiforge.pipeline.layout import OutLayout, commit, tmp_path_for
+from hoiforge.datasets.layout import OutLayout, commit, tmp_path_for
+from hoiforge.pipeline.adapter import batch_to_samples
 from hoiforge.pipeline.recipe import OutputSpec
-from hoiforge.stages.base import OK, Sample, batch_to_samples
+from hoiforge.stages.base import OK, Sample
 
 PART_META_KEY = b"hoiforge.shards"
 
@@ -100,6 +101,8 @@ MANIFEST_BASE = pa.schema(
         ("status", pa.string()),
         ("stage", pa.string()),
         ("reason", pa.string()),
+        ("reason_code", pa.string()),
+        ("reason_params", pa.string()),
         ("id", pa.string()),
         ("split", pa.string()),
         ("shard", pa.string()),
@@ -131,6 +134,8 @@ def manifest_row(s: Sample) -> dict[str, Any]:
         "status": "kept" if s.status == OK else s.status,
         "stage": s.stage,
         "reason": s.reason,
+        "reason_code": s.reason_code,
+        "reason_params": json.dumps(s.reason_params, separators=(",", ":"), sort_keys=True, default=str) if s.reason_params else None,
         "id": s.ann.get("id"),
         "split": s.ann.get("split"),
         "shard": s.ann.get("shard"),
@@ -166,7 +171,7 @@ def drop_duplicates_within(samples: list[Sample]) -> None:
     for s in sorted((s for s in samples if s.live), key=lambda s: s.index):
         sid = s.ann["id"]
         if sid in first:
-            s.drop("dedup", f"exact duplicate of {first[sid].key}")
+            s.drop("dedup", "exact", f"exact duplicate of {first[sid].key}", of=first[sid].key)
         else:
             first[sid] = s
 

@@ -21,16 +21,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hoiforge.datasets import keypoints as K
-from hoiforge.pipeline.layout import OutLayout
-from hoiforge.pipeline.manifest import reason_class
+from hoiforge.datasets.layout import OutLayout
+from hoiforge.datasets.reasons import reason_code, reason_stats
 
 FIGURES_VERSION = 1
 
 # Columns the report reads; everything else in the manifest (keys, uris, hashes) is left on disk.
-BASE_COLUMNS = ("status", "stage", "reason", "split")
+BASE_COLUMNS = ("status", "stage", "reason", "reason_code", "reason_params", "split")
 # Few distinct values: dictionary-encode. Not "reason": dedup reasons are one per row, and
 # dictionary-decoding a near-unique column costs more than it saves (measured on 3M rows).
-STRING_COLUMNS = ("status", "stage", "split", "m.product_label")
+STRING_COLUMNS = ("status", "stage", "reason_code", "split", "m.product_label")
 # Stages that are not recipe stages: reading comes before every stage, dedup after them all.
 BEFORE_STAGES, AFTER_STAGES = ("read",), ("dedup",)
 # Keypoints per part, to turn "visible points per person" into a visible fraction.
@@ -68,6 +68,7 @@ def compute_figures(out: str | Path, table: pa.Table | None = None) -> dict[str,
         "out": str(Path(out).resolve()),
         "totals": totals(table),
         "funnel": funnel(table, recipe_stage_order(out)),
+        "reasons": reason_stats(table),
         "resolution": resolution(table, kept),
         "persons": integer_counts(table, "m.persons", kept),
         "products": products(table, kept),
@@ -203,23 +204,30 @@ def funnel(table: pa.Table, stage_order: list[str]) -> dict[str, Any]:
     nothing still appears, so the funnel shows the whole plan.
     """
     not_kept = table.filter(pc.fill_null(pc.not_equal(table.column("status"), "kept"), True))
+    columns = [c for c in ("status", "stage", "reason_code", "reason") if c in not_kept.column_names]
     grouped = (
         pa.table(
             {
                 c: pc.cast(not_kept.column(c), pa.string()) if pa.types.is_dictionary(not_kept.column(c).type) else not_kept.column(c)
-                for c in ("status", "stage", "reason")
+                for c in columns
             }
         )
-        .group_by(["status", "stage", "reason"])
+        .group_by(columns)
         .aggregate([([], "count_all")])
     )
-    # Reasons carry per-input details (paths, keys of duplicates): group them into classes.
+    # Grouped by reason code: the sentences carry per-input numbers, the codes do not.
     removed: dict[str, dict[str, Any]] = {}
-    for status, stage, reason, n in zip(*(grouped.column(c).to_pylist() for c in ("status", "stage", "reason", "count_all"))):
+    codes = grouped.column("reason_code").to_pylist() if "reason_code" in columns else [None] * grouped.num_rows
+    for status, stage, code, reason, n in zip(
+        *(grouped.column(c).to_pylist() for c in ("status", "stage")),
+        codes,
+        grouped.column("reason").to_pylist(),
+        grouped.column("count_all").to_pylist(),
+    ):
         stage = stage or "(unknown)"
         entry = removed.setdefault(stage, {"dropped": 0, "failed": 0, "reasons": {}})
         entry[status if status in ("dropped", "failed") else "failed"] += n
-        key = f"{status}: {reason_class(reason)}"
+        key = f"{status}: {reason_code(code, stage, reason)}"
         entry["reasons"][key] = entry["reasons"].get(key, 0) + n
 
     seen = set(removed)

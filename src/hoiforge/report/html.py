@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hoiforge.pipeline.layout import OutLayout, write_atomic
+from hoiforge.datasets.layout import OutLayout, write_atomic
 from hoiforge.report.figures import compute_figures
 
 KEPT_COLOR, ALL_COLOR, DROP_COLOR = "#2a9d8f", "#b0b7c3", "#e76f51"
@@ -159,6 +159,7 @@ def _absent(what: str) -> str:
 def render_page(f: dict[str, Any]) -> str:
     sections = [
         _funnel_section(f),
+        _reasons_section(f.get("reasons", {})),
         _resolution_section(f["resolution"]),
         _persons_section(f["persons"]),
         _products_section(f["products"]),
@@ -193,6 +194,32 @@ def _funnel_section(f: dict[str, Any]) -> str:
         "Funnel: inputs → drops per stage → kept",
         _funnel_plot(fun) + _table(rows, ("stage", "dropped", "failed", "reasons", "remaining"), "funnel"),
     )
+
+
+def _param_text(dist: dict[str, Any]) -> str:
+    if "median" in dist:
+        return f"{_fmt(dist['min'])}..{_fmt(dist['max'])} (median {_fmt(dist['median'])})"
+    return ", ".join(f"{v} ×{n}" for v, n in list(dist["top"].items())[:5]) + (
+        f" (+{dist['distinct'] - 5})" if dist["distinct"] > 5 else ""
+    )
+
+
+def _reasons_section(reasons: dict[str, Any], plots: int = 6) -> str:
+    """One row per reason code, with the distribution of its parameters (a histogram for numbers)."""
+    if not reasons:
+        return _section("reasons", "Drop and failure reasons", _absent("no dropped or failed inputs"))
+    rows = [
+        (code, r["status"], r["count"], "; ".join(f"{k}: {_param_text(d)}" for k, d in r.get("params", {}).items()), r.get("example") or "")
+        for code, r in reasons.items()
+    ]
+    figures = []
+    for code, r in list(reasons.items())[:plots]:
+        for name, dist in r.get("params", {}).items():
+            if "histogram" in dist and len(dist["histogram"]["counts"]) > 1:
+                figures.append(_hist_plot([(name, dist["histogram"], DROP_COLOR)], name, f"{code}: {name}", ylabel="inputs"))
+                break
+    body = _table(rows, ("code", "status", "inputs", "parameters", "example"), "reasons") + "".join(figures)
+    return _section("reasons", "Drop and failure reasons (by code)", body)
 
 
 def _resolution_section(r: dict[str, Any]) -> str:

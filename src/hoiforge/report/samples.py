@@ -27,8 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hoiforge.pipeline.layout import OutLayout
-from hoiforge.pipeline.manifest import reason_class
+from hoiforge.datasets.layout import OutLayout
+from hoiforge.datasets.reasons import reason_class
 
 # Manifest columns the listing keeps in memory (uri/key/hashes are read per request instead).
 LIST_COLUMNS = (

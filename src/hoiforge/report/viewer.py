@@ -133,7 +133,7 @@ def _listing_ranges(out: Path) -> dict[str, tuple[int | None, int | None]]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from hoiforge.pipeline.layout import OutLayout
+    from hoiforge.datasets.layout import OutLayout
 
     path = OutLayout(out).listing
     if not path.exists():

@@ -1,37 +1,44 @@
-"""The stage contract every stage follows (NeMo Curator's ProcessingStage, in small).
+"""The stage contract every stage follows (NeMo Curator's ProcessingStage, in small). Pure Python.
 
-A stage is a class with a ``name``, a ``version``, a pydantic ``Params`` model (its recipe
-keys), the shard ``members`` it may write, and two methods:
+A stage is a small class that declares:
 
-- ``setup()`` loads its model once per worker (actor) and must fail loudly if it cannot;
-- ``process(samples)`` annotates the live samples of one batch in place: it adds to
-  ``sample.ann``, ``sample.members`` and ``sample.metrics``, or calls ``sample.drop()``.
+- ``name``, ``version`` and ``Params``: its recipe keys, a pydantic model with ``extra="forbid"``;
+- its **backend slots**: fields of ``Params`` annotated with ``Slot(task)``, each filled in a recipe
+  with ``{backend: NAME, options: {...}}`` (or just ``NAME``). The options are validated against
+  the backend's own typed options (models/registry.py) when the recipe is parsed;
+- what it **reads** and **writes**: annotation keys and shard members from the contract's
+  vocabulary (datasets/contract.py). ``parse_recipe`` checks that every read has a writer before
+  it, and ``validate`` and the viewer use the writes;
+- ``process(samples)``: annotate the live samples of one batch in place (``sample.ann``,
+  ``sample.members``, ``sample.metrics``), or ``self.drop(sample, code, text, **params)``.
 
-The framework (``Stage.__call__``) turns Ray Data batches into ``Sample`` objects and back,
-skips samples an earlier stage dropped or failed (filters mark, they don't delete), isolates
-per-sample failures (a batch that raises is retried one sample at a time so only the culprit
-fails), and records backend, version and time per image on every sample it touched.
+The base class does, for every slot: the driver-side preflight (``preflight``), loading once per
+worker (``setup``), provenance (backend, package version, options hash) and ``teardown``. How a
+stage runs is derived, not claimed: as an actor pool when one of its backends loads a model or
+it asks for a GPU, else as plain tasks. Turning Ray batches into samples, skipping dropped
+samples, isolating failures and timing live in pipeline/adapter.py: nothing here imports Ray.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import time
-import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from hoiforge.datasets.contract import is_member
 from hoiforge.datasets.images import decode_rgb
+from hoiforge.models import registry
 
 OK, DROPPED, FAILED = "ok", "dropped", "failed"
 
-# Columns of a Ray Data batch between stages. Member columns are "member:<ext>".
-BASE_COLUMNS = ("key", "index", "uri", "member", "image", "status", "stage", "reason", "ann", "metrics")
-MEMBER_PREFIX = "member:"
+
+class RecipeDeprecation(FutureWarning):
+    """An old recipe form that still works for one release; the message says how to write it now."""
 
 
 class Resources(BaseModel):
@@ -46,14 +53,115 @@ class Resources(BaseModel):
     custom: dict[str, float] = Field(default_factory=dict, description="Ray custom resources, e.g. {gpu_node: 1} to pin a stage to nodes")
 
 
+@dataclass(frozen=True)
+class Slot:
+    """Annotation marker of a backend slot field: which task its backend performs."""
+
+    task: str
+
+
+class SlotConfig(BaseModel):
+    """A recipe's choice for one backend slot: ``{backend: NAME, options: {...}}`` (or ``NAME``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    _typed: registry.BackendOptions | None = PrivateAttr(None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"backend": data} if isinstance(data, str) else data
+
+    def resolve(self, task: str) -> tuple[registry.Backend, registry.BackendOptions]:
+        """The registered backend and its validated options; ValueError saying what is wrong."""
+        try:
+            b = registry.backend(task, self.backend)
+        except KeyError as e:
+            raise ValueError(e.args[0]) from None
+        if self._typed is None or type(self._typed) is not b.options:
+            self._typed = registry.validate_options(b, self.options)
+        return b, self._typed
+
+    def options_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.options, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _accepts(task: str, backend: str | None, option: str) -> bool:
+    try:
+        return option in registry.backend(task, backend or "").options.model_fields
+    except KeyError:
+        return True  # an unknown backend is reported by the slot's own validation
+
+
+def slot(default: str | None) -> Any:
+    """A slot field's default: that backend with no options, or None for an optional slot."""
+    return Field(default_factory=lambda: SlotConfig(backend=default)) if default else None
+
+
 class StageParams(BaseModel):
-    """Recipe keys of a stage. Subclasses add theirs; unknown keys are errors."""
+    """Recipe keys of a stage. Subclasses add theirs and their slots; unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid")
 
     stage: str
-    backend: str | None = None
     resources: Resources = Field(default_factory=Resources)
+
+    # Old recipe forms (before backend slots), migrated with a RecipeDeprecation warning:
+    # old key -> slot it configures. "backend"/"options" go to the stage's first slot.
+    _legacy_options: ClassVar[dict[str, str]] = {}
+    # Optional slots (no default backend): the backend an old-form options key implied.
+    _legacy_backends: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def slots(cls) -> dict[str, Slot]:
+        return {name: m for name, f in cls.model_fields.items() for m in f.metadata if isinstance(m, Slot)}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate_old_form(cls, data: Any) -> Any:
+        slots = cls.slots()
+        if not isinstance(data, dict) or not slots:
+            return data
+        first = next(iter(slots))
+        legacy = {"backend": first, "options": first, **{f"{s}_options": s for s in slots}, **cls._legacy_options}
+        data, moved = dict(data), []
+        for old, target in legacy.items():
+            if old not in data or old in cls.model_fields:
+                continue
+            value = data.pop(old)
+            current = data.get(target)
+            cfg = {"backend": current} if isinstance(current, str) else dict(current or {})
+            if old == "backend":
+                cfg["backend"] = value
+            else:
+                default = cls.model_fields[target].get_default(call_default_factory=True)
+                cfg.setdefault("backend", default.backend if default is not None else cls._legacy_backends.get(target))
+                options = value if old == "options" or old.endswith("_options") else {old: value}
+                if old in cls._legacy_options and not _accepts(slots[target].task, cfg["backend"], old):
+                    moved.append(f"{old}: ignored (backend {cfg['backend']!r} has no such option)")
+                    data[target] = cfg
+                    continue
+                cfg["options"] = {**cfg.get("options", {}), **options}
+            data[target] = cfg
+            moved.append(f"{old}: -> {target}: {{{'backend' if old == 'backend' else 'options'}: ...}}")
+        if moved:
+            warnings.warn(
+                f"stage {data.get('stage')!r}: old recipe form ({'; '.join(moved)}); write each backend slot as "
+                f"'<slot>: {{backend: NAME, options: {{...}}}}' (the old keys are accepted until hoiforge 0.3)",
+                RecipeDeprecation,
+                stacklevel=2,
+            )
+        return data
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _check_slot(cls, value: Any, info) -> Any:
+        marker = next((m for m in cls.model_fields[info.field_name].metadata if isinstance(m, Slot)), None)
+        if marker is not None and value is not None:
+            value.resolve(marker.task)
+        return value
 
 
 @dataclass
@@ -67,7 +175,9 @@ class Sample:
     image: bytes | None
     status: str = OK
     stage: str | None = None
-    reason: str | None = None
+    reason: str | None = None  # the human sentence
+    reason_code: str | None = None  # stable "<stage>.<code>", what stats and the report group by
+    reason_params: dict[str, Any] = field(default_factory=dict)  # the numbers behind the sentence
     ann: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     members: dict[str, bytes | None] = field(default_factory=dict)
@@ -88,13 +198,17 @@ class Sample:
         """Replace the image bytes (cleanup, re-encode) and the cached pixels with them."""
         self.image, self._rgb = data, rgb
 
-    def drop(self, stage: str, reason: str) -> None:
-        self.status, self.stage, self.reason = DROPPED, stage, reason
-        self.image, self._rgb = None, None  # the runner frees dropped bytes
+    def drop(self, stage: str, code: str, reason: str, **params: Any) -> None:
+        self._end(DROPPED, stage, code, reason, params)
 
-    def fail(self, stage: str, reason: str) -> None:
-        self.status, self.stage, self.reason = FAILED, stage, reason
-        self.image, self._rgb = None, None
+    def fail(self, stage: str, code: str, reason: str, **params: Any) -> None:
+        self._end(FAILED, stage, code, reason, params)
+
+    def _end(self, status: str, stage: str, code: str, reason: str, params: dict[str, Any]) -> None:
+        self.status, self.stage, self.reason = status, stage, reason
+        self.reason_code = code if "." in code else f"{stage}.{code}"
+        self.reason_params = params
+        self.image, self._rgb = None, None  # the runner frees dropped bytes
 
 
 class Stage:
@@ -103,148 +217,84 @@ class Stage:
     name: ClassVar[str]
     version: ClassVar[str] = "1"
     Params: ClassVar[type[StageParams]] = StageParams
-    members: ClassVar[tuple[str, ...]] = ()
-    uses_model: ClassVar[bool] = False  # True: runs as an actor pool, setup() once per actor
+    reads: ClassVar[tuple[str, ...]] = ()  # annotation keys / members that must exist before this stage
+    writes: ClassVar[tuple[str, ...]] = ()  # annotation keys / members this stage adds
     default_batch_size: ClassVar[int] = 16
 
     def __init__(self, params: StageParams):
         self.params = params
-        self._ready = False
+        self.backends: dict[str, Any] = {}
 
-    # -- what subclasses implement -------------------------------------------------------
+    # -- declarations ------------------------------------------------------------------------
+    def slot_configs(self) -> dict[str, tuple[str, SlotConfig]]:
+        """Slot name -> (task, the recipe's choice), for the slots this recipe fills."""
+        found = {}
+        for name, marker in type(self.params).slots().items():
+            cfg = getattr(self.params, name)
+            if cfg is not None:
+                found[name] = (marker.task, cfg)
+        return found
+
+    def requires(self) -> tuple[str, ...]:
+        """What must be written before this stage runs (may depend on the params)."""
+        return self.reads
+
+    def provides(self) -> tuple[str, ...]:
+        """What this stage writes (may depend on the params)."""
+        return self.writes
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return tuple(w for w in self.provides() if is_member(w))
+
+    @property
+    def execution(self) -> str:
+        """ "actors" (a pool; models load once per actor) or "tasks"; derived, never claimed."""
+        if self.params.resources.num_gpus:
+            return "actors"
+        loads = any(cfg.resolve(task)[0].loads_model for task, cfg in self.slot_configs().values())
+        return "actors" if loads else "tasks"
+
     @property
     def backend_name(self) -> str:
-        return self.params.backend or "builtin"
+        """The chosen backends, "+"-joined (the summary and the json say which ran)."""
+        return "+".join(cfg.backend for _, cfg in self.slot_configs().values()) or "builtin"
 
+    # -- lifecycle ---------------------------------------------------------------------------
     def preflight(self) -> None:
-        """Raise BackendUnavailable (with what to do) if this stage cannot run here.
-
-        Called on the driver before Ray starts any work; must be cheap (imports, file checks).
-        """
+        """On the driver, before Ray starts any work: raise BackendUnavailable (with what to do)
+        if a backend cannot run here. Cheap: imports, file checks. Stages add their own checks
+        by overriding and calling super()."""
+        for task, cfg in self.slot_configs().values():
+            registry.check(*cfg.resolve(task))
 
     def setup(self) -> None:
-        """Load models. Called once per worker before the first batch."""
+        """Load every slot's backend. Called once per worker before the first batch."""
+        for slot_name, (task, cfg) in self.slot_configs().items():
+            self.backends[slot_name] = registry.instantiate(*cfg.resolve(task))
+
+    def teardown(self) -> None:
+        for b in self.backends.values():
+            close = getattr(b, "close", None)
+            if close is not None:
+                close()
+        self.backends.clear()
 
     def process(self, samples: list[Sample]) -> None:
         raise NotImplementedError
 
-    # -- the framework ----------------------------------------------------------------------
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        if not self._ready:
-            self.setup()
-            self._ready = True
-        samples = batch_to_samples(batch)
-        live = [s for s in samples if s.live]
-        if live:
-            started = time.perf_counter()
-            self._process_isolated(live)
-            per_image = (time.perf_counter() - started) / len(live)
-            for s in live:
-                s.metrics[f"time.{self.name}"] = round(per_image, 6)
-                if s.live or s.stage == self.name:
-                    s.ann.setdefault("stages", {})[self.name] = {"backend": self.backend_name, "version": self.version}
-        return samples_to_batch(samples, extra_members=self.members)
+    def provenance(self) -> dict[str, Any]:
+        """What ran, for the json of every sample this stage touched."""
+        backends = {}
+        for slot_name, (task, cfg) in self.slot_configs().items():
+            b, _ = cfg.resolve(task)
+            backends[slot_name] = {"backend": cfg.backend, "version": registry.package_version(b.load()), "options": cfg.options_hash()}
+        return {"backend": self.backend_name, "version": self.version, **({"backends": backends} if backends else {})}
 
-    def _process_isolated(self, live: list[Sample]) -> None:
-        try:
-            self.process(live)
-            return
-        except Exception:  # noqa: BLE001 - fall back to one sample at a time to find the culprit
-            if len(live) == 1:
-                self._fail(live[0])
-                return
-        for s in live:
-            snapshot = (dict(s.ann), dict(s.metrics), dict(s.members))
-            try:
-                self.process([s])
-            except Exception:  # noqa: BLE001 - the error is this sample's reason
-                s.ann, s.metrics, s.members = snapshot
-                self._fail(s)
+    # -- helpers for process() -------------------------------------------------------------
+    def drop(self, sample: Sample, code: str, reason: str, **params: Any) -> None:
+        """Filters mark, they don't delete: ``code`` is stable (grouped by stats), ``params`` its numbers."""
+        sample.drop(self.name, code, reason, **params)
 
-    def _fail(self, sample: Sample) -> None:
-        exc = traceback.format_exc(limit=-1).strip().splitlines()
-        sample.fail(self.name, f"{self.name} raised {exc[-1]}" if exc else f"{self.name} raised")
-
-
-class BackendStage(Stage):
-    """A model stage whose recipe picks one backend (``backend:``) from ``backends`` and gives it
-    ``options:``; the backend object is ``self.model`` once ``setup()`` ran."""
-
-    backends: ClassVar[dict[str, str]]  # backend name -> "module:Class"
-    uses_model = True
-
-    def backend_class(self) -> type:
-        from hoiforge.models.base import load_backend_class
-
-        return load_backend_class(self.backends, self.params.backend, self.name)
-
-    def preflight(self) -> None:
-        self.backend_class().check(**self.params.options)
-
-    def setup(self) -> None:
-        self.model = self.backend_class()(**self.params.options)
-
-
-# -- batch <-> samples -----------------------------------------------------------------------
-# Batches travel as Arrow tables with explicit types (binary for bytes, string for text), so
-# that Ray never falls back to pickled Python objects and blocks from any stage concatenate.
-
-_TYPES = {
-    "key": pa.string(),
-    "index": pa.int64(),
-    "uri": pa.string(),
-    "member": pa.string(),
-    "image": pa.large_binary(),
-    "status": pa.string(),
-    "stage": pa.string(),
-    "reason": pa.string(),
-    "ann": pa.large_string(),
-    "metrics": pa.string(),
-}
-
-
-def batch_to_samples(batch: pa.Table | dict[str, Any]) -> list[Sample]:
-    if isinstance(batch, pa.Table):
-        cols = {name: batch.column(name).to_pylist() for name in batch.column_names}
-    else:
-        cols = {name: list(values) for name, values in batch.items()}
-    n = len(cols["key"])
-    member_cols = [c for c in cols if c.startswith(MEMBER_PREFIX)]
-    for name in BASE_COLUMNS:
-        cols.setdefault(name, [None] * n)
-    return [
-        Sample(
-            key=str(cols["key"][i]),
-            index=int(cols["index"][i]),
-            uri=str(cols["uri"][i]),
-            member=cols["member"][i] or None,
-            image=cols["image"][i],
-            status=str(cols["status"][i] or OK),
-            stage=cols["stage"][i] or None,
-            reason=cols["reason"][i] or None,
-            ann=json.loads(cols["ann"][i]) if cols["ann"][i] else {},
-            metrics=json.loads(cols["metrics"][i]) if cols["metrics"][i] else {},
-            members={c[len(MEMBER_PREFIX) :]: cols[c][i] for c in member_cols},
-        )
-        for i in range(n)
-    ]
-
-
-def samples_to_batch(samples: list[Sample], extra_members: tuple[str, ...] = ()) -> pa.Table:
-    member_names = sorted({m for s in samples for m in s.members} | set(extra_members))
-    columns = {
-        "key": [s.key for s in samples],
-        "index": [s.index for s in samples],
-        "uri": [s.uri for s in samples],
-        "member": [s.member for s in samples],
-        "image": [s.image if s.live else None for s in samples],
-        "status": [s.status for s in samples],
-        "stage": [s.stage for s in samples],
-        "reason": [s.reason for s in samples],
-        "ann": [json.dumps(s.ann, separators=(",", ":")) for s in samples],
-        "metrics": [json.dumps(s.metrics, separators=(",", ":")) for s in samples],
-    }
-    arrays = {name: pa.array(values, type=_TYPES[name]) for name, values in columns.items()}
-    for m in member_names:
-        arrays[MEMBER_PREFIX + m] = pa.array([s.members.get(m) if s.live else None for s in samples], type=pa.large_binary())
-    return pa.table(arrays)
+    def fail(self, sample: Sample, code: str, reason: str, **params: Any) -> None:
+        sample.fail(self.name, code, reason, **params)

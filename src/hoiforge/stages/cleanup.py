@@ -37,15 +37,15 @@ Writes ``text_regions`` (every region: polygon, box, text, score, action, rule) 
 from __future__ import annotations
 
 import io
-from typing import Any, Literal
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from hoiforge.datasets.masks import decode_mask
-from hoiforge.models.inpaint import dilate, inpaint_backend
-from hoiforge.models.ocr import TextRegion, ocr_backend
-from hoiforge.stages.base import Sample, Stage, StageParams
+from hoiforge.models.inpaint import dilate
+from hoiforge.models.ocr import TextRegion
+from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
 
 REMOVED, KEPT = "removed", "kept"
 
@@ -67,16 +67,16 @@ class TextPolicy(BaseModel):
 
 
 class CleanupParams(StageParams):
-    ocr: str = "rapidocr"
-    inpaint: str = "patchmatch"
-    ocr_options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the OCR backend")
-    inpaint_options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the inpainting backend")
-    min_score: float = Field(0.5, ge=0, le=1, description="OCR recognition score below which a region is ignored")
+    ocr: Annotated[SlotConfig, Slot("text-reader")] = slot("rapidocr")
+    inpaint: Annotated[SlotConfig, Slot("inpainter")] = slot("patchmatch")
     policy: TextPolicy = Field(default_factory=TextPolicy)
     margin_px: int = Field(4, ge=0, description="mask dilation, pixels (at least)")
     margin_rel: float = Field(0.2, ge=0, le=2, description="mask dilation as a fraction of the text height")
     max_fraction: float = Field(0.2, gt=0, le=1, description="drop the image when the mask would cover more than this")
     quality: int = Field(95, ge=50, le=100, description="JPEG/WebP quality when a cleaned image is re-encoded")
+
+    # Before backend slots, the OCR score threshold was a stage key.
+    _legacy_options: ClassVar[dict[str, str]] = {"min_score": "ocr"}
 
 
 # -- policy ------------------------------------------------------------------------------------
@@ -164,24 +164,12 @@ def _stored_mode(data: bytes) -> str:
 class Cleanup(Stage):
     name = "cleanup"
     Params = CleanupParams
-    uses_model = True
+    writes = ("text_regions", "cleanup")
     default_batch_size = 4
-
-    @property
-    def backend_name(self) -> str:
-        return f"{self.params.ocr}+{self.params.inpaint}"
-
-    def preflight(self) -> None:
-        ocr_backend(self.params.ocr).check(**self.params.ocr_options)
-        inpaint_backend(self.params.inpaint).check(**self.params.inpaint_options)
-
-    def setup(self) -> None:
-        self.reader = ocr_backend(self.params.ocr)(min_score=self.params.min_score, **self.params.ocr_options)
-        self.inpainter = inpaint_backend(self.params.inpaint)(**self.params.inpaint_options)
 
     def process(self, samples: list[Sample]) -> None:
         p = self.params
-        found = self.reader.read([s.rgb() for s in samples])
+        found = self.backends["ocr"].read([s.rgb() for s in samples])
         to_fill: list[tuple[Sample, np.ndarray]] = []
         for s, regions in zip(samples, found, strict=True):
             mask = self._decide(s, regions)
@@ -189,7 +177,7 @@ class Cleanup(Stage):
                 to_fill.append((s, mask))
         if not to_fill:
             return
-        filled = self.inpainter.inpaint([s.rgb() for s, _ in to_fill], [m for _, m in to_fill])
+        filled = self.backends["inpaint"].inpaint([s.rgb() for s, _ in to_fill], [m for _, m in to_fill])
         for (s, _), rgb in zip(to_fill, filled, strict=True):
             image = s.ann.setdefault("image", {})
             ext = image.get("ext", "png")
@@ -217,8 +205,8 @@ class Cleanup(Stage):
         fraction = float((mask > 0).mean())
         s.ann["text_regions"] = records
         s.ann["cleanup"] = {
-            "ocr": p.ocr,
-            "inpaint": p.inpaint,
+            "ocr": p.ocr.backend,
+            "inpaint": p.inpaint.backend,
             "removed": len(removed),
             "fraction": round(fraction, 5),
             "margin_px": p.margin_px,
@@ -226,6 +214,12 @@ class Cleanup(Stage):
         }
         s.metrics.update(text_regions=len(records), text_removed=len(removed), cleanup_fraction=round(fraction, 5))
         if fraction > p.max_fraction:
-            s.drop(self.name, f"text cleanup would cover {fraction:.1%} of the image (max {p.max_fraction:.0%})")
+            self.drop(
+                s,
+                "coverage",
+                f"text cleanup would cover {fraction:.1%} of the image (max {p.max_fraction:.0%})",
+                fraction=round(fraction, 4),
+                max=p.max_fraction,
+            )
             return None
         return mask if removed else None

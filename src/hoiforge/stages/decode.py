@@ -21,6 +21,7 @@ class DecodeParams(StageParams):
 class Decode(Stage):
     name = "decode"
     Params = DecodeParams
+    writes = ("image",)
     default_batch_size = 32
 
     def setup(self) -> None:
@@ -36,13 +37,19 @@ class Decode(Stage):
     def decode_one(self, s: Sample) -> None:
         data = s.image or b""
         if len(data) > self.params.max_bytes:
-            s.fail(self.name, f"file too large: {len(data)} bytes > limit {self.params.max_bytes}")
+            self.fail(
+                s,
+                "too_large",
+                f"file too large: {len(data)} bytes > limit {self.params.max_bytes}",
+                bytes=len(data),
+                max=self.params.max_bytes,
+            )
             return
         source = {"uri": s.uri, "member": s.member, "sha256": s.ann.get("source", {}).get("sha256"), "size": len(data)}
         try:
             img = normalise(data, self.params.max_pixels, self.params.jpeg_quality)
         except BadImage as e:
-            s.fail(self.name, str(e))
+            self.fail(s, e.code, str(e))
             return
         sid = source["sha256"][:ID_LENGTH] if source["sha256"] else sample_id(data)
         s.ann.update(

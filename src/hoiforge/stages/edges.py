@@ -32,8 +32,12 @@ def canny(rgb: np.ndarray, low: int, high: int) -> np.ndarray:
 class Edges(Stage):
     name = "edges"
     Params = EdgesParams
-    members = ("edge.png",)
+    writes = ("edge.png",)
     default_batch_size = 32
+
+    def requires(self) -> tuple[str, ...]:
+        # Product edges need the product masks; region "image" edges need nothing but the image.
+        return ("image", "mask.png") if self.params.region == "products" else ("image",)
 
     def process(self, samples: list[Sample]) -> None:
         for s in samples:

@@ -15,14 +15,14 @@ Images with fewer than ``min_products`` products are dropped unless ``drop_if_no
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from hoiforge.datasets.masks import encode_mask
 from hoiforge.models.segment_types import Product
-from hoiforge.stages.base import Sample, Stage, StageParams
+from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
 
 # HoIHuman's GroundingDINO prompt (VirtualModel paper), verbatim.
 HOIHUMAN_PROMPT = (
@@ -32,29 +32,21 @@ HOIHUMAN_PROMPT = (
 
 
 class ProductsParams(StageParams):
-    detector: str = Field("embedded", description="embedded | grounding-dino")
-    segmenter: str = Field("embedded", description="embedded | sam | hf-sam")
+    detector: Annotated[SlotConfig, Slot("product-detector")] = slot("embedded")
+    segmenter: Annotated[SlotConfig, Slot("box-segmenter")] = slot("embedded")
     prompt: str = HOIHUMAN_PROMPT
-    box_threshold: float = Field(0.35, ge=0, le=1, description="grounding-dino: min box score")
-    text_threshold: float = Field(0.25, ge=0, le=1, description="grounding-dino: min token score of the phrase")
     min_area: float = Field(0.005, ge=0, le=1, description="min mask area as a fraction of the image")
     max_products: int = Field(20, ge=1)
     min_products: int = Field(1, ge=0)
     drop_if_none: bool = Field(True, description="drop images with fewer than min_products products")
-    nms_iou: float = Field(
-        0.7,
-        gt=0,
-        le=1,
-        description="a mask overlapping a better one above this IoU is a duplicate",
-    )
+    nms_iou: float = Field(0.7, gt=0, le=1, description="a mask overlapping a better one above this IoU is a duplicate")
     close_view_margin: float = Field(0.25, ge=0, description="close-view crop: box grown by this fraction per side")
-    detector_options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the detector")
-    segmenter_options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the segmenter")
+
+    # Before backend slots, the GroundingDINO thresholds were stage keys.
+    _legacy_options: ClassVar[dict[str, str]] = {"box_threshold": "detector", "text_threshold": "detector"}
 
     @model_validator(mode="after")
     def _check(self) -> ProductsParams:
-        if self.backend is not None:
-            raise ValueError("products: choose backends with 'detector:' and 'segmenter:', not 'backend:'")
         if self.min_products > self.max_products:
             raise ValueError(f"min_products {self.min_products} > max_products {self.max_products}")
         return self
@@ -102,34 +94,19 @@ def instance_map(
 class Products(Stage):
     name = "products"
     Params = ProductsParams
-    members = ("mask.png",)
-    uses_model = True
+    writes = ("products", "mask.png")
     default_batch_size = 8
-
-    @property
-    def backend_name(self) -> str:
-        return f"{self.params.detector}+{self.params.segmenter}"
-
-    def _detector_options(self) -> dict[str, Any]:
-        options = dict(self.params.detector_options)
-        if self.params.detector == "grounding-dino":
-            options.setdefault("box_threshold", self.params.box_threshold)
-            options.setdefault("text_threshold", self.params.text_threshold)
-        elif self.params.detector == "embedded":
-            options.setdefault("min_area", self.params.min_area)
-        return options
-
-    def preflight(self) -> None:
-        from hoiforge.models.segment_service import ProductSegmenter
-
-        p = self.params
-        ProductSegmenter.check(p.detector, p.segmenter, self._detector_options(), p.segmenter_options)
 
     def setup(self) -> None:
         from hoiforge.models.segment_service import ProductSegmenter
 
         p = self.params
-        self.service = ProductSegmenter(p.detector, p.segmenter, self._detector_options(), p.segmenter_options)
+        # One service for the build and for eval's OER; it skips the segmenter when the embedded
+        # detector's own masks are final.
+        self.service = ProductSegmenter(p.detector.backend, p.segmenter.backend, p.detector.options, p.segmenter.options)
+
+    def teardown(self) -> None:
+        self.service.close()
 
     def process(self, samples: list[Sample]) -> None:
         p = self.params
@@ -140,7 +117,7 @@ class Products(Stage):
             # Best first: the detector's score; the class-agnostic detector's scores are contrast, so area decides there.
             ranked = sorted(
                 products,
-                key=lambda q: -(float(q.mask.sum()) if p.detector == "embedded" else q.score),
+                key=lambda q: -(float(q.mask.sum()) if p.detector.backend == "embedded" else q.score),
             )
             ids, kept = instance_map(
                 ranked,
@@ -156,9 +133,12 @@ class Products(Stage):
             if kept:
                 s.members["mask.png"] = encode_mask(ids)
             if p.drop_if_none and len(kept) < p.min_products:
-                s.drop(
-                    self.name,
+                self.drop(
+                    s,
+                    "too_few",
                     f"{len(kept)} products found by {self.backend_name} (need >= {p.min_products}, min area {p.min_area})",
+                    products=len(kept),
+                    min=p.min_products,
                 )
 
     @staticmethod

@@ -1,6 +1,6 @@
 """quality: aesthetic filter (HoIHuman keeps LAION aesthetic rating >= 6) or a technical-quality filter.
 
-Backends, each with its own threshold key:
+Slot ``scorer`` (task ``quality-scorer``), each backend with its own threshold key:
 
 - ``laion-aesthetic`` (paper-grade): LAION improved aesthetic predictor on CLIP ViT-L/14.
   Writes ``ann["aesthetic"] = {score, backend, model}``, metric ``aesthetic``; drops below ``min_aesthetic``.
@@ -13,51 +13,56 @@ Without a threshold the stage only annotates. Run it after the cheap filters: it
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from hoiforge.stages.base import BackendStage, Sample, StageParams
-
-QUALITY_BACKENDS: dict[str, str] = {
-    "laion-aesthetic": "hoiforge.models.aesthetic:LaionAestheticScorer",
-    "brisque": "hoiforge.models.brisque_quality:BrisqueScorer",
-}
+from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
 
 
 class QualityParams(StageParams):
-    backend: Literal["laion-aesthetic", "brisque"] = "brisque"
+    scorer: Annotated[SlotConfig, Slot("quality-scorer")] = slot("brisque")
     min_aesthetic: float | None = Field(None, description="laion-aesthetic: keep score >= this (paper: 6)")
     max_brisque: float | None = Field(None, ge=0, description="brisque: keep score <= this (lower is better)")
-    options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the backend")
 
     @model_validator(mode="after")
     def _threshold_matches_backend(self) -> QualityParams:
-        if self.min_aesthetic is not None and self.backend != "laion-aesthetic":
-            raise ValueError(f"min_aesthetic needs backend laion-aesthetic (backend {self.backend} is not an aesthetic score)")
-        if self.max_brisque is not None and self.backend != "brisque":
-            raise ValueError("max_brisque needs backend brisque")
+        backend = self.scorer.backend
+        if self.min_aesthetic is not None and backend != "laion-aesthetic":
+            raise ValueError(f"min_aesthetic needs scorer laion-aesthetic (scorer {backend} is not an aesthetic score)")
+        if self.max_brisque is not None and backend != "brisque":
+            raise ValueError("max_brisque needs scorer brisque")
         return self
 
 
-class Quality(BackendStage):
+class Quality(Stage):
     name = "quality"
     Params = QualityParams
-    backends = QUALITY_BACKENDS
+    writes = ("quality", "aesthetic")
     default_batch_size = 32
+
+    def provides(self) -> tuple[str, ...]:
+        return ("aesthetic",) if self.params.scorer.backend == "laion-aesthetic" else ("quality",)
 
     def process(self, samples: list[Sample]) -> None:
         p = self.params
-        scores = self.model.score([s.rgb() for s in samples])
+        scorer = self.backends["scorer"]
+        scores = scorer.score([s.rgb() for s in samples])
         for s, score in zip(samples, scores, strict=True):
             score = round(score, 4)
-            if p.backend == "laion-aesthetic":
-                s.ann["aesthetic"] = {"score": score, "backend": p.backend, "model": self.model.model_id}
+            if p.scorer.backend == "laion-aesthetic":
+                s.ann["aesthetic"] = {"score": score, "backend": p.scorer.backend, "model": scorer.model_id}
                 s.metrics["aesthetic"] = score
                 if p.min_aesthetic is not None and score < p.min_aesthetic:
-                    s.drop(self.name, f"aesthetic {score:.2f} < {p.min_aesthetic}")
+                    self.drop(s, "aesthetic", f"aesthetic {score:.2f} < {p.min_aesthetic}", score=score, min=p.min_aesthetic)
             else:
-                s.ann["quality"] = {"brisque": score, "backend": p.backend}
+                s.ann["quality"] = {"brisque": score, "backend": p.scorer.backend}
                 s.metrics["brisque"] = score
                 if p.max_brisque is not None and score > p.max_brisque:
-                    s.drop(self.name, f"brisque {score:.1f} > {p.max_brisque} (technical quality, lower is better)")
+                    self.drop(
+                        s,
+                        "brisque",
+                        f"brisque {score:.1f} > {p.max_brisque} (technical quality, lower is better)",
+                        score=score,
+                        max=p.max_brisque,
+                    )

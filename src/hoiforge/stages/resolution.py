@@ -15,6 +15,7 @@ class ResolutionParams(StageParams):
 class Resolution(Stage):
     name = "resolution"
     Params = ResolutionParams
+    reads = ("image",)
     default_batch_size = 256
 
     def process(self, samples: list[Sample]) -> None:
@@ -22,6 +23,9 @@ class Resolution(Stage):
             w, h = s.ann["image"]["width"], s.ann["image"]["height"]
             short, long = min(w, h), max(w, h)
             if short < self.params.min_short_side:
-                s.drop(self.name, f"short side {short} < {self.params.min_short_side}")
+                self.drop(
+                    s, "short_side", f"short side {short} < {self.params.min_short_side}", short_side=short, min=self.params.min_short_side
+                )
             elif self.params.max_aspect and long / short > self.params.max_aspect:
-                s.drop(self.name, f"aspect {long / short:.2f} > {self.params.max_aspect}")
+                aspect = round(long / short, 3)
+                self.drop(s, "aspect", f"aspect {aspect:.2f} > {self.params.max_aspect}", aspect=aspect, max=self.params.max_aspect)

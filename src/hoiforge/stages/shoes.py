@@ -27,7 +27,7 @@ shoe-only image lacks); no shoe mask at all.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -35,13 +35,14 @@ from pydantic import Field
 from hoiforge.datasets import wearable as W
 from hoiforge.datasets.images import encode_png
 from hoiforge.datasets.masks import decode_mask, encode_mask
-from hoiforge.models.foot_segment import FootSeededSegmenter, FootSeeds, feet_of
-from hoiforge.stages.base import Sample, Stage, StageParams
+from hoiforge.models.foot_segment import FootSeeds, feet_of
+from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
 
 SHOE_LABELS = ("shoe", "shoes", "sneaker", "sneakers", "boot", "boots", "sandal", "sandals", "high heels", "heels", "high heel")
 
 
 class ShoesParams(StageParams):
+    segmenter: Annotated[SlotConfig, Slot("shoe-segmenter")] = slot("foot-grabcut")
     source: Literal["auto", "products", "keypoints"] = "auto"
     shoe_labels: list[str] = Field(default_factory=lambda: list(SHOE_LABELS), description="products labels that are shoes")
     min_score: float = Field(0.3, ge=0, le=1, description="a foot keypoint counts as seen above this score")
@@ -51,27 +52,31 @@ class ShoesParams(StageParams):
     border: int = Field(1, ge=1, description="a mask within this many pixels of the border touches it (also: within 0.2 foot lengths)")
     require_every_foot: bool = Field(True, description="drop when a seen foot gets no shoe mask (the pair would miss a shoe)")
     bootstrap_wear: bool = Field(True, description="write <id>.wear.png: 1 = shoe masks, wearable area empty (worn photo)")
-    segmenter_options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of FootSeededSegmenter")
 
 
 class Shoes(Stage):
     name = "shoes"
     Params = ShoesParams
-    members = ("shoe.png", "shoemask.png", "wear.png")
-    uses_model = False  # no weights: GrabCut per image runs as a task; on 2 cores an extra actor pool costs CPU
+    reads = ("keypoints",)
+    writes = ("shoes", "shoe.png", "shoemask.png", "wear.png", "wear")
     default_batch_size = 8
+
+    def requires(self) -> tuple[str, ...]:
+        return ("keypoints",) + (("products", "mask.png") if self.params.source == "products" else ())
+
+    def provides(self) -> tuple[str, ...]:
+        return ("shoes", "shoe.png", "shoemask.png") + (("wear.png", "wear") if self.params.bootstrap_wear else ())
 
     @property
     def backend_name(self) -> str:
-        return self.params.source
+        return f"{self.params.source}+{self.params.segmenter.backend}"
 
     def setup(self) -> None:
-        self.segmenter = FootSeededSegmenter(**self.params.segmenter_options)
+        super().setup()
+        self.segmenter = self.backends["segmenter"]
 
     def process(self, samples: list[Sample]) -> None:
         for s in samples:
-            if "persons" not in s.ann or any("keypoints" not in q for q in s.ann["persons"]):
-                raise ValueError("shoes needs keypoints: put the pose stage before shoes in the recipe")
             self._one(s)
 
     def _one(self, s: Sample) -> None:
@@ -81,7 +86,7 @@ class Shoes(Stage):
         feet = feet_of(s.ann["persons"], p.min_score)
         if not feet:
             s.metrics.update(shoes=0, shoe_area=0.0)
-            s.drop(self.name, f"no feet visible (no toe or heel keypoint above {p.min_score})")
+            self.drop(s, "no_feet", f"no feet visible (no toe or heel keypoint above {p.min_score})", min_score=p.min_score)
             return
         from_products = self._product_shoes(s, feet) if p.source in ("auto", "products") else None
         if from_products is None and p.source == "products":
@@ -105,21 +110,23 @@ class Shoes(Stage):
         masked = {(r["person"], r["side"]) for r in records}
         unmasked = [f for f in feet if (f.person, f.side) not in masked]
         if len(records) > p.max_shoes:
-            s.drop(self.name, f"more than {p.max_shoes} shoes ({len(records)})")
+            self.drop(s, "too_many", f"more than {p.max_shoes} shoes ({len(records)})", shoes=len(records), max=p.max_shoes)
             return
         cut = sorted(
             {(r["person"], r["side"]) for r in records if r["touches_border"]}
             | {(f.person, f.side) for f in unmasked if (f.person, f.side) in runs_out}
         )
         if cut and p.cut_off == "drop":
-            s.drop(self.name, f"shoe cut off by the frame ({_feet(cut)})")
+            self.drop(s, "cut_off", f"shoe cut off by the frame ({_feet(cut)})", feet=len(cut))
             return
         lost = [(f.person, f.side) for f in unmasked if (f.person, f.side) not in runs_out]
         if lost and p.require_every_foot:
-            s.drop(self.name, f"no shoe mask for a visible foot ({_feet(lost)})")
+            self.drop(s, "foot_without_shoe", f"no shoe mask for a visible foot ({_feet(lost)})", feet=len(lost))
             return
         if not records:
-            s.drop(self.name, f"no shoe found at the feet ({len(feet)} feet seen, every mask under {p.min_pixels} pixels)")
+            self.drop(
+                s, "none", f"no shoe found at the feet ({len(feet)} feet seen, every mask under {p.min_pixels} pixels)", feet=len(feet)
+            )
             return
         shoe = ids > 0
         rgba = np.zeros((h, w, 4), np.uint8)

@@ -1,11 +1,15 @@
-"""Helpers for testing stages without Ray: samples from files, run a stage like the runner does."""
+"""Helpers for running stages without Ray: samples from files, the decode every stage expects.
+
+To run a stage exactly as the pipeline does (Arrow batch in and out, failure isolation, timing),
+use ``hoiforge.pipeline.adapter.run_stage``; these helpers stay pure Python.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
-from hoiforge.stages.base import Sample, Stage, batch_to_samples, samples_to_batch
+from hoiforge.stages.base import Sample
 
 
 def sample_from_file(path: str | Path, index: int = 0) -> Sample:
@@ -21,14 +25,12 @@ def sample_from_file(path: str | Path, index: int = 0) -> Sample:
     )
 
 
-def run_stage(stage: Stage, samples: list[Sample]) -> list[Sample]:
-    """Run a stage through its Ray-facing entry point (Arrow batch in, Arrow batch out)."""
-    return batch_to_samples(stage(samples_to_batch(samples)))
-
-
 def decoded(path: str | Path, index: int = 0) -> Sample:
     """A sample after the default decode stage: what every later stage receives."""
     from hoiforge.stages.decode import Decode
 
     stage = Decode(Decode.Params(stage="decode"))
-    return run_stage(stage, [sample_from_file(path, index)])[0]
+    stage.setup()
+    sample = sample_from_file(path, index)
+    stage.process([sample])
+    return sample

@@ -16,14 +16,14 @@ bootstrap ``wear.png``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from hoiforge.datasets import wearable as W
 from hoiforge.errors import BackendUnavailable
-from hoiforge.stages.base import Sample, Stage, StageParams
+from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
 
 
 class WearLabelsParams(StageParams):
@@ -36,16 +36,21 @@ class WearLabelsParams(StageParams):
     categories: dict[str, int] | None = Field(None, description="COCO category name -> class; default visible 1, wearable 2")
     if_missing: Literal["drop", "keep", "fail"] = Field("drop", description="an image with no annotation")
     input: Literal["image", "shoe"] = Field("image", description="segmenter: label the image, or the shoes stage's shoe.png")
-    segmenter_options: dict[str, Any] = Field(
-        default_factory=dict, description="SegformerWearSegmenter keywords: model, weights, size, min_confidence, min_wearable"
-    )
+    segmenter: Annotated[SlotConfig | None, Slot("wear-segmenter")] = slot(None)
+
+    # Before backend slots, segmenter_options alone meant the SegFormer backend.
+    _legacy_backends: ClassVar[dict[str, str]] = {"segmenter": "segformer"}
 
     @model_validator(mode="after")
     def _check(self) -> WearLabelsParams:
         if self.source == "annotations" and not (self.labels_dir or self.coco_json):
             raise ValueError("wear_labels: source 'annotations' needs labels_dir and/or coco_json")
-        if self.source == "segmenter" and not self.segmenter_options.get("model"):
-            raise ValueError("wear_labels: source 'segmenter' needs segmenter_options.model (a trained WD SegFormer directory)")
+        if self.source == "segmenter" and self.segmenter is None:
+            raise ValueError(
+                "source 'segmenter' needs the segmenter slot: segmenter: {backend: segformer, options: {model: <trained WD dir>}}"
+            )
+        if self.source == "annotations" and self.segmenter is not None:
+            raise ValueError("source 'annotations' imports labels: remove the segmenter slot (or set source: segmenter)")
         if self.colours is not None:
             W.parse_colours(self.colours)
         return self
@@ -59,27 +64,32 @@ def input_stem(s: Sample) -> str:
 class WearLabels(Stage):
     name = "wear_labels"
     Params = WearLabelsParams
-    members = ("wear.png", "wearconf.png")
-    # An actor either way: the segmenter loads its model once, and the annotation index (a COCO
-    # json can describe 100k images) is parsed once per actor instead of once per batch.
-    uses_model = True
+    writes = ("wear.png", "wearconf.png", "wear")
     default_batch_size = 8
+
+    def requires(self) -> tuple[str, ...]:
+        return ("shoe.png",) if self.params.source == "segmenter" and self.params.input == "shoe" else ()
+
+    def provides(self) -> tuple[str, ...]:
+        return ("wear.png", "wear") + (("wearconf.png",) if self.params.source == "segmenter" else ())
+
+    @property
+    def execution(self) -> str:
+        # An actor either way: the segmenter loads its model once, and the annotation index (a
+        # COCO json can describe 100k images) is parsed once per actor instead of once per batch.
+        return "actors"
 
     @property
     def backend_name(self) -> str:
-        return self.params.source
+        return self.params.segmenter.backend if self.params.segmenter else self.params.source
 
     def preflight(self) -> None:
-        p = self.params
-        if p.source == "segmenter":
-            from hoiforge.models.wd_segmenter import SegformerWearSegmenter
-
-            SegformerWearSegmenter.check(**p.segmenter_options)
-            return
-        try:
-            self._sources()
-        except (OSError, ValueError, KeyError) as e:
-            raise BackendUnavailable(f"wear_labels: cannot read the annotations: {e}") from None
+        super().preflight()
+        if self.params.source == "annotations":
+            try:
+                self._sources()
+            except (OSError, ValueError, KeyError) as e:
+                raise BackendUnavailable(f"wear_labels: cannot read the annotations: {e}") from None
 
     def _sources(self) -> list:
         p = self.params
@@ -91,11 +101,8 @@ class WearLabels(Stage):
         return found
 
     def setup(self) -> None:
-        if self.params.source == "segmenter":
-            from hoiforge.models.wd_segmenter import SegformerWearSegmenter
-
-            self.segmenter = SegformerWearSegmenter(**self.params.segmenter_options)
-        else:
+        super().setup()
+        if self.params.source == "annotations":
             self.sources = self._sources()
 
     def process(self, samples: list[Sample]) -> None:
@@ -113,7 +120,7 @@ class WearLabels(Stage):
             try:
                 found = source.labels_for(stem, w, h)
             except W.LabelError as e:
-                s.fail(self.name, f"bad wear label: {e}")
+                self.fail(s, "bad_label", f"bad wear label: {e}")
                 return
             if found is not None:
                 labels, origin = found
@@ -126,27 +133,26 @@ class WearLabels(Stage):
             return
         reason = f"no wear label for {stem!r}"
         if p.if_missing == "drop":
-            s.drop(self.name, reason)
+            self.drop(s, "missing", reason)
         else:
-            s.fail(self.name, reason)
+            self.fail(s, "missing", reason)
 
     def _infer(self, samples: list[Sample]) -> None:
         images, valid = [], []
         for s in samples:
             if self.params.input == "shoe":
-                if not s.members.get("shoe.png"):
-                    raise ValueError("wear_labels input 'shoe' needs <id>.shoe.png: put the shoes stage before it")
                 rgba = _decode_rgba(s.members["shoe.png"])
                 images.append(rgba)
                 valid.append(rgba[..., 3] > 0)
             else:
                 images.append(s.rgb())
                 valid.append(None)
-        for s, pred in zip(samples, self.segmenter.predict(images, valid), strict=True):
+        segmenter = self.backends["segmenter"]
+        for s, pred in zip(samples, segmenter.predict(images, valid), strict=True):
             s.members["wear.png"] = W.encode_labels(pred.labels)
             s.members["wearconf.png"] = _encode_confidence(pred.confidence)
             s.ann["wear"] = {
-                "source": f"segmenter:{self.segmenter.name}",
+                "source": f"segmenter:{segmenter.name}",
                 **W.label_counts(pred.labels),
                 "mean_confidence": pred.mean_confidence,
                 "wearable_fraction": pred.wearable_fraction,

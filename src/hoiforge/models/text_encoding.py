@@ -46,11 +46,11 @@ class LongPromptEncoder:
         layout with ``tokenizer/`` and ``text_encoder/`` subfolders."""
         from transformers import CLIPTextModel, CLIPTokenizer
 
-        from hoiforge.models.hf_local import torch_device_dtype
+        from hoiforge.models.device import device_dtype
 
         root = Path(model)
         tok_dir, enc_dir = (root / "tokenizer", root / "text_encoder") if (root / "text_encoder").is_dir() else (root, root)
-        device_, dtype_ = torch_device_dtype(device, dtype)
+        device_, dtype_ = device_dtype(device, dtype)
         tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
         encoder = CLIPTextModel.from_pretrained(enc_dir, dtype=dtype_).to(device_)
         return cls(tokenizer, encoder, max_chunks=max_chunks)

@@ -39,6 +39,12 @@ def _recipes(names: list[str] | None):
     return [load_recipe(n) for n in (names or sorted(bundled_recipes()))]
 
 
+def _required(recipe) -> list[W.WeightSpec]:
+    from hoiforge.pipeline.weights_plan import required_for
+
+    return required_for(recipe)
+
+
 def _uses(s: W.WeightSpec) -> str:
     uses = ", ".join(f"{u.stage}/{u.backend}" + (f" ({u.option})" if u.option else "") for u in s.needed_by)
     return uses if s.default else f"{uses} (alternative)"
@@ -50,7 +56,7 @@ def list_(recipe: RecipeOpt = None, weights: WeightsOpt = None) -> None:
     try:
         root = W.weights_root(weights)
         recipes = _recipes(recipe)
-        used_by = {s.name: [r.name for r in recipes if s in W.required_for(r)] for s in W.REGISTRY.values()}
+        used_by = {s.name: [r.name for r in recipes if s in _required(r)] for s in W.REGISTRY.values()}
         table = Table(title=f"weights root: {root}")
         for col in ("name", "needed by", "recipes", "size", "licence", "present", "source"):
             table.add_column(col, overflow="fold")
@@ -69,7 +75,7 @@ def list_(recipe: RecipeOpt = None, weights: WeightsOpt = None) -> None:
             )
         out.print(table)
         for r in recipes:
-            names = [s.name for s in W.required_for(r)]
+            names = [s.name for s in _required(r)]
             out.print(f"recipe {r.name}: {', '.join(names) if names else 'no weights (embedded backends only)'}", highlight=False)
     except HoiforgeError as e:
         raise _fail(str(e)) from None
@@ -85,7 +91,7 @@ def check(
     try:
         root = W.weights_root(weights)
         recipes = _recipes(recipe)
-        needed = list({s.name: s for r in recipes for s in W.required_for(r)}.values())
+        needed = list({s.name: s for r in recipes for s in _required(r)}.values())
         missing = [s for s in needed if W.locate(s, root) is None]
         problems = []
         if verify:
@@ -123,7 +129,7 @@ def fetch(
         root = W.weights_root(weights)
         wanted = [W.spec(n) for n in names or []]
         if recipe:
-            wanted += [s for r in _recipes(recipe) for s in W.required_for(r)]
+            wanted += [s for r in _recipes(recipe) for s in _required(r)]
         if not wanted:
             raise HoiforgeError("name the weights to fetch, or give --recipe; `hoiforge models list` shows them")
         for s in dict.fromkeys(wanted):
