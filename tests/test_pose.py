@@ -36,9 +36,9 @@ def kp(sample, i=0) -> np.ndarray:
 
 def test_registered():
     assert stage_class("pose") is Pose
-    assert Pose.writes == ("keypoints", "pose.png", "leg.json")
+    assert Pose.writes == ("keypoints", "pose.png", "leg.json", "leg.png")
     assert Pose(Pose.Params(stage="pose")).members == ("pose.png",)
-    assert Pose(Pose.Params(stage="pose", leg_json=True, render=False)).members == ("leg.json",)
+    assert Pose(Pose.Params(stage="pose", leg_json=True, render=False)).members == ("leg.json", "leg.png")
 
 
 def test_full_body_photo_gets_feet_inside_the_box_below_the_knees(results):

@@ -15,7 +15,7 @@ from hoiforge.models.segment_types import Product
 from hoiforge.pipeline.adapter import run_stage
 from hoiforge.stages.base import Sample
 from hoiforge.stages.edges import Edges
-from hoiforge.stages.products import HOIHUMAN_PROMPT, Products, close_view, instance_map
+from hoiforge.stages.products import HOIHUMAN_PROMPT, Products, instance_map
 from hoiforge.stages.testing import decoded
 
 DATA = Path(__file__).parent / "data"
@@ -68,8 +68,8 @@ def test_coffee_cup_is_one_product_matching_the_hand_traced_mask(ran):
     assert s.metrics["products"] == 1 and s.metrics["product_label"] == "product"
     assert s.metrics["product_area"] == pytest.approx(p["area"] / ids.size, abs=1e-4)
     x0, y0, x1, y1 = p["box"]
-    cx0, cy0, cx1, cy1 = p["close_view"]
-    assert 0 <= cx0 <= x0 and 0 <= cy0 <= y0 and x1 <= cx1 <= 600 and y1 <= cy1 <= 400
+    cx0, cy0, cx1, cy1 = p["close_view"]  # a square around the box; it may run past the image (padded white)
+    assert cx0 <= x0 and cy0 <= y0 and x1 <= cx1 and y1 <= cy1 and cx1 - cx0 == pytest.approx(cy1 - cy0)
     assert s.ann["stages"]["products"]["backend"] == "embedded+embedded"
 
 
@@ -158,9 +158,11 @@ def test_instance_map_paints_best_first_and_skips_duplicates():
     assert len(one) == 1
 
 
-def test_close_view_grows_the_box_and_clips_to_the_image():
-    assert close_view((10, 20, 50, 60), (100, 100), 0.25) == [0.0, 10.0, 60.0, 70.0]
-    assert close_view((0, 0, 100, 100), (100, 100), 0.25) == [0.0, 0.0, 100.0, 100.0]
+def test_close_view_is_a_grown_square_around_the_box():
+    from hoiforge.datasets.views import square_box
+
+    assert square_box((10, 20, 50, 60), 0.25) == [0.0, 10.0, 60.0, 70.0]
+    assert square_box((0, 0, 100, 50), 0.25) == [-25.0, -50.0, 125.0, 100.0]  # past the image: padded when cropped
 
 
 def test_params_and_preflight_say_what_is_wrong(tmp_path):

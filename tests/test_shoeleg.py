@@ -90,13 +90,30 @@ def test_leg_normalisation_is_p_over_size_times_09_plus_01_with_0_for_missing(po
     doc = json.loads(s.members["leg.json"])
     leg, norm = np.array(doc["persons"][0]["leg"]), np.array(doc["persons"][0]["leg_normalised"])
     w, h = doc["width"], doc["height"]
-    assert (w, h) == (640, 480)
+    assert (w, h) == (640, 480) and doc["size"] == 640  # ONE size for both axes: leg angles survive
     seen = leg[:, 2] > 0.3
     assert not seen[PAPER_ORDER.index("left_small_toe")]  # mediapipe has no small toe: missing
-    assert np.allclose(norm[seen], leg[seen, :2] / [w, h] * 0.9 + 0.1, atol=1e-5)
+    assert np.allclose(norm[seen], leg[seen, :2] / 640 * 0.9 + 0.1, atol=1e-5)
     assert (norm[~seen] == 0).all() and (norm[seen] >= 0.1).all() and (norm[seen] <= 1.0).all()
-    back = L.denormalise(norm, w, h)
+    # An angle between two seen points is the same in pixels and normalised.
+    a, b = np.flatnonzero(seen)[:2]
+    angle = lambda p, q: np.arctan2(q[1] - p[1], q[0] - p[0])  # noqa: E731
+    assert angle(leg[a], leg[b]) == pytest.approx(angle(norm[a], norm[b]), abs=1e-3)
+    back = L.denormalise(norm, doc["size"])
     assert np.allclose(back[seen, :2], leg[seen, :2], atol=0.01) and (back[~seen] == 0).all()
+
+
+def test_leg_png_draws_only_the_legs_and_feet(posed):
+    s = posed["basketball"]
+    doc = json.loads(s.members["leg.json"])
+    leg = np.array(doc["persons"][0]["leg"])
+    drawn = np.asarray(Image.open(io.BytesIO(s.members["leg.png"]))).max(axis=2) > 0
+    whole = np.asarray(Image.open(io.BytesIO(s.members["pose.png"]))).max(axis=2) > 0
+    assert drawn.shape == (doc["height"], doc["width"]) and drawn.sum() > 100
+    hips_y = leg[:2][leg[:2, 2] > 0.3][:, 1].min()
+    assert not drawn[: int(hips_y) - 6].any()  # nothing above the hips (stick radius 4, dot 4)
+    assert whole[: int(hips_y) - 6].any()  # the whole-body pose has the torso, arms and face there
+    assert np.all(whole[drawn] | ~drawn[drawn])  # every leg pixel is a drawn pixel of the same size image
 
 
 def test_upper_body_photo_has_no_foot_points(posed):
@@ -236,6 +253,54 @@ def test_products_shoe_masks_are_used_when_the_products_stage_found_shoes(posed)
         ("left", "products:sam", 1, int(truth.sum()))
     ]
     assert np.array_equal(rgba_of(out)[..., 3] > 0, truth)
+
+
+def test_a_shoe_pair_in_one_product_mask_is_split_between_the_feet(kept, posed):
+    """GroundingDINO + SAM often give "shoes" as one mask: it is split, one shoe per foot."""
+    s = posed["basketball"]
+    pair = np.zeros(s.rgb().shape[:2], bool)
+    shoemask = decode_mask(kept["basketball"].members["shoemask.png"])
+    pair[shoemask > 0] = True  # both keypoint-seeded shoes as one mask
+    left, right = (shoemask == i for i in (1, 2))
+    sample = decoded(DATA / "basketball1.png")
+    sample.ann["persons"] = s.ann["persons"]
+    sample.members["mask.png"] = encode_mask(pair.astype(np.uint8))
+    sample.ann["products"] = [{"label": "shoes", "mask_index": 1, "source": "sam"}]
+    out = run_stage(Shoes(Shoes.Params(stage="shoes", source="products", cut_off="keep")), [sample])[0]
+    assert out.live, out.reason
+    shoes = out.ann["shoes"]
+    assert sorted(r["side"] for r in shoes) == ["left", "right"] and all(r["source"] == "products:sam+split" for r in shoes)
+    assert sum(r["area"] for r in shoes) == int(pair.sum())  # every pixel of the pair goes to one shoe
+    ids = decode_mask(out.members["shoemask.png"])
+    by_side = {r["side"]: ids == i for i, r in enumerate(shoes, start=1)}
+    # Each part is mostly its own foot's shoe (the keypoint-seeded masks are the reference here).
+    for side, truth in (("left", left if kept["basketball"].ann["shoes"][0]["side"] == "left" else right),
+                        ("right", right if kept["basketball"].ann["shoes"][0]["side"] == "left" else left)):  # fmt: skip
+        assert (by_side[side] & truth).sum() / by_side[side].sum() > 0.9
+
+
+def test_shoe_crop_is_a_square_around_both_shoes_with_foot_points_in_crop_pixels(kept):
+    s = kept["basketball"]
+    crop = np.asarray(Image.open(io.BytesIO(s.members["shoecrop.png"])))
+    assert crop.shape == (256, 256, 4) and crop[..., 3].any()
+    doc = json.loads(s.members["leg.json"])
+    c = doc["crop"]
+    assert c == s.ann["shoe_crop"] and c["size"] == 256
+    x0, y0, x1, y1 = c["box"]
+    assert x1 - x0 == pytest.approx(y1 - y0)
+    alpha = rgba_of(s)[..., 3] > 0
+    ys, xs = np.nonzero(alpha)
+    assert x0 <= xs.min() and y0 <= ys.min() and x1 >= xs.max() and y1 >= ys.max()  # both shoes inside
+    foot = np.array(c["foot"])
+    seen = foot[:, 2] > 0.3
+    image_points = np.array(doc["persons"][c["person"]]["foot"])[seen, :2]
+    assert np.allclose(foot[seen, :2], (image_points - [x0, y0]) * 256 / (x1 - x0), atol=0.05)
+    # The seen big toes (SHOE_FOOT order: 2 left, 5 right) land on the cropped shoe, within a few pixels.
+    toes = [i for i in (2, 5) if seen[i]]
+    assert toes
+    for x, y in foot[toes, :2]:
+        xi, yi = int(round(x)), int(round(y))
+        assert crop[max(0, yi - 6) : yi + 7, max(0, xi - 6) : xi + 7, 3].any()
 
 
 def test_registered_and_in_the_recipe():

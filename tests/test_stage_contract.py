@@ -92,9 +92,12 @@ def test_every_bad_stage_order_names_the_producer(name: str, i: int, j: int):
     with pytest.raises(RecipeError) as e:
         parse_recipe({**data, "stages": moved}, source=f"{name}.yaml")
     msg = str(e.value)
-    reader, writer = stages[j]["stage"], stages[i]["stage"]
-    assert f"stages[{i}] ({reader}): {reader} needs " in msg and "(written by: " in msg and writer in msg
-    assert f"move the {writer} stage" in msg or f"put a {writer} stage" in msg
+    reader = stages[j]["stage"]
+    written = {w for st in stages[:i] for w in stage_class(st["stage"]).writes}
+    params = stage_class(reader).Params.model_validate(stages[j])
+    unmet = [n for n in stage_class(reader)(params).requires() if n not in written]
+    assert f"stages[{i}] ({reader}): {reader} needs {unmet[0]} (written by: " in msg
+    assert any(f"the {w} stage" in msg or f"a {w} stage" in msg for w in writers_of(unmet[0]))
 
 
 def test_the_issue_example_shoes_without_pose():

@@ -273,9 +273,34 @@ def test_wear_labels_stage_runs_the_segmenter_on_shoe_png(torch, tmp_path):
     assert out.live, out.reason
     assert np.array_equal(wear_of(out), np.where(valid, 2, 0))
     confidence = np.asarray(Image.open(io.BytesIO(out.members["wearconf.png"])))
-    assert confidence.shape == valid.shape and (confidence == 255).all()
+    assert confidence.shape == valid.shape and (confidence[valid] == 255).all()
     assert out.ann["wear"]["source"] == "segmenter:segformer-wd" and out.ann["wear"]["review"] is False
     assert out.ann["wear"]["wearable"] == int(valid.sum()) and out.metrics["wear_review"] is False
+
+
+def test_wear_labels_segmenter_sees_the_shoe_crop_not_the_whole_frame(torch, tmp_path):
+    """A small shoe in a big frame: WD gets the square around the shoe, its labels land back in place."""
+    sure = tiny_segformer(tmp_path / "sure", favour=2)
+    stage = importer(source="segmenter", input="shoe", segmenter_options={"model": str(sure), "size": 64})
+    small, valid_small = shoe_only_sample()
+    shoe = np.asarray(Image.open(io.BytesIO(small.members["shoe.png"])))
+    frame = np.zeros((400, 600, 4), np.uint8)
+    frame[250 : 250 + shoe.shape[0], 400 : 400 + shoe.shape[1]] = shoe
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, "PNG")
+    small.members["shoe.png"] = buf.getvalue()
+    stage.setup()
+    stage.ready = True
+    seen, predict = [], stage.backends["segmenter"].predict
+    stage.backends["segmenter"].predict = lambda images, valid: seen.extend(i.shape for i in images) or predict(images, valid)
+    out = run_stage(stage, [small])[0]
+    ys, xs = np.nonzero(valid_small)
+    side = max(xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()) * 1.3  # the shoes' box grown by 0.15 per side
+    assert abs(seen[0][0] - side) <= 2 and seen[0][0] == seen[0][1]  # a square crop around the shoe, not 400x600
+    labels = wear_of(out)
+    expected = np.zeros((400, 600), np.uint8)
+    expected[250 : 250 + shoe.shape[0], 400 : 400 + shoe.shape[1]] = np.where(valid_small, 2, 0)
+    assert labels.shape == (400, 600) and np.array_equal(labels, expected)
 
 
 # -- the annotators' check ---------------------------------------------------------------------

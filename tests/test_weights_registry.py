@@ -34,6 +34,9 @@ PAPER_GRADE: dict[tuple[str, str], set[str]] = {
     ("eval", "clip-score"): {"clip-vit-base-patch16"},
     ("eval", "fid"): {"fid-inception"},
     ("train", "virtualmodel"): {"dinov2-base", "stable-diffusion-v1-5"},
+    ("precompute", "sd-vae"): {"stable-diffusion-v1-5"},
+    ("precompute", "clip-text"): {"stable-diffusion-v1-5"},
+    ("precompute", "dinov2"): {"dinov2-base"},
     ("train", "shoemodel"): {"stable-diffusion-v1-5"},
 }
 
@@ -124,7 +127,8 @@ def test_backend_weight_options_name_real_entries(b, option: str, marker: regist
     s = W.spec(marker.entry)
     assert marker.file is None or marker.file in s.expected_paths()
     stage = {"person-detector": "person", "pose-estimator": "pose", "product-detector": "products", "box-segmenter": "products",
-             "text-reader": "cleanup", "inpainter": "cleanup", "captioner": "caption", "quality-scorer": "quality"}[b.task]  # fmt: skip
+             "text-reader": "cleanup", "inpainter": "cleanup", "captioner": "caption", "quality-scorer": "quality",
+             "vae-encoder": "precompute", "text-encoder": "precompute", "image-encoder": "precompute"}[b.task]  # fmt: skip
     assert W.Use(stage, b.name, option, marker.file) in s.needed_by
 
 
@@ -282,7 +286,7 @@ def test_cli_check_bad_recipe_is_one_line(tmp_path):
 
 def test_cli_list_shows_presence_and_recipes(tmp_path):
     put(tmp_path, W.REGISTRY["sam-vit-h"])
-    result = CliRunner().invoke(models_app, ["list", "--weights", str(tmp_path)], env={"COLUMNS": "300"})
+    result = CliRunner().invoke(models_app, ["list", "--weights", str(tmp_path)], env={"COLUMNS": "500"})
     assert result.exit_code == 0
     rows = {ln.split("│")[1].strip(): ln for ln in result.stdout.splitlines() if ln.count("│") > 2}
     assert set(W.REGISTRY) <= set(rows)

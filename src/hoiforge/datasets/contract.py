@@ -24,9 +24,12 @@ KNOWN_MEMBERS = {
     "txt": "caption (utf-8)",
     "pose.png": "rendered whole-body skeleton at image size",
     "mask.png": "product instance-id map (0 = background, i = products[i-1])",
+    "views.jpg": "every product's close view, a strip of square tiles (tile i = products[i])",
     "edge.png": "canny edges inside product masks",
     "shoe.png": "RGBA shoe-only image",
     "leg.json": "12 leg+foot keypoints (shoe-leg)",
+    "leg.png": "rendering of only the 12 leg+foot keypoints (X_p, the SW condition)",
+    "shoecrop.png": "RGBA 256x256 crop of shoe.png around both shoes (LpS phase 1 input)",
     "wear.png": "wearable-area labels 0/1/2 (shoe-leg)",
     "shoemask.png": "shoe instance-id map (0 = background, i = shoes[i-1])",
     "wearconf.png": "per-pixel confidence of segmenter wear labels (max softmax x 255)",
@@ -48,6 +51,8 @@ KNOWN_ANNOTATIONS = {
     "caption": "the caption document",
     "shoes": "shoe masks per foot",
     "wear": "wearable-area label provenance and counts",
+    "views": "size and count of the close-view tiles",
+    "precompute": "models and settings of the precomputed members",
 }
 
 

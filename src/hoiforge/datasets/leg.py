@@ -5,9 +5,11 @@ ShoeModel conditions on the legs and feet only: hips, knees, ankles and the six 
 ``keypoints.SHOE_LEG``; the 8 foot points (ankles + feet, ``keypoints.SHOE_FOOT``) are kept
 separately because the shoe segmentation and the wearable-area model look at them alone.
 
-Normalisation (as its LpS module consumes them): a seen point P becomes P/s * 0.9 + 0.1, with s
-the image size per axis (x by width, y by height), so seen points lie in [0.1, 1.0] and 0
-means "missing" without colliding with a point on the image's top or left edge.
+Normalisation (as its LpS module consumes them): a seen point P becomes P/s * 0.9 + 0.1 with ONE
+size s = max(width, height), the side of the square the image is padded into (LpS takes square
+256 inputs). One size for both axes keeps leg angles: dividing x by the width and y by the height
+would squash the legs of every non-square photo. Seen points lie in [0.1, 1.0]; 0 means
+"missing" without colliding with a point on the image's top or left edge.
 """
 
 from __future__ import annotations
@@ -33,21 +35,26 @@ FOOT_ONLY = {side: points[1:] for side, points in SHOE_POINTS.items()}
 NORM_SCALE, NORM_OFFSET = 0.9, 0.1
 
 
-def normalise(points: np.ndarray, width: int, height: int, min_score: float) -> np.ndarray:
-    """N x 2 in [0.1, 1] for points scoring above ``min_score``, exactly 0 for missing ones."""
+def norm_size(width: int, height: int) -> int:
+    """The one size points are normalised by: the side of the square the image is padded into."""
+    return max(width, height)
+
+
+def normalise(points: np.ndarray, size: float, min_score: float) -> np.ndarray:
+    """N x 2 in [0.1, 1] for points scoring above ``min_score`` (P/size*0.9+0.1), exactly 0 for missing ones."""
     pts = np.asarray(points, dtype=np.float64)
     out = np.zeros((len(pts), 2), np.float64)
     seen = pts[:, 2] > min_score
-    out[seen] = pts[seen, :2] / np.array([width, height], np.float64) * NORM_SCALE + NORM_OFFSET
+    out[seen] = pts[seen, :2] / float(size) * NORM_SCALE + NORM_OFFSET
     return out
 
 
-def denormalise(normalised: np.ndarray, width: int, height: int) -> np.ndarray:
+def denormalise(normalised: np.ndarray, size: float) -> np.ndarray:
     """N x 3 [x, y, seen] pixels back from ``normalise``; missing points come back as zeros."""
     n = np.asarray(normalised, dtype=np.float64)
     seen = (n > 0).any(axis=1)
     out = np.zeros((len(n), 3), np.float64)
-    out[seen, :2] = (n[seen] - NORM_OFFSET) / NORM_SCALE * np.array([width, height], np.float64)
+    out[seen, :2] = (n[seen] - NORM_OFFSET) / NORM_SCALE * float(size)
     out[seen, 2] = 1.0
     return out
 
@@ -60,7 +67,7 @@ def seen_sides(keypoints: np.ndarray, min_score: float) -> list[str]:
 
 def leg_document(persons: list[dict[str, Any]], width: int, height: int, min_score: float) -> dict[str, Any]:
     """The `<id>.leg.json` document for the pose stage's persons (each with 133 keypoints)."""
-    people = []
+    people, size = [], norm_size(width, height)
     for person in persons:
         kp = np.asarray(person["keypoints"], dtype=np.float64)
         leg = kp[list(K.SHOE_LEG)]
@@ -69,7 +76,7 @@ def leg_document(persons: list[dict[str, Any]], width: int, height: int, min_sco
                 "box": person.get("box"),
                 "leg": [[round(float(x), 2), round(float(y), 2), round(float(s), 4)] for x, y, s in leg],
                 "foot": [[round(float(x), 2), round(float(y), 2), round(float(s), 4)] for x, y, s in kp[list(K.SHOE_FOOT)]],
-                "leg_normalised": [[round(float(x), 5), round(float(y), 5)] for x, y in normalise(leg, width, height, min_score)],
+                "leg_normalised": [[round(float(x), 5), round(float(y), 5)] for x, y in normalise(leg, size, min_score)],
                 "feet_seen": seen_sides(kp, min_score),
             }
         )
@@ -79,11 +86,19 @@ def leg_document(persons: list[dict[str, Any]], width: int, height: int, min_sco
         "foot_names": list(FOOT_NAMES),
         "width": width,
         "height": height,
+        "size": size,
         "min_score": min_score,
-        "normalisation": "P/size*0.9+0.1 per axis (x by width, y by height); 0 = missing",
+        "normalisation": "P/size*0.9+0.1 with size = max(width, height); 0 = missing",
         "persons": people,
     }
 
 
 def encode(document: dict[str, Any]) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
+
+
+def leg_points_133(leg: list | np.ndarray) -> np.ndarray:
+    """A 133 x 3 whole-body array holding only the 12 shoe-leg points (in ``SHOE_LEG`` order)."""
+    kp = K.empty()
+    kp[list(K.SHOE_LEG)] = np.asarray(leg, dtype=np.float64)
+    return kp

@@ -117,3 +117,11 @@ def render_pose(persons: list[np.ndarray], height: int, width: int, min_score: f
             if seen(kp[i]):
                 dot(kp[i], 3, FACE_POINT_COLOR)
     return canvas
+
+
+def render_leg(people: list[np.ndarray], height: int, width: int, min_score: float = DWPOSE_MIN_SCORE) -> np.ndarray:
+    """ShoeModel's leg-pose image X_p: only the 12 leg+foot points (12 x 3 each, ``SHOE_LEG`` order),
+    drawn exactly as ``render_pose`` draws them (hip-knee-ankle sticks, the feet), nothing else."""
+    from hoiforge.datasets.leg import leg_points_133
+
+    return render_pose([leg_points_133(p) for p in people], height, width, min_score=min_score)

@@ -78,6 +78,15 @@ BACKENDS: dict[str, dict[str, str]] = {
     "wear-segmenter": {
         "segformer": "hoiforge.models.wd_segmenter:SegformerWearSegmenter",
     },
+    "vae-encoder": {
+        "sd-vae": "hoiforge.models.encoders:SDVaeEncoder",
+    },
+    "text-encoder": {
+        "clip-text": "hoiforge.models.encoders:ClipTextEncoder",
+    },
+    "image-encoder": {
+        "dinov2": "hoiforge.models.encoders:Dinov2Encoder",
+    },
 }
 
 

@@ -201,10 +201,11 @@ _ENTRIES: list[WeightSpec] = [
          notes="the FID Inception (TF 2015-12-05 graph ported by pytorch-fid; torchmetrics uses the same). "
                "'6726825d' follows torch.hub's sha256-prefix naming but is not stated as a checksum, so not enforced."),
     # -- training ---------------------------------------------------------------------
-    _hf("dinov2-base", [Use("train", "virtualmodel")], "facebook/dinov2-base",
+    _hf("dinov2-base", [Use("precompute", "dinov2", "model"), Use("train", "virtualmodel")], "facebook/dinov2-base",
         ("config.json", "model.safetensors", "preprocessor_config.json"), "Apache-2.0", 350,
         notes="product/appearance features for the trainers."),
-    _hf("stable-diffusion-v1-5", [Use("train", "virtualmodel"), Use("train", "shoemodel")],
+    _hf("stable-diffusion-v1-5", [Use("precompute", "sd-vae", "model"), Use("precompute", "clip-text", "model"),
+                                   Use("train", "virtualmodel"), Use("train", "shoemodel")],
         "stable-diffusion-v1-5/stable-diffusion-v1-5",
         ("model_index.json", "scheduler/scheduler_config.json",
          "vae/config.json", "vae/diffusion_pytorch_model.safetensors",

@@ -143,21 +143,16 @@ class StageAdapter:
 
     def __init__(self, stage: Stage | type[Stage], params: StageParams | None = None):
         self.stage = stage if isinstance(stage, Stage) else stage(params)
-        self._ready = False
 
     def __call__(self, batch: pa.Table | dict[str, Any]) -> pa.Table:
-        if not self._ready:
+        # Set up once per stage object: an actor keeps its models for every batch, and a tool
+        # calling run_stage repeatedly on one stage does not reload them. No teardown here: a
+        # worker's models go with its process (closing mediapipe graphs from a finaliser can hang).
+        if not self.stage.ready:
             self.stage.setup()
-            self._ready = True
+            self.stage.ready = True
         samples = run_samples(self.stage, batch_to_samples(batch))
         return samples_to_batch(samples, extra_members=self.stage.members)
-
-    def __del__(self) -> None:
-        if getattr(self, "_ready", False):
-            try:
-                self.stage.teardown()
-            except Exception:  # noqa: BLE001 - an actor going away must not raise
-                pass
 
 
 def run_stage(stage: Stage, samples: list[Sample]) -> list[Sample]:

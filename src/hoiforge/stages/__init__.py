@@ -22,6 +22,7 @@ REGISTRY: dict[str, str] = {
     "caption": "hoiforge.stages.caption:Caption",
     "shoes": "hoiforge.stages.shoes:Shoes",
     "wear_labels": "hoiforge.stages.wear_labels:WearLabels",
+    "precompute": "hoiforge.stages.precompute:Precompute",
 }
 
 

@@ -224,6 +224,7 @@ class Stage:
     def __init__(self, params: StageParams):
         self.params = params
         self.backends: dict[str, Any] = {}
+        self.ready = False  # set by whoever called setup() (the pipeline adapter), cleared by teardown()
 
     # -- declarations ------------------------------------------------------------------------
     def slot_configs(self) -> dict[str, tuple[str, SlotConfig]]:
@@ -274,11 +275,13 @@ class Stage:
             self.backends[slot_name] = registry.instantiate(*cfg.resolve(task))
 
     def teardown(self) -> None:
+        """Release the backends (tools and tests that run stages in-process; actors just exit)."""
         for b in self.backends.values():
             close = getattr(b, "close", None)
             if close is not None:
                 close()
         self.backends.clear()
+        self.ready = False
 
     def process(self, samples: list[Sample]) -> None:
         raise NotImplementedError

@@ -12,6 +12,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
+from hoiforge.datasets.views import square_box
 from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
 
 
@@ -20,6 +21,9 @@ class PersonParams(StageParams):
     min_score: float = Field(0.5, ge=0, le=1)
     min_persons: int = Field(1, ge=0)
     max_persons: int = Field(5, ge=1)
+    close_view_margin: float = Field(
+        0.1, ge=0, description="close-view human crop (base UNet, stage 1): the box's longer side grown by this per side"
+    )
 
     @model_validator(mode="after")
     def _range(self) -> PersonParams:
@@ -40,7 +44,7 @@ class Person(Stage):
         for s, dets in zip(samples, found, strict=True):
             persons = [d for d in dets if d.score >= p.min_score]
             persons.sort(key=lambda d: -d.score)
-            s.ann["persons"] = [d.to_json() for d in persons]
+            s.ann["persons"] = [{**d.to_json(), "close_view": square_box(d.box, p.close_view_margin)} for d in persons]
             s.metrics["persons"] = len(persons)
             if not p.min_persons <= len(persons) <= p.max_persons:
                 self.drop(

@@ -21,7 +21,7 @@ from pydantic import Field
 from hoiforge.datasets import keypoints as K
 from hoiforge.datasets import leg as L
 from hoiforge.datasets.images import encode_png
-from hoiforge.datasets.render import DWPOSE_MIN_SCORE, render_pose
+from hoiforge.datasets.render import DWPOSE_MIN_SCORE, render_leg, render_pose
 from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
 
 
@@ -29,19 +29,21 @@ class PoseParams(StageParams):
     estimator: Annotated[SlotConfig, Slot("pose-estimator")] = slot("mediapipe")
     min_score: float = Field(DWPOSE_MIN_SCORE, ge=0, le=1, description="a keypoint counts as visible (and is drawn) above this score")
     render: bool = Field(True, description="write <id>.pose.png")
-    leg_json: bool = Field(False, description="write <id>.leg.json: the 12 shoe-leg keypoints per person (ShoeModel)")
+    leg_json: bool = Field(
+        False, description="write <id>.leg.json (the 12 shoe-leg keypoints per person) and <id>.leg.png (X_p, ShoeModel)"
+    )
 
 
 class Pose(Stage):
     name = "pose"
     Params = PoseParams
     reads = ("persons",)
-    writes = ("keypoints", "pose.png", "leg.json")
+    writes = ("keypoints", "pose.png", "leg.json", "leg.png")
     default_batch_size = 8
 
     def provides(self) -> tuple[str, ...]:
         p = self.params
-        return ("keypoints",) + (("pose.png",) if p.render else ()) + (("leg.json",) if p.leg_json else ())
+        return ("keypoints",) + (("pose.png",) if p.render else ()) + (("leg.json", "leg.png") if p.leg_json else ())
 
     def process(self, samples: list[Sample]) -> None:
         p = self.params
@@ -63,4 +65,6 @@ class Pose(Stage):
                 s.members["pose.png"] = encode_png(render_pose(people, *rgb.shape[:2], min_score=p.min_score))
             if p.leg_json:
                 h, w = rgb.shape[:2]
-                s.members["leg.json"] = L.encode(L.leg_document(s.ann["persons"], w, h, p.min_score))
+                doc = L.leg_document(s.ann["persons"], w, h, p.min_score)
+                s.members["leg.json"] = L.encode(doc)
+                s.members["leg.png"] = encode_png(render_leg([np.array(q["leg"]) for q in doc["persons"]], h, w, min_score=p.min_score))

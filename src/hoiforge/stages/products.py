@@ -6,8 +6,12 @@ class-agnostic (salient non-person foreground, every instance labelled ``product
 models/embedded_segment.py). Writes:
 
 - ``ann["products"]``: per product label, phrase, box, score, mask_score, area (pixels),
-  area_fraction, close_view (crop box around the product, VirtualModel's close view v);
-- ``<id>.mask.png``: instance map, 0 = background, i = ``ann["products"][i-1]``;
+  area_fraction, ``rle`` (the product's whole mask, COCO RLE: overlaps survive), close_view
+  (the square crop box around the product, VirtualModel's close view v; may run past the image);
+- ``<id>.mask.png``: instance map, 0 = background, i = ``ann["products"][i-1]`` (an overlapping
+  pixel belongs to the better product);
+- ``<id>.views.jpg``: every product's close view as one strip of ``views_size`` squares
+  (datasets/views.py), so trainers and DINOv2 never decode the full image for it;
 - metrics ``products`` (count), ``product_area`` (largest area fraction), ``product_label``.
 
 Images with fewer than ``min_products`` products are dropped unless ``drop_if_none`` is off.
@@ -21,6 +25,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from hoiforge.datasets.masks import encode_mask
+from hoiforge.datasets.views import crop_square, encode_strip, mask_to_rle, square_box
 from hoiforge.models.segment_types import Product
 from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
 
@@ -40,7 +45,8 @@ class ProductsParams(StageParams):
     min_products: int = Field(1, ge=0)
     drop_if_none: bool = Field(True, description="drop images with fewer than min_products products")
     nms_iou: float = Field(0.7, gt=0, le=1, description="a mask overlapping a better one above this IoU is a duplicate")
-    close_view_margin: float = Field(0.25, ge=0, description="close-view crop: box grown by this fraction per side")
+    close_view_margin: float = Field(0.25, ge=0, description="close-view crop: the box's longer side grown by this fraction per side")
+    views_size: int = Field(256, ge=32, le=1024, description="side of each close-view tile in <id>.views.jpg")
 
     # Before backend slots, the GroundingDINO thresholds were stage keys.
     _legacy_options: ClassVar[dict[str, str]] = {"box_threshold": "detector", "text_threshold": "detector"}
@@ -50,19 +56,6 @@ class ProductsParams(StageParams):
         if self.min_products > self.max_products:
             raise ValueError(f"min_products {self.min_products} > max_products {self.max_products}")
         return self
-
-
-def close_view(box, shape: tuple[int, int], margin: float) -> list[float]:
-    """The crop around a product (box grown by ``margin`` of its size per side), clipped to the image."""
-    x0, y0, x1, y1 = box
-    h, w = shape
-    dx, dy = margin * (x1 - x0), margin * (y1 - y0)
-    return [
-        round(max(0.0, x0 - dx), 2),
-        round(max(0.0, y0 - dy), 2),
-        round(min(float(w), x1 + dx), 2),
-        round(min(float(h), y1 + dy), 2),
-    ]
 
 
 def instance_map(
@@ -94,7 +87,7 @@ def instance_map(
 class Products(Stage):
     name = "products"
     Params = ProductsParams
-    writes = ("products", "mask.png")
+    writes = ("products", "mask.png", "views.jpg")
     default_batch_size = 8
 
     def setup(self) -> None:
@@ -107,6 +100,7 @@ class Products(Stage):
 
     def teardown(self) -> None:
         self.service.close()
+        self.ready = False
 
     def process(self, samples: list[Sample]) -> None:
         p = self.params
@@ -127,6 +121,10 @@ class Products(Stage):
                 p.max_products,
             )
             s.ann["products"] = [self._to_json(q, i + 1, ids, p.close_view_margin) for i, q in enumerate(kept)]
+            if kept:
+                tiles = [crop_square(rgb, q["close_view"], p.views_size) for q in s.ann["products"]]
+                s.members["views.jpg"] = encode_strip(tiles)
+                s.ann["views"] = {"size": p.views_size, "count": len(tiles)}
             s.metrics["products"] = len(kept)
             s.metrics["product_area"] = max((q["area_fraction"] for q in s.ann["products"]), default=0.0)
             s.metrics["product_label"] = kept[0].label if kept else ""
@@ -161,6 +159,7 @@ class Products(Stage):
             ],
             "area": area,
             "area_fraction": round(area / own.size, 5),
-            "close_view": close_view(q.box, ids.shape, margin),
+            "close_view": square_box(q.box, margin),
+            "rle": mask_to_rle(q.mask),
             "source": q.source,
         }

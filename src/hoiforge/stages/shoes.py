@@ -27,14 +27,18 @@ shoe-only image lacks); no shoe mask at all.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
 
+from hoiforge.datasets import keypoints as K
+from hoiforge.datasets import leg as L
 from hoiforge.datasets import wearable as W
 from hoiforge.datasets.images import encode_png
 from hoiforge.datasets.masks import decode_mask, encode_mask
+from hoiforge.datasets.views import box_of, crop_square, square_box, to_crop
 from hoiforge.models.foot_segment import FootSeeds, feet_of
 from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
 
@@ -52,20 +56,22 @@ class ShoesParams(StageParams):
     border: int = Field(1, ge=1, description="a mask within this many pixels of the border touches it (also: within 0.2 foot lengths)")
     require_every_foot: bool = Field(True, description="drop when a seen foot gets no shoe mask (the pair would miss a shoe)")
     bootstrap_wear: bool = Field(True, description="write <id>.wear.png: 1 = shoe masks, wearable area empty (worn photo)")
+    crop_size: int = Field(256, ge=32, le=1024, description="side of <id>.shoecrop.png, LpS phase 1's input (paper: 256)")
+    crop_margin: float = Field(0.15, ge=0, le=1, description="shoe-pair crop: the shoes' box's longer side grown by this per side")
 
 
 class Shoes(Stage):
     name = "shoes"
     Params = ShoesParams
     reads = ("keypoints",)
-    writes = ("shoes", "shoe.png", "shoemask.png", "wear.png", "wear")
+    writes = ("shoes", "shoe.png", "shoemask.png", "shoecrop.png", "wear.png", "wear")
     default_batch_size = 8
 
     def requires(self) -> tuple[str, ...]:
         return ("keypoints",) + (("products", "mask.png") if self.params.source == "products" else ())
 
     def provides(self) -> tuple[str, ...]:
-        return ("shoes", "shoe.png", "shoemask.png") + (("wear.png", "wear") if self.params.bootstrap_wear else ())
+        return ("shoes", "shoe.png", "shoemask.png", "shoecrop.png") + (("wear.png", "wear") if self.params.bootstrap_wear else ())
 
     @property
     def backend_name(self) -> str:
@@ -134,6 +140,7 @@ class Shoes(Stage):
         rgba[shoe, 3] = 255
         s.members["shoe.png"] = encode_png(rgba)
         s.members["shoemask.png"] = encode_mask(ids)
+        self._crop(s, rgba, shoe, records)
         if p.bootstrap_wear:
             labels = np.where(shoe, W.VISIBLE, W.BACKGROUND).astype(np.uint8)
             s.members["wear.png"] = W.encode_labels(labels)
@@ -142,6 +149,25 @@ class Shoes(Stage):
                 **W.label_counts(labels),
                 "note": "worn photo: shoe masks are visible, wearable area unseen",
             }
+
+    def _crop(self, s: Sample, rgba: np.ndarray, shoe: np.ndarray, records: list[dict[str, Any]]) -> None:
+        """LpS phase 1's input: the square around both shoes (no person box), ``crop_size`` px, and the
+        wearer's 8 foot keypoints in crop pixels (added to leg.json as ``crop``)."""
+        p = self.params
+        box = square_box(box_of(shoe), p.crop_margin)
+        s.members["shoecrop.png"] = encode_png(crop_square(rgba, box, p.crop_size, fill=0))
+        area: dict[int, int] = {}
+        for r in records:
+            area[r["person"]] = area.get(r["person"], 0) + r["area"]
+        wearer = max(area, key=area.get)
+        kp = np.asarray(s.ann["persons"][wearer]["keypoints"], np.float64)[list(K.SHOE_FOOT)]
+        crop = {"box": [round(v, 2) for v in box], "size": p.crop_size, "person": wearer,
+                "foot": [[round(float(x), 2), round(float(y), 2), round(float(c), 4)] for x, y, c in to_crop(kp, box, p.crop_size)]}  # fmt: skip
+        s.ann["shoe_crop"] = crop
+        if s.members.get("leg.json"):
+            doc = json.loads(s.members["leg.json"])
+            doc["crop"] = crop
+            s.members["leg.json"] = L.encode(doc)
 
     def _product_shoes(self, s: Sample, feet: list[FootSeeds]) -> list | None:
         """(mask, foot, source, product index) per shoe-labelled product, or None if there are none."""
@@ -156,11 +182,54 @@ class Shoes(Stage):
             ys, xs = np.nonzero(mask)
             if not len(xs):
                 continue
+            source = f"products:{q.get('source') or q['label']}"
+            on = [f for f in feet if _on_mask(mask, f.points)]
+            if len(on) >= 2:
+                # One mask over both feet (GroundingDINO + SAM often box "shoes" as a pair): split it.
+                out += [(part, foot, f"{source}+split", q["mask_index"]) for part, foot in split_between_feet(mask, on)]
+                continue
             centre = np.array([xs.mean(), ys.mean()])
             # The shoe belongs to the foot whose seen points lie nearest its centre.
             foot = min(feet, key=lambda f: float(np.min(np.linalg.norm(f.points - centre, axis=1))))
-            out.append((mask, foot, f"products:{q.get('source') or q['label']}", q["mask_index"]))
+            out.append((mask, foot, source, q["mask_index"]))
         return out or None
+
+
+def _on_mask(mask: np.ndarray, points: np.ndarray, tolerance: int = 3) -> bool:
+    """A foot is on a mask when one of its seen points falls within ``tolerance`` px of it."""
+    h, w = mask.shape
+    for x, y in np.round(points).astype(int):
+        y0, y1, x0, x1 = max(0, y - tolerance), min(h, y + tolerance + 1), max(0, x - tolerance), min(w, x + tolerance + 1)
+        if y1 > y0 and x1 > x0 and mask[y0:y1, x0:x1].any():
+            return True
+    return False
+
+
+def split_between_feet(mask: np.ndarray, feet: list[FootSeeds]) -> list[tuple[np.ndarray, FootSeeds]]:
+    """One mask over several feet -> one part per foot.
+
+    Separate blobs (the usual case: a gap between the shoes) are given whole to the foot whose
+    points they hold; pixels of a blob that touches several feet (shoes touching, one SAM mask)
+    go to the nearest foot's points, a cut halfway between the feet.
+    """
+    import cv2
+
+    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    parts = {i: np.zeros_like(mask) for i in range(len(feet))}
+    ys, xs = np.nonzero(mask)
+    pixels = np.stack([xs, ys], axis=1).astype(np.float64)
+    nearest = np.argmin(np.stack([np.min(np.linalg.norm(pixels[:, None] - f.points[None], axis=2), axis=1) for f in feet]), axis=0)
+    blob_of = labels[ys, xs]
+    for blob in range(1, n):
+        here = blob_of == blob
+        owners = set(nearest[here].tolist())
+        holders = {i for i, f in enumerate(feet) if _on_mask(labels == blob, f.points)}
+        if len(holders) == 1:
+            owners = holders  # a blob holding one foot's points belongs to that foot entirely
+        for i in owners:
+            take = here & (nearest == i) if len(owners) > 1 else here
+            parts[i][ys[take], xs[take]] = True
+    return [(parts[i], f) for i, f in enumerate(feet) if parts[i].any()]
 
 
 def _feet(feet: list[tuple[int, str]]) -> str:

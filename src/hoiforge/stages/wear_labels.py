@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from hoiforge.datasets import wearable as W
+from hoiforge.datasets.views import box_of, crop_square, paste_square, pixel_square, square_box
 from hoiforge.errors import BackendUnavailable
 from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
 
@@ -36,6 +37,7 @@ class WearLabelsParams(StageParams):
     categories: dict[str, int] | None = Field(None, description="COCO category name -> class; default visible 1, wearable 2")
     if_missing: Literal["drop", "keep", "fail"] = Field("drop", description="an image with no annotation")
     input: Literal["image", "shoe"] = Field("image", description="segmenter: label the image, or the shoes stage's shoe.png")
+    crop_margin: float = Field(0.15, ge=0, le=1, description="input shoe: the square around the shoes, their box grown by this per side")
     segmenter: Annotated[SlotConfig | None, Slot("wear-segmenter")] = slot(None)
 
     # Before backend slots, segmenter_options alone meant the SegFormer backend.
@@ -138,17 +140,27 @@ class WearLabels(Stage):
             self.fail(s, "missing", reason)
 
     def _infer(self, samples: list[Sample]) -> None:
-        images, valid = [], []
+        images, valid, boxes = [], [], []
         for s in samples:
             if self.params.input == "shoe":
+                # WD looks at the shoe, not at a whole frame squashed to its input size: the square
+                # around the shoes (the crop LpS and the WD trainer use), labels pasted back after.
                 rgba = _decode_rgba(s.members["shoe.png"])
-                images.append(rgba)
-                valid.append(rgba[..., 3] > 0)
+                alpha = rgba[..., 3] > 0
+                box = square_box(box_of(alpha), self.params.crop_margin) if alpha.any() else [0, 0, *rgba.shape[1::-1]]
+                crop = crop_square(rgba, box, pixel_square(box)[2], fill=0)
+                images.append(crop)
+                valid.append(crop[..., 3] > 0)
+                boxes.append((box, rgba.shape[:2]))
             else:
                 images.append(s.rgb())
                 valid.append(None)
+                boxes.append(None)
         segmenter = self.backends["segmenter"]
-        for s, pred in zip(samples, segmenter.predict(images, valid), strict=True):
+        for s, pred, placed in zip(samples, segmenter.predict(images, valid), boxes, strict=True):
+            if placed is not None:
+                box, shape = placed
+                pred.labels, pred.confidence = paste_square(pred.labels, box, shape), paste_square(pred.confidence, box, shape)
             s.members["wear.png"] = W.encode_labels(pred.labels)
             s.members["wearconf.png"] = _encode_confidence(pred.confidence)
             s.ann["wear"] = {
