@@ -7,22 +7,30 @@ import hashlib
 import pyarrow as pa
 
 from hoiforge.pipeline.inputs import read_input
+from hoiforge.pipeline.source_read import InputTooLarge, NotRegularFile, StaleMember
 from hoiforge.stages.base import Sample, samples_to_batch
 
 
-def read_batch(listing: pa.Table) -> pa.Table:
+def read_batch(listing: pa.Table, max_bytes: int | None = None) -> pa.Table:
+    """``max_bytes``: the decode stage's limit; a larger input fails here, having read at most max_bytes + 1."""
     samples = []
     for row in listing.to_pylist():
         s = Sample(key=row["key"], index=row["index"], uri=row["uri"], member=row["member"], image=None)
-        if row["error"]:
+        if row.get("skip"):
+            s.drop("list", row["skip"])
+        elif row["error"]:
             s.fail("read", row["error"])
         else:
             try:
-                data = read_input(row["uri"], row["member"], row["offset"], row["size"])
+                data = read_input(row["uri"], row["member"], row["offset"], row["size"], max_bytes)
+            except (InputTooLarge, NotRegularFile, StaleMember) as e:
+                s.fail("read", str(e))
             except Exception as e:  # noqa: BLE001 - an unreadable input is that input's failure
                 s.fail("read", f"cannot read: {type(e).__name__}: {e}")
             else:
                 s.image = data
                 s.ann["source"] = {"uri": s.uri, "member": s.member, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+                if row.get("relpath"):
+                    s.ann["source"]["path"] = row["relpath"]
         samples.append(s)
     return samples_to_batch(samples)

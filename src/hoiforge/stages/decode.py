@@ -39,6 +39,8 @@ class Decode(Stage):
             s.fail(self.name, f"file too large: {len(data)} bytes > limit {self.params.max_bytes}")
             return
         source = {"uri": s.uri, "member": s.member, "sha256": s.ann.get("source", {}).get("sha256"), "size": len(data)}
+        if s.ann.get("source", {}).get("path"):  # the path under the input folder/tar, which labels are matched by
+            source["path"] = s.ann["source"]["path"]
         try:
             img = normalise(data, self.params.max_pixels, self.params.jpeg_quality)
         except BadImage as e:
