@@ -28,11 +28,18 @@ def stats_command(
     as_json: Annotated[bool, typer.Option("--json", help="also print the figures as JSON on stdout")] = False,
 ) -> None:
     """Write OUT/report/index.html (self-contained) and OUT/report/figures.json from the manifest."""
+    from hoiforge.errors import HoiforgeError
+    from hoiforge.pipeline.outlock import exclusive
     from hoiforge.report.html import build_report
 
     _require_build(out)
     t0 = time.perf_counter()
-    result = build_report(out)
+    try:
+        with exclusive(out, "stats"):  # never a report of a half-written build, never two writers of OUT/report
+            result = build_report(out)
+    except HoiforgeError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     took = time.perf_counter() - t0
     totals = result["figures"]["totals"]
     if as_json:
