@@ -41,4 +41,7 @@ def test_every_file_found_is_accounted_once(ray_local, tmp_path):
     summary = " ".join(result.output.split())
     assert f"inputs │ {len(expected)}" in summary and "not images │ 8 file(s) skipped unread" in summary
     assert "'../[/]x.jpg'" in summary  # a member name full of markup, printed as it is
+    # One line per stage, in run order (no terminal here: no Ray progress dumps, no Ray Data log lines).
+    assert "list │ 45 in → 37 on" in summary and "read │ 37 in → 33 on" in summary and "decode │ 33 in → 32 on" in summary
+    assert "Running" not in result.output and "execution finished" not in result.output
     assert validate(out) == []
