@@ -84,7 +84,10 @@ def test_unknown_backend_and_unwritable_output_fail_before_work(tmp_path):
 
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    result = runner.invoke(app, ["build", str(tmp_path), "--out", str(blocker / "out"), "--recipe", "demo"])
+    from .conftest import DATA
+
+    # An input with an image in it: a folder of no images is refused first, for that reason.
+    result = runner.invoke(app, ["build", str(DATA / "coffee.png"), "--out", str(blocker / "out"), "--recipe", "demo"])
     assert result.exit_code == 2 and "not writable" in result.output
 
 

@@ -23,9 +23,12 @@ def test_directory_is_listed_recursively_and_sorted(photo_dir):
     assert all(r.member is None and r.size > 0 for r in refs)
 
 
-def test_non_images_in_a_directory_are_not_inputs(photo_dir):
+def test_non_images_in_a_directory_are_rows_dropped_unread(photo_dir):
     (photo_dir / "README.txt").write_text("notes")
-    assert len(list_inputs([str(photo_dir)])) == 4
+    refs = list_inputs([str(photo_dir)])
+    assert len(refs) == 5
+    [readme] = [r for r in refs if r.key.endswith("README.txt")]
+    assert readme.skip == "not an image file by extension (.txt); not read" and readme.error is None
 
 
 def test_glob_and_duplicate_specs(photo_dir):
@@ -45,9 +48,10 @@ def test_tar_members_are_read_by_byte_range_and_unsafe_names_flagged(tmp_path):
         info.size = 2
         tar.addfile(info, io.BytesIO(b"hi"))
     refs = list_inputs([str(src)])
-    assert [r.member for r in refs] == ["a/coffee.png", "../../etc/evil.jpg"]
+    assert [r.member for r in refs] == ["a/coffee.png", "../../etc/evil.jpg", "notes.txt"]
     assert read_input(refs[0].uri, refs[0].member, refs[0].offset, refs[0].size) == (DATA / "coffee.png").read_bytes()
     assert refs[0].error is None and "unsafe tar member path" in refs[1].error
+    assert refs[2].skip == "not an image file by extension (.txt); not read"
 
 
 def test_parquet_and_csv_lists_resolve_relative_paths(photo_dir):

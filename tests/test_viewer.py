@@ -148,6 +148,17 @@ def test_no_request_reaches_files_outside_manifest_rows(server, built, rows):
             index._shard_path(url)
 
 
+def wait_js(page, expression: str, timeout: float = 15) -> None:
+    """Wait until ``expression`` is true in the page. Playwright's wait_for_function evaluates a
+    string with eval, which the viewer's Content-Security-Policy (rightly) forbids."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        time.sleep(0.05)
+
+
 def _browser():
     """A headless Chromium via Playwright, or a skip that says what is missing."""
     try:
@@ -177,7 +188,7 @@ def test_browser_filter_dropped_open_toggle_pose_screenshot(server, rows, tmp_pa
 
             # Filter to dropped samples.
             page.select_option("#f-status", "dropped")
-            page.wait_for_function(f"document.querySelector('#pageinfo').dataset.total === '{len(dropped)}'")
+            wait_js(page, f"document.querySelector('#pageinfo').dataset.total === '{len(dropped)}'")
             statuses = page.locator(".card").evaluate_all("cards => cards.map(c => c.dataset.status)")
             assert statuses == ["dropped"] * len(dropped)
 
@@ -185,7 +196,7 @@ def test_browser_filter_dropped_open_toggle_pose_screenshot(server, rows, tmp_pa
             target = dropped[-1]
             page.click(f".card[data-index='{target['index']}']")
             page.wait_for_selector("#detail:not([hidden])")
-            page.wait_for_function("document.querySelector('#base').complete && document.querySelector('#base').naturalWidth > 0")
+            wait_js(page, "document.querySelector('#base').complete && document.querySelector('#base').naturalWidth > 0")
             assert page.eval_on_selector("#base", "i => [i.naturalWidth, i.naturalHeight]") == [target["m.width"], target["m.height"]]
             assert target["reason"] in page.inner_text("#row")
             assert page.is_hidden("#grid")
@@ -200,9 +211,9 @@ def test_browser_filter_dropped_open_toggle_pose_screenshot(server, rows, tmp_pa
             # The same toggle on a kept sample draws the skeleton over the photo.
             page.click("#close")
             page.select_option("#f-status", "kept")
-            page.wait_for_function(f"document.querySelector('#pageinfo').dataset.total === '{len(kept)}'")
+            wait_js(page, f"document.querySelector('#pageinfo').dataset.total === '{len(kept)}'")
             page.click(f".card[data-index='{kept[0]['index']}']")
-            page.wait_for_function("document.querySelector('#ov-pose').complete && document.querySelector('#ov-pose').naturalWidth > 0")
+            wait_js(page, "document.querySelector('#ov-pose').complete && document.querySelector('#ov-pose').naturalWidth > 0")
             assert page.eval_on_selector("#ov-pose", "i => [i.naturalWidth, getComputedStyle(i).opacity]") == [kept[0]["m.width"], "1"]
             page.wait_for_timeout(200)  # the CSS opacity transition
             with_pose = page.locator("#stack").screenshot()
@@ -221,3 +232,143 @@ def test_browser_filter_dropped_open_toggle_pose_screenshot(server, rows, tmp_pa
     changed = (np.abs(a - b).max(axis=2) > 40).mean()
     assert changed > 0.002, f"pose overlay changed only {changed:.4%} of the pixels"
     assert (shots / "viewer-dropped-pose.png").stat().st_size > 10_000
+
+
+# -- an OUT received from someone else ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def crafted(tmp_path_factory):
+    from tests.crafted_out import crafted_out
+
+    out, rows = crafted_out(tmp_path_factory.mktemp("crafted"))
+    srv = make_server(out, "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}", out, rows
+    srv.shutdown()
+    srv.server_close()
+
+
+def head(url: str) -> dict[str, str]:
+    try:
+        with urllib.request.urlopen(url) as r:
+            return dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return dict(e.headers)
+
+
+def test_crafted_out_serves_no_file_and_no_type_it_must_not(crafted):
+    from tests.crafted_out import SECRET
+
+    server, out, rows = crafted
+    secret = SECRET.read_bytes()
+    for path in ("/", "/app.js", f"/api/sample/{rows['passwd']}", f"/api/source/{rows['passwd']}", "/api/facets"):
+        assert head(server + path)["Content-Security-Policy"] == "default-src 'self'", path
+    # /etc/passwd, named by a row with its true sha256: read, but not an image, so never served.
+    assert get(f"{server}/api/source/{rows['passwd']}")[0] == 404
+    assert get_json(f"{server}/api/sample/{rows['passwd']}")["source_readable"] is False
+    # A row whose file is no longer the bytes the build read (sha256 differs): not served either.
+    assert get(f"{server}/api/source/{rows['swapped']}")[0] == 404
+    for index in rows.values():
+        for path in (f"/api/source/{index}", f"/api/thumb/{index}", f"/api/sample/{index}"):
+            assert secret not in get(server + path)[1]
+    # Members only as allowlisted image/text types.
+    assert get(f"{server}/api/member/{rows['kept']}/html")[0] == 415
+    assert get(f"{server}/api/member/{rows['kept']}/svg")[0] == 415
+    status, body = get(f"{server}/api/member/{rows['kept']}/txt")
+    assert status == 200 and head(f"{server}/api/member/{rows['kept']}/txt")["Content-Type"] == "text/plain; charset=utf-8"
+    assert head(f"{server}/api/member/{rows['kept']}/png")["Content-Type"] == "image/png"
+    # A source above the build's pixel limit (1 MP in its recipe) is neither thumbnailed nor served.
+    assert get(f"{server}/api/thumb/{rows['big']}")[0] == 404
+    assert get(f"{server}/api/source/{rows['big']}")[0] == 404
+    assert get_json(f"{server}/api/sample/{rows['big']}")["source_readable"] is False
+
+
+def test_thumbnails_respect_the_builds_limit_are_cached_by_index_and_the_pool_is_bounded(crafted, monkeypatch):
+    from hoiforge.report import viewer as viewer_module
+    from hoiforge.report.viewer import Viewer
+
+    _, out, rows = crafted
+    v = Viewer(out)
+    assert v.limits == {"max_pixels": 1_000_000, "max_bytes": 10_000_000}
+    decoded = []
+    real = viewer_module.thumbnail_jpeg
+    monkeypatch.setattr(viewer_module, "thumbnail_jpeg", lambda data, **kw: decoded.append(len(data)) or real(data, **kw))
+    first, _ = v.thumb(rows["kept"])
+    again, _ = v.thumb(rows["kept"])
+    assert first == again and len(decoded) == 1 and list(v._thumbs) == [rows["kept"]]
+    # Above the limit, a thumbnail is refused from the header alone (before any pixel is decoded).
+    big = (out.parent / "sources" / "big.png").read_bytes()
+    with pytest.raises(ValueError, match="2000x1500 = 3.0 MP is above the build's pixel limit"):
+        real(big, max_pixels=v.limits["max_pixels"])
+
+    # The server answers on a fixed pool: 24 slow requests at once never run more than its threads.
+    active, peak, lock = [0], [0], threading.Lock()
+
+    def slow_facets(self):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        import time
+
+        time.sleep(0.2)
+        with lock:
+            active[0] -= 1
+        return {}
+
+    monkeypatch.setattr(Viewer, "facets", slow_facets)
+    srv = make_server(out, "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/api/facets"
+        clients = [threading.Thread(target=get, args=(url,)) for _ in range(24)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join(30)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    from hoiforge.report.viewer import REQUEST_THREADS
+
+    assert 1 < peak[0] <= REQUEST_THREADS
+
+
+def test_browser_crafted_out_cannot_script_the_page_or_show_local_files(crafted, tmp_path):
+    from tests.crafted_out import SCRIPT_REASON, SCRIPT_STAGE, SCRIPT_STATUS, SECRET
+
+    sync_playwright = _browser()
+    server, _, rows = crafted
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server + "/")
+            page.wait_for_selector(".card")
+            assert page.locator(".card").count() == len(rows)
+            grid = page.inner_text("#grid")
+            assert SCRIPT_REASON in grid and SCRIPT_STAGE in grid and SCRIPT_STATUS in grid  # shown as text
+            page.click(f".card[data-index='{rows['passwd']}']")
+            page.wait_for_selector("#detail:not([hidden])")
+            assert SCRIPT_REASON in page.inner_text("#row") and SCRIPT_REASON in page.inner_text("#notes")
+            page.click("#close")
+            page.click(f".card[data-index='{rows['kept']}']")
+            wait_js(page, "document.querySelector('#base').complete && document.querySelector('#base').naturalWidth > 0")
+            assert SCRIPT_STAGE in page.inner_text("#caption")
+            # A member of a type the browser would run, opened directly: refused, nothing runs.
+            page.goto(f"{server}/api/member/{rows['kept']}/html")
+            page.goto(server + "/")
+            page.wait_for_selector(".card")
+            page.wait_for_timeout(300)  # let every thumbnail load or fail
+            pwned = page.evaluate("window.__pwned === undefined ? null : window.__pwned")
+            content = page.content()
+            page.screenshot(path=str(tmp_path / "viewer-crafted.png"))
+        finally:
+            browser.close()
+    assert pwned is None, f"markup from the OUT ran as script ({pwned})"
+    assert SECRET.read_text().splitlines()[0] not in content
+    assert not errors, errors

@@ -63,6 +63,15 @@ def recipe(*stages: dict) -> Recipe:
     return parse_recipe({"name": "t", "stages": [{"stage": "decode"}, *stages]})
 
 
+@pytest.fixture
+def unpinned(monkeypatch):
+    """Registry entries without their pins, for tests that make entries present with stand-in bytes."""
+    from dataclasses import replace
+
+    for name, s in list(W.REGISTRY.items()):
+        monkeypatch.setitem(W.REGISTRY, name, replace(s, revision=None, files=tuple(replace(f, sha256=None) for f in s.files)))
+
+
 def put(root: Path, s: W.WeightSpec) -> None:
     """Make ``s`` present the way a copy by hand would (files of any content)."""
     for rel in s.expected_paths():
@@ -99,11 +108,13 @@ def test_entry_is_complete(s: W.WeightSpec):
     assert s.needed_by and s.files and s.licence and s.size_mb > 0 and s.notes
     paths = [f.path for f in s.files]
     assert len(set(paths)) == len(paths) and not any(p.startswith("/") or ".." in Path(p).parts for p in paths)
-    if s.hf_repo:
-        assert re.fullmatch(r"[\w.-]+/[\w.-]+", s.hf_repo) and s.revision
+    if s.hf_repo:  # pinned to a commit, or the notes say none was found
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+", s.hf_repo)
+        assert W.is_commit(s.revision) or (s.revision is None and "No commit pinned" in s.notes)
         assert all(f.url is None for f in s.files)
     else:  # the URL ends with the file's name (URL-quoted), so the saved name is the published one
         assert all(f.url and f.url.startswith("https://") and f.url.endswith(Path(f.path).name.replace("+", "%2B")) for f in s.files)
+        assert all(f.sha256 for f in s.files) and "sha256" in s.notes  # every URL file pinned, its source noted
     for f in s.files:
         assert f.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", f.sha256)
     assert (s.converter is None) == (s.converted is None)
@@ -156,7 +167,7 @@ def test_resolve_missing_says_how_to_fetch(tmp_path):
     assert "sam_vit_h_4b8939.pth" in msg and f"hoiforge models fetch sam-vit-h --to {tmp_path.resolve()}" in msg
 
 
-def test_resolve_present_folder_and_file(tmp_path, monkeypatch):
+def test_resolve_present_folder_and_file(tmp_path, monkeypatch, unpinned):
     put(tmp_path, W.REGISTRY["sam-vit-h"])
     monkeypatch.setenv(W.WEIGHTS_ENV, str(tmp_path))
     assert W.resolve("sam-vit-h") == (tmp_path / "sam-vit-h").resolve()
@@ -184,12 +195,12 @@ def test_converted_output_is_required(tmp_path):
 def test_hugging_face_cache_copy_is_used(tmp_path):
     s = W.REGISTRY["dinov2-base"]
     repo = tmp_path / "hf-cache" / "models--facebook--dinov2-base"
-    snapshot = repo / "snapshots" / ("a" * 40)
+    snapshot = repo / "snapshots" / s.revision  # the pinned commit
     for f in s.files:
         (snapshot / f.path).parent.mkdir(parents=True, exist_ok=True)
         (snapshot / f.path).write_bytes(b"w")
     (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text("a" * 40)
+    (repo / "refs" / "main").write_text(s.revision)
     assert W.resolve("dinov2-base", "model.safetensors", root=tmp_path / "empty") == snapshot / "model.safetensors"
     (snapshot / "model.safetensors").unlink()  # an incomplete cache copy is not a copy
     with pytest.raises(BackendUnavailable):
@@ -214,7 +225,7 @@ def test_alternatives_are_not_required():
     assert [s.name for s in required_for(recipe({"stage": "person"}, {"stage": "pose", "estimator": "rtmw"}))] == ["rtmw-x-wholebody"]
 
 
-def test_with_weights_fills_unset_options_with_local_paths(paper, tmp_path):
+def test_with_weights_fills_unset_options_with_local_paths(paper, tmp_path, unpinned):
     root = tmp_path / "weights"
     for s in required_for(paper):
         put(root, s)

@@ -38,7 +38,7 @@ stdout = Console()
 
 
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -56,7 +56,14 @@ def build(
         Optional[float], typer.Option("--test-size", help="fraction of ids held out for test (overrides the recipe)")
     ] = None,
     shard_size: Annotated[Optional[int], typer.Option("--shard-size", help="samples per shard at most (overrides the recipe)")] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Ray Data progress bars")] = True,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Ray Data progress bars (on a terminal)")] = True,
+    allow_outside_lists: Annotated[
+        bool,
+        typer.Option("--allow-outside-lists", help="let .csv/.parquet lists name files outside their own folder/bucket or filesystem"),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="show the workers' library output (mediapipe/TFLite warnings, prints)")
+    ] = False,
     weights: Annotated[
         Optional[Path],
         typer.Option(
@@ -83,8 +90,11 @@ def build(
         overrides = {k: v for k, v in {"test_size": test_size, "shard_max_count": shard_size}.items() if v is not None}
         if overrides:
             r = r.model_copy(update={"output": OutputSpec.model_validate({**r.output.model_dump(), **overrides})})
-        console.print(f"[bold]hoiforge build[/] recipe [cyan]{r.name}[/] ({' → '.join(r.stage_names())}) → {out}", highlight=False)
-        result = run_build(inputs, out, r, address=address, progress=progress)
+        console.print(
+            f"[bold]hoiforge build[/] recipe [cyan]{escape(r.name)}[/] ({' → '.join(r.stage_names())}) → {escape(str(out))}",
+            highlight=False,
+        )
+        result = run_build(inputs, out, r, address=address, progress=progress, allow_outside_lists=allow_outside_lists, verbose=verbose)
     except HoiforgeError as e:
         _fail(str(e))
     except ValidationError as e:  # --test-size / --shard-size out of bounds
@@ -105,60 +115,126 @@ def _params_summary(reason: dict) -> str:
 
 
 def _print_summary(stats: dict, processed: int, out: Path, stage_order: list[str]) -> None:
-    table = Table(title=f"{out}", show_header=False, title_justify="left")
+    # Every text here can hold user data (paths, tar member names, reasons): escaped for rich markup.
+    table = Table(title=escape(str(out)), show_header=False, title_justify="left")
     table.add_row("inputs", str(stats["inputs"]))
     table.add_row("kept", f"[green]{stats['kept']}[/]")
     table.add_row("dropped", str(stats["dropped"]))
     table.add_row("failed", f"[red]{stats['failed']}[/]" if stats["failed"] else "0")
+    not_images = sum(stats["by_stage"].get("dropped:list", {}).values())
+    if not_images:
+        table.add_row("not images", f"{not_images} file(s) skipped unread by extension (manifest: dropped at list)")
     for code, r in stats.get("by_code", {}).items():
         table.add_row(f"  {r['status']}", f"{r['count']} × {escape(code)}  [dim]{escape(_params_summary(r))}[/]")
+    for name, line in stage_lines(stats, stage_order):
+        table.add_row(f"  {escape(name)}", line)
     table.add_row("shards", f"{stats['shards']} ({stats['shard_bytes'] / 1e6:.1f} MB)")
     per_stage = stats.get("seconds_per_image", {})
     if per_stage:
         ordered = [n for n in stage_order if n in per_stage] + [n for n in per_stage if n not in stage_order]
-        table.add_row("ms per image", " · ".join(f"{name} {1000 * per_stage[name]:.0f}" for name in ordered))
+        table.add_row("ms per image", " · ".join(f"{escape(name)} {1000 * per_stage[name]:.0f}" for name in ordered))
     table.add_row("this run", f"{processed} inputs in {stats['last_run_seconds']} s")
     console.print(table)
+
+
+def stage_lines(stats: dict, stage_order: list[str]) -> list[tuple[str, str]]:
+    """One line per stage, in run order: how many inputs reached it and how many it passed on."""
+    removed: dict[str, int] = {}
+    for group, reasons in stats["by_stage"].items():
+        stage = group.partition(":")[2]
+        removed[stage] = removed.get(stage, 0) + sum(reasons.values())
+    order = ["list", "read", *stage_order, *sorted(set(removed) - {"list", "read", *stage_order})]
+    lines, left = [], stats["inputs"]
+    for stage in order:
+        if stage in ("list", "read") and not removed.get(stage):
+            continue
+        out = left - removed.get(stage, 0)
+        lines.append((stage, f"{left} in → {out} on"))
+        left = out
+    return lines
 
 
 @app.command()
 def inspect(
     out: Annotated[Path, typer.Argument(help="output directory of a build")],
-    ident: Annotated[str, typer.Argument(metavar="ID", help="sample id (or a unique prefix), or an input path/key")],
+    ident: Annotated[str, typer.Argument(metavar="ID", help="sample id (or any unique prefix), or the input path as given to build")],
     extract: Annotated[Optional[Path], typer.Option("--extract", help="also write the sample's members into this folder")] = None,
 ) -> None:
     """Print one sample's annotations (and its manifest row)."""
-    from hoiforge.datasets.reader import find_row, read_sample
+    from hoiforge.datasets.reader import AmbiguousId, NotAShard, find_row, read_sample
+    from hoiforge.pipeline.inputs import key_of
 
     if not (out / "manifest.parquet").exists():
         _fail(f"{out}: no manifest.parquet (not a finished build)")
-    row = find_row(out, ident)
+    try:
+        # A path is looked up as the build spelled it (made absolute), so a relative path works.
+        row = find_row(out, ident, keys=(key_of(ident),))
+    except AmbiguousId as e:
+        _fail(str(e), 1)
+    except HoiforgeError:
+        row = find_row(out, ident)
     if row is None:
         _fail(f"{ident}: no such sample id or input in {out}/manifest.parquet", 1)
     doc = {"manifest": row}
     if row["status"] == "kept":
-        members = read_sample(out, row["shard"], row["id"])
+        try:
+            members = read_sample(out, row["shard"], row["id"])
+        except NotAShard as e:
+            _fail(f"{out}: the manifest row names a shard it may not: {e}", 1)
         doc["members"] = {ext: len(data) for ext, data in members.items()}
-        doc["annotation"] = json.loads(members["json"])
+        doc["annotation"] = json.loads(members["json"]) if "json" in members else None
         if extract:
-            extract.mkdir(parents=True, exist_ok=True)
-            for ext, data in members.items():
-                (extract / f"{row['id']}.{ext}").write_bytes(data)
+            skipped = _extract(extract, row["id"], members)
+            if skipped:
+                doc["not_extracted"] = skipped
     stdout.print_json(json.dumps(doc, default=str))
+
+
+def _extract(folder: Path, sample_id: str, members: dict[str, bytes]) -> list[str]:
+    """Write members named by the sample contract into ``folder`` (nothing else, nowhere else); returns what was refused."""
+    from hoiforge.datasets.contract import split_member_name
+
+    folder.mkdir(parents=True, exist_ok=True)
+    root = folder.resolve()
+    refused = []
+    for ext, data in members.items():
+        name = f"{sample_id}.{ext}"
+        try:
+            split_member_name(name)
+        except ValueError:
+            refused.append(name)
+            continue
+        target = root / name
+        if target.resolve().parent != root:
+            refused.append(name)
+            continue
+        try:  # O_NOFOLLOW: a symlink already sitting at the name is not followed out of the folder
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        except OSError:
+            refused.append(name)
+            continue
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    return refused
 
 
 @app.command()
 def validate(out: Annotated[Path, typer.Argument(help="output directory of a build")]) -> None:
     """Check shards, index and manifest against the sample contract; exit 1 on any violation."""
     from hoiforge.datasets.validate import validate as run_validate
+    from hoiforge.pipeline.outlock import check_not_busy
 
+    try:
+        check_not_busy(out, "validate")
+    except HoiforgeError as e:
+        _fail(str(e))
     problems = run_validate(out)
     for p in problems[:200]:
-        stdout.print(f"[red]✗[/] {p}", highlight=False)
+        stdout.print(f"[red]✗[/] {escape(p)}", highlight=False)
     if problems:
         stdout.print(f"[bold red]{len(problems)} violation(s)[/]")
         raise typer.Exit(1)
-    stdout.print(f"[green]✓[/] {out} follows the sample contract")
+    stdout.print(f"[green]✓[/] {escape(str(out))} follows the sample contract", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -43,3 +43,23 @@ class Explode(Stage):
             if name in p.raise_on:
                 raise RuntimeError(f"injected failure on {name}")
             s.metrics["explode_seen"] = 1
+
+
+class PauseParams(StageParams):
+    started_file: str  # written when the stage first runs: the build is past its start-up by then
+    release_file: str  # the stage waits until this file exists (at most 120 s)
+
+
+class Pause(Stage):
+    """Holds a build in the middle of its plan, so a test can act while it writes."""
+
+    name = "pause"
+    Params = PauseParams
+
+    def process(self, samples: list[Sample]) -> None:
+        import time
+
+        Path(self.params.started_file).write_text(str(os.getpid()))
+        deadline = time.monotonic() + 120
+        while not Path(self.params.release_file).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hoiforge.errors import HoiforgeError
@@ -57,26 +58,22 @@ def list_(recipe: RecipeOpt = None, weights: WeightsOpt = None) -> None:
         root = W.weights_root(weights)
         recipes = _recipes(recipe)
         used_by = {s.name: [r.name for r in recipes if s in _required(r)] for s in W.REGISTRY.values()}
-        table = Table(title=f"weights root: {root}")
+        table = Table(title=escape(f"weights root: {root}"))
         for col in ("name", "needed by", "recipes", "size", "licence", "present", "source"):
             table.add_column(col, overflow="fold")
         for s in W.REGISTRY.values():
             if recipe and not used_by[s.name]:
                 continue
             where = W.locate(s, root)
-            table.add_row(
-                s.name,
-                _uses(s),
-                ", ".join(used_by[s.name]) or "-",
-                f"~{s.size_mb} MB",
-                s.licence,
-                str(where) if where else "missing",
-                s.source,
-            )
+            cells = (s.name, _uses(s), ", ".join(used_by[s.name]) or "-", f"~{s.size_mb} MB", s.licence,
+                     str(where) if where else "missing", s.source)  # fmt: skip
+            table.add_row(*map(escape, cells))
         out.print(table)
         for r in recipes:
             names = [s.name for s in _required(r)]
-            out.print(f"recipe {r.name}: {', '.join(names) if names else 'no weights (embedded backends only)'}", highlight=False)
+            out.print(
+                f"recipe {r.name}: {', '.join(names) if names else 'no weights (embedded backends only)'}", markup=False, highlight=False
+            )
     except HoiforgeError as e:
         raise _fail(str(e)) from None
 
@@ -113,7 +110,7 @@ def check(
         err.print(f"get them with: {W.fetch_command(dict.fromkeys(bad), root)}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     names = ", ".join(r.name for r in recipes)
-    out.print(f"ok: all {len(needed)} weights for {names} present in {root}", highlight=False)
+    out.print(f"ok: all {len(needed)} weights for {names} present in {root}", markup=False, highlight=False)
 
 
 @models_app.command("fetch")
@@ -134,6 +131,6 @@ def fetch(
             raise HoiforgeError("name the weights to fetch, or give --recipe; `hoiforge models list` shows them")
         for s in dict.fromkeys(wanted):
             folder = fetch_one(s, root, log=lambda msg: err.print(msg, markup=False, highlight=False, soft_wrap=True))
-            out.print(f"{s.name}: ok in {folder}", highlight=False)
+            out.print(f"{s.name}: ok in {folder}", markup=False, highlight=False)
     except HoiforgeError as e:
         raise _fail(str(e)) from None

@@ -1,8 +1,12 @@
 """Image decoding with the safety limits every stage relies on.
 
 The decode stage normalises every kept image to something any loader reads the same way:
-upright (EXIF orientation applied), RGB or greyscale, first frame only. Images that already are
-so keep their source bytes untouched; the others are re-encoded and say why.
+upright (EXIF orientation applied), RGB or greyscale, 8 bits per channel, first frame only.
+Images that already are so keep their source bytes untouched; the others are re-encoded and
+say why.
+
+Only raster formats are ever decoded (``RASTER_FORMATS``): Pillow picks a plugin from the bytes,
+whatever the file is called, so without the list an EPS named ``.jpg`` would reach Ghostscript.
 """
 
 from __future__ import annotations
@@ -16,6 +20,49 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 KEEP_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 KEEP_MODES = {"RGB", "L"}
+
+# Pillow plugins Image.open may use, in the order it tries them. MPO (camera stereo JPEG) comes
+# through the JPEG plugin, APNG through PNG, PBM/PGM/PPM/PNM through PPM; HEIF needs pillow-heif
+# and JXL pillow-jxl-plugin. TGA has no magic number, so it is tried last.
+RASTER_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF", "HEIF", "JXL", "JPEG2000", "PSD", "QOI", "PPM", "ICO", "TGA")
+# File extensions the input listing takes as images (lower case); any other file is accounted as
+# ``dropped`` at ``list`` without being read.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".gif", ".bmp", ".tif", ".tiff",
+                  ".avif", ".heic", ".heif", ".jxl", ".jp2", ".jpf", ".jpx", ".j2k", ".j2c", ".mpo", ".psd",
+                  ".qoi", ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".tga")  # fmt: skip
+_plugins_ready = False
+
+
+def register_plugins() -> None:
+    """Make the optional decoders (HEIF, JPEG XL) known to Pillow; once per process."""
+    global _plugins_ready
+    if _plugins_ready:
+        return
+    Image.init()
+    try:
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()
+    except ImportError:  # optional: without it HEIC inputs fail as "not an image"
+        pass
+    try:
+        import pillow_jxl  # noqa: F401 - importing registers the JXL plugin
+    except ImportError:
+        pass
+    _plugins_ready = True
+
+
+def open_image(data: bytes) -> Image.Image:
+    """Pillow's lazy image of ``data``, opened only by a raster plugin (UnidentifiedImageError otherwise)."""
+    register_plugins()
+    return Image.open(io.BytesIO(data), formats=[f for f in RASTER_FORMATS if f in Image.OPEN])
+
+
+def png_bit_depth(data: bytes) -> int | None:
+    """Bits per channel a PNG declares (IHDR), None for other formats."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) > 24:
+        return data[24]
+    return None
 
 
 class BadImage(ValueError):
@@ -43,12 +90,12 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = open_image(data)
             w, h = img.size
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise BadImage(f"image too large (decompression bomb guard): {e}", "too_many_pixels") from None
     except UnidentifiedImageError:
-        raise BadImage("not an image (no decoder recognises the bytes)", "not_an_image") from None
+        raise BadImage("not an image (no raster decoder recognises the bytes)", "not_an_image") from None
     except Exception as e:  # noqa: BLE001 - any decoder error is a property of the input
         raise BadImage(f"corrupt or truncated image header: {type(e).__name__}: {e}") from None
     if w * h > max_pixels:
@@ -97,6 +144,10 @@ def normalise(data: bytes, max_pixels: int, jpeg_quality: int = 95) -> Normalise
         raise BadImage(f"corrupt or truncated image data: {type(e).__name__}: {e}") from None
     if why:
         reasons.append(why)
+    depth = png_bit_depth(data) if source_format == "PNG" else None
+    if depth not in (None, 8) and not why:
+        # Pillow reads a 16-bit RGB PNG as "RGB" (high bytes), OpenCV as uint16: store 8 bits so every loader agrees.
+        reasons.append(f"{depth}-bit per channel PNG stored as 8-bit")
     if source_format not in KEEP_FORMATS:
         reasons.append(f"{source_format} stored as PNG")
     if not reasons:
@@ -113,7 +164,7 @@ def normalise(data: bytes, max_pixels: int, jpeg_quality: int = 95) -> Normalise
 
 def decode_rgb(data: bytes) -> np.ndarray:
     """RGB uint8 HxWx3 of bytes the decode stage already normalised."""
-    with Image.open(io.BytesIO(data)) as img:
+    with open_image(data) as img:
         return np.asarray(img.convert("RGB"))
 
 

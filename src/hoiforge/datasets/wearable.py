@@ -4,7 +4,8 @@
 is not worn (the opening, the insole, the inside of the collar). This module reads and checks
 human annotations in the two forms annotators hand back:
 
-- a folder of PNG masks named like the images (``<stem>.png``): single-channel PNGs (L, P, I;16)
+- a folder of PNG masks named like the images, by their path relative to the input folder
+  (``a/001.jpg`` -> ``a/001.png``; label_match.py): single-channel PNGs (L, P, I;16)
   hold the class values 0/1/2 directly (a palette PNG's indices are its values, as VOC-style
   tools write them); RGB/RGBA PNGs are 3-colour masks read through a colour table (default:
   black = 0, red = 1, green = 2; configurable);
@@ -28,6 +29,8 @@ from typing import Any
 import cv2
 import numpy as np
 from PIL import Image
+
+from hoiforge.datasets.label_match import AmbiguousLabel, LabelIndex
 
 BACKGROUND, VISIBLE, WEARABLE = 0, 1, 2
 CLASSES = ("background", "visible", "wearable")
@@ -116,17 +119,19 @@ def read_label_png(data: bytes, colours: dict[tuple[int, int, int], int] | None 
 
 
 class LabelFolder:
-    """PNG masks in a folder, found by the image's file stem."""
+    """PNG masks in a folder tree, found by the input's path relative to its input folder (label_match)."""
 
     def __init__(self, folder: str | Path, colours: dict[str, int] | None = None):
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise FileNotFoundError(f"wear labels folder {self.folder} does not exist")
         self.colours = parse_colours(colours)
-        self.by_stem = {p.stem: p for p in sorted(self.folder.iterdir()) if p.suffix.lower() == ".png"}
+        pngs = sorted(p for p in self.folder.rglob("*") if p.suffix.lower() == ".png" and p.is_file())
+        self.index = LabelIndex((p.relative_to(self.folder).as_posix(), p) for p in pngs)
 
-    def labels_for(self, stem: str, width: int, height: int) -> tuple[np.ndarray, str] | None:
-        path = self.by_stem.get(stem)
+    def labels_for(self, key: str, width: int, height: int) -> tuple[np.ndarray, str] | None:
+        """The label of the input whose ``label_key`` (relative path without extension) is ``key``."""
+        path = _lookup(self.index, key)
         if path is None:
             return None
         labels = read_label_png(path.read_bytes(), self.colours, what=path.name)
@@ -192,6 +197,10 @@ def rle_encode(mask: np.ndarray) -> dict[str, Any]:
 def rasterise(segmentation: Any, width: int, height: int) -> np.ndarray:
     """HxW bool of a COCO segmentation: a list of polygons, or an RLE dict."""
     if isinstance(segmentation, dict):
+        # The declared size first: a crafted RLE must not allocate its own h x w before it is refused.
+        declared = [int(v) for v in segmentation.get("size", ())]
+        if declared != [height, width]:
+            raise LabelError(f"RLE: declared size {declared} (h, w), image is {width}x{height}")
         mask = rle_decode(segmentation)
         check_size(mask, width, height, "RLE")
         return mask
@@ -208,7 +217,7 @@ def rasterise(segmentation: Any, width: int, height: int) -> np.ndarray:
 
 
 class CocoLabels:
-    """A COCO-style json of visible/wearable regions, found by the image's file stem."""
+    """A COCO-style json of visible/wearable regions, found by the input's relative path (``file_name``)."""
 
     def __init__(self, path: str | Path, categories: dict[str, int] | None = None):
         self.path = Path(path)
@@ -220,13 +229,13 @@ class CocoLabels:
         # Unknown category names map to None: a sample using one fails with that reason.
         self.classes = {c["id"]: names.get(str(c["name"]).lower()) for c in doc["categories"]}
         self.category_names = {c["id"]: c["name"] for c in doc["categories"]}
-        self.images = {Path(im["file_name"]).stem: im for im in doc["images"]}
+        self.index = LabelIndex((str(im["file_name"]), im) for im in doc["images"])
         self.annotations: dict[Any, list[dict]] = defaultdict(list)
         for a in doc["annotations"]:
             self.annotations[a["image_id"]].append(a)
 
-    def labels_for(self, stem: str, width: int, height: int) -> tuple[np.ndarray, str] | None:
-        image = self.images.get(stem)
+    def labels_for(self, key: str, width: int, height: int) -> tuple[np.ndarray, str] | None:
+        image = _lookup(self.index, key)
         if image is None:
             return None
         what = f"{self.path.name}:{image['file_name']}"
@@ -245,3 +254,10 @@ class CocoLabels:
             except LabelError as e:
                 raise LabelError(f"{what}: annotation {a.get('id')}: {e}") from None
         return labels, what
+
+
+def _lookup(index: LabelIndex, key: str):
+    try:
+        return index.get(key)
+    except AmbiguousLabel as e:
+        raise LabelError(f"ambiguous label: {e}") from None

@@ -35,29 +35,33 @@ def upright_size(path: Path) -> tuple[int, int]:
 
 
 def check_folder(images: Path, labels_dir: Path | None, coco_json: Path | None, colours: dict[str, int] | None = None) -> dict[str, list]:
-    """{"ok": [stem], "missing": [stem], "bad": [(stem, reason)], "orphans": [label stem]}."""
+    """{"ok": [key], "missing": [key], "bad": [(key, reason)], "orphans": [key]}: an image's key is its path
+    relative to ``images`` without extension, matched to labels as the wear_labels stage does."""
+    from hoiforge.datasets.label_match import label_key
+
     sources = []
     if labels_dir:
         sources.append(W.LabelFolder(labels_dir, colours))
     if coco_json:
         sources.append(W.CocoLabels(coco_json))
     result: dict[str, list] = {"ok": [], "missing": [], "bad": [], "orphans": []}
-    stems = set()
+    keys = set()
     for path in sorted(
         p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and (labels_dir is None or labels_dir not in p.parents)
     ):
-        stems.add(path.stem)
+        key = label_key(path.relative_to(images).as_posix())
+        keys.add(key)
         w, h = upright_size(path)
         try:
-            found = next((f for f in (s.labels_for(path.stem, w, h) for s in sources) if f is not None), None)
+            found = next((f for f in (s.labels_for(key, w, h) for s in sources) if f is not None), None)
         except W.LabelError as e:
-            result["bad"].append((path.stem, str(e)))
+            result["bad"].append((key, str(e)))
             continue
-        result["ok" if found is not None else "missing"].append(path.stem)
+        result["ok" if found is not None else "missing"].append(key)
     labelled = set()
     for s in sources:
-        labelled |= set(s.by_stem if isinstance(s, W.LabelFolder) else s.images)
-    result["orphans"] = sorted(labelled - stems)
+        labelled |= s.index.keys()
+    result["orphans"] = sorted(labelled - keys)
     return result
 
 
@@ -72,12 +76,12 @@ def check_command(
         typer.echo("error: give --labels-dir and/or --coco", err=True)
         raise typer.Exit(2)
     result = check_folder(images, labels_dir, coco_json)
-    for stem, reason in result["bad"]:
-        typer.echo(f"bad      {stem}: {reason}")
-    for stem in result["missing"]:
-        typer.echo(f"missing  {stem}")
-    for stem in result["orphans"]:
-        typer.echo(f"orphan   {stem} (a label with no image)")
+    for rel, reason in result["bad"]:
+        typer.echo(f"bad      {rel}: {reason}")
+    for rel in result["missing"]:
+        typer.echo(f"missing  {rel}")
+    for key in result["orphans"]:
+        typer.echo(f"orphan   {key} (a label with no image at that path)")
     typer.echo(
         f"{len(result['ok'])} ok, {len(result['bad'])} bad, {len(result['missing'])} missing, {len(result['orphans'])} orphan labels"
     )

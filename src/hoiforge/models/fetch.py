@@ -1,7 +1,9 @@
 """Download registry entries into the weights root: Hugging Face files at a pinned commit, and plain HTTP files.
 
 HTTP downloads go to ``<file>.part`` and resume from its size with a ``Range`` request, so an
-interrupted multi-GB download continues where it stopped. A file becomes visible under its final
+interrupted multi-GB download continues where it stopped; the request carries ``If-Range`` with
+the validator (ETag, else Last-Modified) the first response had, so a file changed on the server
+in between is sent whole again instead of being spliced onto the old prefix. A file becomes visible under its final
 name only after its size (and sha256, where the publisher states one) checked out, so a present
 file is a complete file. Hugging Face entries pin the commit the revision resolves to, so every
 file of an entry comes from the same commit. Every failure is one ``FetchError`` line: no network,
@@ -26,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from hoiforge.errors import HoiforgeError
-from hoiforge.models.weights import MANIFEST, WeightSpec, read_manifest, weights_root
+from hoiforge.models.weights import MANIFEST, WeightSpec, is_commit, read_manifest, weights_root
 
 CHUNK = 1 << 20
 TIMEOUT_S = 30
@@ -78,10 +80,14 @@ def download_url(url: str, dest: Path, sha256: str | None = None, timeout: float
         raise FetchError(f"HF_HUB_OFFLINE is set: not downloading {url}; unset it to fetch")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    validator_file = dest.with_name(dest.name + ".part.validator")
     offset = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": "hoiforge"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+        validator = _read_validator(validator_file)
+        if validator:
+            headers["If-Range"] = validator
     host = urlparse(url).netloc
     try:
         resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
@@ -97,8 +103,9 @@ def download_url(url: str, dest: Path, sha256: str | None = None, timeout: float
             if start != str(offset):
                 raise FetchError(f"{url}: server resumed at byte {start or '?'} instead of {offset}; delete {part} and retry")
             mode = "ab"
-        else:  # 200: the server ignored Range (or nothing to resume): start over
+        else:  # 200: the server ignored Range, the file changed (If-Range), or nothing to resume: start over
             mode, offset = "wb", 0
+            _write_validator(validator_file, resp.headers.get("ETag") or resp.headers.get("Last-Modified"))
         length = resp.headers.get("Content-Length")
         expected_size = offset + int(length) if length is not None else None
         try:
@@ -109,7 +116,25 @@ def download_url(url: str, dest: Path, sha256: str | None = None, timeout: float
     if expected_size is not None and part.stat().st_size != expected_size:
         got = part.stat().st_size
         raise FetchError(f"{dest.name}: download interrupted at {got} of {expected_size} bytes; run the same command again to resume")
+    validator_file.unlink(missing_ok=True)
     return _finish(part, dest, sha256)
+
+
+def _read_validator(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _write_validator(path: Path, value: str | None) -> None:
+    """Remember the first response's ETag/Last-Modified for If-Range on resume (none: plain Range)."""
+    if value and value.strip().startswith(("W/", "w/")):
+        value = None  # a weak ETag may not be used in If-Range (RFC 9110 13.1.5)
+    if value:
+        path.write_text(value)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _progress(out, name: str, total: int | None, initial: int):
@@ -162,12 +187,16 @@ def _fetch_hf(s: WeightSpec, folder: Path, log: Callable[[str], None], endpoint:
     current = None
     try:
         commit = HfApi(endpoint=endpoint).model_info(s.hf_repo, revision=s.revision).sha
-        log(f"{s.name}: {s.hf_repo}@{s.revision} is commit {commit}")
+        log(f"{s.name}: {s.hf_repo}@{s.revision or 'main'} is commit {commit}")
+        if is_commit(s.revision) and commit != s.revision:
+            raise FetchError(f"{s.hf_repo}: the hub answered commit {commit} for the pinned {s.revision}; refused")
         for f in s.files:
             current = f.path
             hf_hub_download(s.hf_repo, f.path, revision=commit, local_dir=folder, endpoint=endpoint)
     except EntryNotFoundError:
         raise FetchError(f"{s.hf_repo}@{commit} has no {current}; the registry entry {s.name!r} needs updating") from None
+    except FetchError:
+        raise
     except Exception as e:  # noqa: BLE001 - hub, HTTP and connection errors all become one line
         first = (str(e).strip().splitlines() or [""])[0]
         if _is_connection_error(e):

@@ -4,6 +4,10 @@ Loads a local ``.pt`` (e.g. ``yolo11x.pt``): ultralytics downloads weights by na
 which these machines cannot do, so the file must exist. Batched ``predict`` on the person class
 only, fp16 on GPU.
 
+ultralytics unpickles ``.pt`` files in full (``torch.load(weights_only=False)``): loading one runs
+any code it carries. So only a file whose sha256 is pinned is loaded: the registry's YOLO pins, or
+ones the recipe lists in ``trusted_sha256`` (a model you trained yourself).
+
 ultralytics imports torchvision at import time. PyPI's torchvision does not load beside
 torch 2.13.0+cpu (``torchvision::nms does not exist``), so on such an install ``check()`` says
 so; ``torch==2.14.1 torchvision==0.29.1`` (MODELS.md) is a pair where it works.
@@ -47,6 +51,13 @@ def import_yolo() -> type:
     return YOLO
 
 
+def pinned_pt_sha256s(trusted: list[str] | None) -> set[str]:
+    """sha256 of the .pt files this backend may load: the registry's pins plus the recipe's own."""
+    from hoiforge.models.weights import pinned_sha256s
+
+    return pinned_sha256s("yolo") | {h.lower() for h in trusted or ()}
+
+
 class UltralyticsPersonDetector:
     package = "ultralytics"
 
@@ -57,8 +68,9 @@ class UltralyticsPersonDetector:
         dtype: Dtype | None = None,
         min_score: float = 0.3,
         imgsz: int = 640,
+        trusted_sha256: list[str] | None = None,
     ):
-        self.check(model)
+        self.check(model, trusted_sha256=trusted_sha256)
         import torch
 
         YOLO = import_yolo()  # noqa: N806
@@ -70,7 +82,7 @@ class UltralyticsPersonDetector:
         self.min_score, self.imgsz = min_score, imgsz
 
     @classmethod
-    def check(cls, model: str | None = None, **options) -> None:
+    def check(cls, model: str | None = None, trusted_sha256: list[str] | None = None, **options) -> None:
         require("ultralytics", INSTALL)
         require("torchvision", INSTALL)
         try:
@@ -83,6 +95,15 @@ class UltralyticsPersonDetector:
             raise BackendUnavailable(
                 f"person backend 'yolo': weights {model} not found; give options.model the path of a local .pt "
                 "(ultralytics would download it, which this tool never does)"
+            )
+        from hoiforge.models.fetch import sha256_of
+
+        digest = sha256_of(Path(model).expanduser())
+        if digest not in pinned_pt_sha256s(trusted_sha256):
+            raise BackendUnavailable(
+                f"person backend 'yolo': ultralytics unpickles .pt files in full (any code in them runs), so only pinned files "
+                f"are loaded; {model} (sha256 {digest}) is not pinned. Fetch yolo11x (hoiforge models fetch yolo11x), or, for "
+                "a model you made, add its sha256 to options.trusted_sha256"
             )
 
     def detect(self, images: list[np.ndarray]) -> list[list[Detection]]:

@@ -14,8 +14,12 @@ from dataclasses import dataclass
 from hoiforge.stages.base import Stage
 
 
-def connect(address: str | None = None) -> bool:
-    """Start or join Ray; returns True when this call started it (and so should stop it)."""
+def connect(address: str | None = None, verbose: bool = False) -> bool:
+    """Start or join Ray; returns True when this call started it (and so should stop it).
+
+    Workers' own output (mediapipe/TFLite C++ warnings, library prints) stays in Ray's log files
+    unless ``verbose``: those libraries log before any Python logging setup could silence them.
+    """
     import ray
 
     from hoiforge.models.weights import runtime_env_vars
@@ -26,9 +30,9 @@ def connect(address: str | None = None) -> bool:
     # Every worker resolves weights under the same root as the driver.
     runtime_env = {"env_vars": runtime_env_vars()}
     if address:
-        ray.init(address=address, logging_level=logging.WARNING, runtime_env=runtime_env)
+        ray.init(address=address, logging_level=logging.WARNING, runtime_env=runtime_env, log_to_driver=verbose)
     else:
-        ray.init(include_dashboard=False, logging_level=logging.WARNING, runtime_env=runtime_env)
+        ray.init(include_dashboard=False, logging_level=logging.WARNING, runtime_env=runtime_env, log_to_driver=verbose)
     return True
 
 

@@ -172,7 +172,9 @@ def finalize(layout: OutLayout, listing: pa.Table, run_info: dict[str, Any]) -> 
     """Write manifest.parquet, index.json (+ per split) and stats.json; returns the stats."""
     parts = committed_parts(layout)
     if not parts:
-        raise RuntimeError("nothing committed yet")
+        from hoiforge.errors import OutputError
+
+        raise OutputError(f"{layout.root}: no input has been committed yet, so there is nothing to finalize; run the build command again")
     shard_infos: dict[str, dict[str, Any]] = {}
     for part in parts:
         for s in part_shards(part):

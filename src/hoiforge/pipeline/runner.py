@@ -11,8 +11,10 @@ from __future__ import annotations
 import errno
 import io
 import json
+import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +27,9 @@ import pyarrow.parquet as pq
 from hoiforge import __version__
 from hoiforge.datasets.layout import OutLayout, write_atomic
 from hoiforge.errors import OutputError
-from hoiforge.pipeline.inputs import list_inputs, refs_to_table
+from hoiforge.pipeline.inputs import conform_listing, list_inputs, refs_to_table
 from hoiforge.pipeline.manifest import clean_uncommitted, committed_keys, finalize, next_shard_seq
+from hoiforge.pipeline.outlock import exclusive
 from hoiforge.pipeline.recipe import Recipe
 from hoiforge.stages import stage_class
 from hoiforge.stages.base import Stage
@@ -88,19 +91,24 @@ def prepare_output(layout: OutLayout, recipe: Recipe) -> None:
 
 
 def update_listing(layout: OutLayout, fresh: pa.Table) -> pa.Table:
-    """The run's listing: previous rows keep their index, new inputs are appended (incremental)."""
+    """The run's listing: previous rows keep their index, new inputs are appended (incremental).
+
+    Everything else about an input (tar byte range, size, listing verdict) comes from this run's
+    listing: a tar rewritten since the last run has its members at other offsets.
+    """
     if layout.listing.exists():
-        previous = pq.read_table(layout.listing)
+        previous = conform_listing(pq.read_table(layout.listing))
+        again = previous.select(["key", "index"]).join(fresh, "key", join_type="inner").select(previous.column_names)
+        gone = previous.filter(pc.invert(pc.is_in(previous.column("key"), fresh.column("key"))))
         new = fresh.filter(pc.invert(pc.is_in(fresh.column("key"), previous.column("key"))))
         start = previous.num_rows
     else:
-        previous, new, start = None, fresh, 0
+        again, gone, new, start = None, None, fresh, 0
     new = new.append_column("index", pa.array(range(start, start + new.num_rows), pa.int64()))
-    listing = new if previous is None else pa.concat_tables([previous, new])
-    if previous is None or new.num_rows:
-        buf = io.BytesIO()
-        pq.write_table(listing, buf)
-        write_atomic(layout.listing, buf.getvalue())
+    listing = new if again is None else pa.concat_tables([gone, again, new]).sort_by("index")
+    buf = io.BytesIO()
+    pq.write_table(listing, buf)
+    write_atomic(layout.listing, buf.getvalue())
     # This run's work is what these inputs name (not what an earlier command listed).
     return listing.filter(pc.is_in(listing.column("key"), fresh.column("key")))
 
@@ -111,6 +119,8 @@ def build(
     recipe: Recipe,
     address: str | None = None,
     progress: bool = True,
+    allow_outside_lists: bool = False,
+    verbose: bool = False,
 ) -> BuildResult:
     from hoiforge.pipeline.weights_plan import with_weights
 
@@ -119,43 +129,67 @@ def build(
     # Weights first: one message lists every missing file and the command that fetches them.
     stages = instantiate(with_weights(recipe))
     preflight(stages)
-    fresh = refs_to_table(list_inputs(inputs))  # a typo in an input fails before OUT is touched
-    prepare_output(layout, recipe)  # the recipe as written: another weights root is the same recipe
-    listing = update_listing(layout, fresh)
-    clean_uncommitted(layout)
-    done = committed_keys(layout)
-    todo = listing.filter(pc.invert(pc.is_in(listing.column("key"), pa.array(sorted(done), pa.string()))))
+    fresh = refs_to_table(list_inputs(inputs, allow_outside_lists))  # a typo in an input fails before OUT is touched
+    with exclusive(layout.root):  # one writer per OUT, from the start-up cleanup to the last finalize file
+        prepare_output(layout, recipe)  # the recipe as written: another weights root is the same recipe
+        listing = update_listing(layout, fresh)
+        clean_uncommitted(layout)
+        done = committed_keys(layout)
+        todo = listing.filter(pc.invert(pc.is_in(listing.column("key"), pa.array(sorted(done), pa.string()))))
 
-    if todo.num_rows:
-        run_plan(todo, layout, recipe, stages, address, progress)
-    # Writers may leave tars behind when Ray retried them; finalize sees only committed work.
-    clean_uncommitted(layout)
-    stats = finalize(
-        layout,
-        listing,
-        {
+        if todo.num_rows:
+            run_plan(todo, layout, recipe, stages, address, progress, verbose)
+        # Writers may leave tars behind when Ray retried them; finalize sees only committed work.
+        clean_uncommitted(layout)
+        run_info = {
             "recipe": recipe.name,
             "hoiforge_version": __version__,
             "last_run_seconds": round(time.time() - started, 2),
             "last_run_processed": todo.num_rows,
-        },
-    )
+        }
+        stats = finalize_output(layout, listing, run_info)
     return BuildResult(layout.root, stats, todo.num_rows)
 
 
-def run_plan(todo: pa.Table, layout: OutLayout, recipe: Recipe, stages: list[Stage], address: str | None, progress: bool) -> None:
+def finalize_output(layout: OutLayout, listing: pa.Table, run_info: dict[str, Any]) -> dict[str, Any]:
+    """finalize, with a full or read-only disk turned into an OutputError that says what to do."""
+    try:
+        return finalize(layout, listing, run_info)
+    except OSError as e:
+        if e.errno not in OUTPUT_ERRNOS:
+            raise
+        parts = sum(p.stat().st_size for p in layout.parts.glob("part-*.parquet")) if layout.parts.exists() else 0
+        need = max(1, math.ceil(2 * parts / 1e6))
+        raise OutputError(
+            f"finishing {layout.root} failed: {e.strerror or e}. Free at least {need} MB on the filesystem of {layout.root} "
+            "(finalize writes manifest.parquet, index.json and stats.json beside the shards), then rerun the same command: "
+            "every committed shard is kept and the rerun only finalizes"
+        ) from None
+
+
+def run_plan(
+    todo: pa.Table, layout: OutLayout, recipe: Recipe, stages: list[Stage], address: str | None, progress: bool, verbose: bool = False
+) -> None:
+    import functools
+
     import ray
 
     from hoiforge.pipeline.adapter import StageAdapter
     from hoiforge.pipeline.cluster import connect, size_stages
     from hoiforge.pipeline.read import read_batch
+    from hoiforge.pipeline.visibility import check_out_visible
     from hoiforge.pipeline.writer import ShardCounter, ShardSink
 
-    started_here = connect(address)
+    started_here = connect(address, verbose)
+    if not verbose:  # Ray Data's own INFO lines (plan, "execution finished") repeat what the summary says
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
     try:
         ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = progress
+        # Without a terminal Ray prints its bars as a fresh dump every few seconds: the summary's
+        # per-stage lines are the progress report there.
+        ctx.enable_progress_bars = progress and sys.stderr.isatty()
         ctx.print_on_execution_start = False
+        check_out_visible(layout.shards)
         resources = ray.cluster_resources()
         task_cpus, runs = size_stages(stages, resources.get("CPU", 1), resources.get("GPU", 0))
 
@@ -163,7 +197,10 @@ def run_plan(todo: pa.Table, layout: OutLayout, recipe: Recipe, stages: list[Sta
         rows_per_block = max(1, min(256, math.ceil(todo.num_rows / (4 * max(1, resources.get("CPU", 1))))))
         blocks = [todo.slice(i, rows_per_block) for i in range(0, todo.num_rows, rows_per_block)]
         ds = ray.data.from_arrow(blocks)
-        ds = ds.map_batches(read_batch, batch_format="pyarrow", batch_size=None, num_cpus=task_cpus)
+        # The read step stops at the decode stage's byte limit: a huge file is never read whole.
+        max_bytes = next((getattr(s.params, "max_bytes", None) for s in stages if s.name == "decode"), None)
+        read = functools.partial(read_batch, max_bytes=max_bytes)
+        ds = ds.map_batches(read, batch_format="pyarrow", batch_size=None, num_cpus=task_cpus)
         for stage, run in zip(stages, runs, strict=True):
             common = dict(batch_format="pyarrow", num_cpus=run.num_cpus, udf_modifying_row_count=False)
             if run.custom:

@@ -28,11 +28,18 @@ def stats_command(
     as_json: Annotated[bool, typer.Option("--json", help="also print the figures as JSON on stdout")] = False,
 ) -> None:
     """Write OUT/report/index.html (self-contained) and OUT/report/figures.json from the manifest."""
+    from hoiforge.errors import HoiforgeError
+    from hoiforge.pipeline.outlock import exclusive
     from hoiforge.report.html import build_report
 
     _require_build(out)
     t0 = time.perf_counter()
-    result = build_report(out)
+    try:
+        with exclusive(out, "stats"):  # never a report of a half-written build, never two writers of OUT/report
+            result = build_report(out)
+    except HoiforgeError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     took = time.perf_counter() - t0
     totals = result["figures"]["totals"]
     if as_json:
@@ -50,6 +57,10 @@ def view_command(
     out: Annotated[Path, typer.Argument(help="output directory of a build")],
     host: Annotated[str, typer.Option("--host", help="address to bind; 0.0.0.0 exposes the data to the network")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port (0 = any free port)")] = 8765,
+    remote_sources: Annotated[
+        bool,
+        typer.Option("--remote-sources", help="also read dropped/failed rows' sources from s3://, gs://, ... with your credentials"),
+    ] = False,
 ) -> None:
     """Browse samples in a local web page: filters, paging, pose/mask/edge/text overlays."""
     from hoiforge.report.viewer import LOOPBACK, make_server
@@ -61,7 +72,7 @@ def view_command(
             fg="yellow",
             err=True,
         )
-    server = make_server(out, host, port)
+    server = make_server(out, host, port, remote_sources=remote_sources)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     typer.echo(f"hoiforge view: http://{shown}:{server.server_address[1]}/  ({out}; Ctrl-C to stop)")
     try:

@@ -13,6 +13,8 @@ import io
 import numpy as np
 from PIL import Image
 
+from hoiforge.datasets.images import open_image
+
 OVERLAYS = {"pose": "pose.png", "mask": "mask.png", "edge": "edge.png"}
 EDGE_COLOR = (255, 255, 0)
 THUMB_SIZE = 192
@@ -31,9 +33,18 @@ def _png(rgba: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def overlay_png(kind: str, data: bytes) -> bytes:
+def _open_within(data: bytes, max_pixels: int | None) -> Image.Image:
+    """A raster image (allowlisted formats only), refused before decoding when above ``max_pixels``."""
+    img = open_image(data)
+    if max_pixels is not None and img.width * img.height > max_pixels:
+        img.close()
+        raise ValueError(f"{img.width}x{img.height} = {img.width * img.height / 1e6:.1f} MP is above the build's pixel limit")
+    return img
+
+
+def overlay_png(kind: str, data: bytes, max_pixels: int | None = None) -> bytes:
     """An RGBA PNG of a pose/mask/edge member, transparent outside what it draws."""
-    img = Image.open(io.BytesIO(data))
+    img = _open_within(data, max_pixels)
     if kind == "mask":
         ids = np.asarray(img.convert("I") if img.mode not in ("L", "P", "I;16", "I") else img, dtype=np.int64)
         colors = _palette(int(ids.max()) + 1)
@@ -52,11 +63,14 @@ def overlay_png(kind: str, data: bytes) -> bytes:
     return _png(rgba)
 
 
-def thumbnail_jpeg(data: bytes, size: int = THUMB_SIZE) -> bytes:
+def thumbnail_jpeg(data: bytes, size: int = THUMB_SIZE, max_pixels: int | None = None) -> bytes:
+    """A small JPEG of an image, decoded within ``max_pixels`` (the build's limit, not Pillow's default)."""
     from PIL import ImageOps
 
-    img = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    img = _open_within(data, max_pixels)
+    img.draft("RGB", (2 * size, 2 * size))  # JPEG: decode at a reduced scale, a fraction of the memory
     img.thumbnail((size, size))
+    img = ImageOps.exif_transpose(img)
     buf = io.BytesIO()
     img.convert("RGB").save(buf, "JPEG", quality=80)
     return buf.getvalue()

@@ -13,27 +13,46 @@ Stdlib ``ThreadingHTTPServer`` bound to 127.0.0.1 by default. JSON API:
 ``<index>`` is the manifest's input index. No parameter reaches the filesystem except through
 a manifest row: shards must be listed in index.json, sources are the row's own uri/member, and
 static files come from a fixed table.
+
+OUT may be someone else's (docs/security.md): members are served only with an allowlisted
+image/text content type; a source is served only when its bytes' sha256 is the manifest's and
+they open as an allowed raster format within the build's pixel limit (local files only, unless
+``remote_sources``); every response carries ``Content-Security-Policy: default-src 'self'``.
+Thumbnails decode within the build's pixel limit on a bounded pool of request threads, cached
+by input index.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mimetypes
 import re
 import sys
 import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from hoiforge.datasets.images import open_image
 from hoiforge.report.overlays import OVERLAYS, overlay_png, thumbnail_jpeg
 from hoiforge.report.samples import PAGE_SIZE, Query, SampleIndex
 
 STATIC_FILES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js", "/app.css": "app.css"}
+CSP = "default-src 'self'"
+# What a shard member may be served as, by the last part of its extension; anything else is refused.
+MEMBER_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "json": "application/json",
+                "txt": "text/plain; charset=utf-8"}  # fmt: skip
+# Source formats a browser shows as they are; other allowed formats are sent as a PNG rendering.
+BROWSER_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
+REQUEST_THREADS = 8
+THUMB_CACHE = 1024
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _ROUTE = re.compile(r"^/api/(sample|member|overlay|thumb|source)/(\d+)(?:/([a-z0-9][a-z0-9._-]*))?$")
 
@@ -47,9 +66,12 @@ class HttpError(Exception):
 class Viewer:
     """The API over one output directory (no HTTP here, so it is testable without a socket)."""
 
-    def __init__(self, out: str | Path):
+    def __init__(self, out: str | Path, remote_sources: bool = False):
         self.out = Path(out)
         self.samples = SampleIndex(out)
+        self.limits = build_limits(self.out)
+        self.remote_sources = remote_sources
+        self._thumbs: OrderedDict[int, bytes] = OrderedDict()
         self._cache_lock = threading.Lock()
 
     def facets(self) -> dict[str, Any]:
@@ -85,24 +107,37 @@ class Viewer:
         return doc
 
     def member(self, index: int, ext: str) -> tuple[bytes, str]:
+        ctype = MEMBER_TYPES.get(ext.rsplit(".", 1)[-1])
+        if ctype is None:
+            raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f".{ext} members are not served (only {', '.join(sorted(MEMBER_TYPES))})")
         data = self.samples.read_member(self._row(index, where_only=True), ext)
         if data is None:
             raise HttpError(HTTPStatus.NOT_FOUND, f"input {index} has no member .{ext} in the shards")
-        return data, _mime(ext)
+        return data, ctype
 
     def overlay(self, index: int, kind: str) -> tuple[bytes, str]:
         if kind not in OVERLAYS:
             raise HttpError(HTTPStatus.NOT_FOUND, f"overlay must be one of {sorted(OVERLAYS)}")
         data, _ = self.member(index, OVERLAYS[kind])
-        return overlay_png(kind, data), "image/png"
+        try:
+            return overlay_png(kind, data, self.limits["max_pixels"]), "image/png"
+        except ValueError as e:
+            raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, str(e)) from None
 
     def source(self, index: int) -> tuple[bytes, str]:
         data = self._source_bytes(index)
         if data is None:
             raise HttpError(HTTPStatus.NOT_FOUND, f"the source of input {index} is not readable here")
-        return data, _sniff(data)
+        try:
+            return browser_image(data, self.limits["max_pixels"])
+        except ValueError as e:
+            raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, str(e)) from None
 
     def thumb(self, index: int) -> tuple[bytes, str]:
+        with self._cache_lock:
+            if index in self._thumbs:
+                self._thumbs.move_to_end(index)
+                return self._thumbs[index], "image/jpeg"
         row = self._row(index, where_only=True)
         members = self.samples.members(row)
         ext = next((e for e in ("jpg", "png", "webp") if e in members), None)
@@ -110,21 +145,74 @@ class Viewer:
         if data is None:
             raise HttpError(HTTPStatus.NOT_FOUND, f"no image for input {index}")
         try:
-            return _thumb(data), "image/jpeg"
-        except Exception as e:  # noqa: BLE001 - a failed row's source may be no image at all
-            raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"not a decodable image: {type(e).__name__}") from None
+            thumb = thumbnail_jpeg(data, max_pixels=self.limits["max_pixels"])
+        except Exception as e:  # noqa: BLE001 - a failed row's source may be no image at all, or too large
+            raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"no thumbnail: {e}") from None
+        with self._cache_lock:
+            self._thumbs[index] = thumb
+            while len(self._thumbs) > THUMB_CACHE:
+                self._thumbs.popitem(last=False)
+        return thumb, "image/jpeg"
 
     def _source_bytes(self, index: int, row: dict[str, Any] | None = None) -> bytes | None:
-        """The row's own source (uri, tar member by its recorded range); None if gone or unreadable."""
+        """The row's own source, only if it is still the bytes the build read (sha256) and an allowed
+        image within the build's limits; None if gone, changed, unreadable or not allowed."""
+        import fsspec
+
         from hoiforge.pipeline.inputs import read_input
+        from hoiforge.pipeline.source_read import is_local
 
         row = row if row and "uri" in row else self._row(index, where_only=True, source=True)
+        expected = self.samples.row(index, ("sha256",))
+        if not expected or not expected.get("sha256") or not row.get("uri"):
+            return None  # never read by the build (not an image, unreadable): nothing to compare with
         listing = _listing_ranges(self.out)
         offset, size = listing.get(row["key"], (None, None))
         try:
-            return read_input(row["uri"], row["member"], offset, size)
-        except Exception:  # noqa: BLE001 - gone, moved, no credentials: all mean "not readable here"
+            fs, _ = fsspec.core.url_to_fs(row["uri"])
+            if not (is_local(fs) or self.remote_sources):
+                return None
+            data = read_input(row["uri"], row["member"], offset, size, self.limits["max_bytes"])
+        except Exception:  # noqa: BLE001 - gone, moved, no credentials, too large: all mean "not readable here"
             return None
+        if hashlib.sha256(data).hexdigest() != expected["sha256"]:
+            return None
+        try:
+            with open_image(data) as img:
+                w, h = img.size
+        except Exception:  # noqa: BLE001 - not an allowed raster image
+            return None
+        return data if w * h <= self.limits["max_pixels"] else None
+
+
+def build_limits(out: Path) -> dict[str, int]:
+    """The decode limits the build ran with (OUT/_work/recipe.json), never looser than the defaults."""
+    from hoiforge.stages.decode import DEFAULT_MAX_PIXELS, DecodeParams
+
+    default_bytes = DecodeParams.model_fields["max_bytes"].default
+    limits = {"max_pixels": DEFAULT_MAX_PIXELS, "max_bytes": default_bytes}
+    try:
+        recipe = json.loads((out / "_work" / "recipe.json").read_text())
+        decode = next(s for s in recipe.get("stages", []) if s.get("stage") == "decode")
+        limits["max_pixels"] = min(int(decode.get("max_pixels", DEFAULT_MAX_PIXELS)), DEFAULT_MAX_PIXELS)
+        limits["max_bytes"] = min(int(decode.get("max_bytes", default_bytes)), default_bytes)
+    except (OSError, ValueError, StopIteration, TypeError, AttributeError):
+        pass
+    return limits
+
+
+def browser_image(data: bytes, max_pixels: int) -> tuple[bytes, str]:
+    """Bytes a browser shows: the source itself for JPEG/PNG/WebP/GIF, else a PNG rendering of it."""
+    import io
+
+    with open_image(data) as img:
+        if img.width * img.height > max_pixels:
+            raise ValueError(f"{img.width}x{img.height} is above the build's pixel limit")
+        if img.format in BROWSER_FORMATS:
+            return data, BROWSER_FORMATS[img.format]
+        buf = io.BytesIO()
+        img.convert("RGBA" if "A" in img.getbands() else "RGB").save(buf, "PNG")
+        return buf.getvalue(), "image/png"
 
 
 @lru_cache(maxsize=4)
@@ -143,23 +231,8 @@ def _listing_ranges(out: Path) -> dict[str, tuple[int | None, int | None]]:
     return dict(zip(t.column("key").to_pylist(), zip(t.column("offset").to_pylist(), t.column("size").to_pylist())))
 
 
-@lru_cache(maxsize=1024)
-def _thumb(data: bytes) -> bytes:
-    return thumbnail_jpeg(data)
-
-
 def _mime(ext: str) -> str:
     return mimetypes.types_map.get("." + ext.rsplit(".", 1)[-1], "application/octet-stream")
-
-
-def _sniff(data: bytes) -> str:
-    if data.startswith(b"\x89PNG"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8"):
-        return "image/jpeg"
-    if data[8:12] == b"WEBP":
-        return "image/webp"
-    return "application/octet-stream"
 
 
 @lru_cache(maxsize=8)
@@ -170,6 +243,7 @@ def _static(name: str) -> bytes:
 def make_handler(viewer: Viewer, allowed_hosts: tuple[str, ...] | None):
     class Handler(BaseHTTPRequestHandler):
         server_version = "hoiforge-view"
+        timeout = 30  # a client that stops sending frees its pool thread
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet: one line per error only
             if args and str(args[1]).startswith(("4", "5")):
@@ -228,6 +302,7 @@ def make_handler(viewer: Viewer, allowed_hosts: tuple[str, ...] | None):
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store" if ctype.startswith("application/json") else "max-age=3600")
             self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Content-Security-Policy", CSP)
             self.end_headers()
             self.wfile.write(body)
 
@@ -238,10 +313,32 @@ def _json(doc: Any) -> tuple[bytes, str]:
     return json.dumps(doc, default=str).encode(), "application/json"
 
 
-def make_server(out: str | Path, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
+class PooledHTTPServer(HTTPServer):
+    """An HTTP server answering on a fixed pool of threads (ThreadingHTTPServer starts one per
+    connection, without bound: a page of thumbnails of huge images could exhaust memory)."""
+
+    def __init__(self, address, handler, threads: int = REQUEST_THREADS):
+        super().__init__(address, handler)
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="hoiforge-view")
+
+    def process_request(self, request, client_address) -> None:
+        self.pool.submit(self._answer, request, client_address)
+
+    def _answer(self, request, client_address) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 - as socketserver.ThreadingMixIn does
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def make_server(out: str | Path, host: str = "127.0.0.1", port: int = 8765, remote_sources: bool = False) -> PooledHTTPServer:
     """A ready (not yet serving) server; port 0 picks a free port (``server.server_address``)."""
-    viewer = Viewer(out)
+    viewer = Viewer(out, remote_sources=remote_sources)
     allowed = (*LOOPBACK, host) if host in LOOPBACK else None
-    server = ThreadingHTTPServer((host, port), make_handler(viewer, allowed))
-    server.daemon_threads = True
-    return server
+    return PooledHTTPServer((host, port), make_handler(viewer, allowed))

@@ -46,6 +46,8 @@ class Decode(Stage):
             )
             return
         source = {"uri": s.uri, "member": s.member, "sha256": s.ann.get("source", {}).get("sha256"), "size": len(data)}
+        if s.ann.get("source", {}).get("path"):  # the path under the input folder/tar, which labels are matched by
+            source["path"] = s.ann["source"]["path"]
         try:
             img = normalise(data, self.params.max_pixels, self.params.jpeg_quality)
         except BadImage as e:

@@ -59,8 +59,11 @@ class WearLabelsParams(StageParams):
 
 
 def input_stem(s: Sample) -> str:
-    """The input's file stem (a tar member's own name inside the tar), which annotations are named by."""
-    return Path(s.member or s.uri).stem
+    """The input's path relative to its input folder, list folder or tar, without extension, which annotations
+    are matched by (datasets/label_match.py): the file stem alone would give a/001.jpg and b/001.jpg one label."""
+    from hoiforge.datasets.label_match import label_key
+
+    return label_key(s.ann.get("source", {}).get("path") or Path(s.member or s.uri).name)
 
 
 class WearLabels(Stage):

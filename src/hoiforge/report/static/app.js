@@ -1,7 +1,16 @@
 // hoiforge view: list → filter → open a sample → toggle overlays. Plain JS, no dependencies.
+// Everything shown comes from an OUT that may be someone else's: text goes into the page only
+// through textContent / attributes set one by one, never as HTML (and the server's CSP forbids
+// inline script anyway).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+// An element with text and properties (className, src, ...), its children appended.
+const el = (tag, props = {}, ...children) => {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+};
 const state = { page: 0, pages: 1, rows: [], current: null, sample: null };
 const OVERLAYS = ["pose", "mask", "edge"];
 const LABELS = { persons: "person boxes", products: "product boxes", text: "text boxes" };
@@ -66,11 +75,14 @@ async function load() {
     card.dataset.index = row.index;
     card.dataset.status = row.status;
     const why = row.status === "kept" ? [row.product_label, row.persons != null ? `${row.persons} person(s)` : ""].filter(Boolean).join(" · ") : `${row.stage}: ${row.reason || ""}`;
-    card.innerHTML = `<div class="thumb"><img loading="lazy" alt=""></div><div class="meta"><span class="badge ${row.status}"></span> <span class="why"></span></div>`;
-    card.querySelector("img").src = `/api/thumb/${row.index}`;
-    card.querySelector("img").onerror = (e) => { e.target.replaceWith(Object.assign(document.createElement("span"), { textContent: "no image" })); };
-    card.querySelector(".badge").textContent = row.status;
-    card.querySelector(".why").textContent = `#${row.index} ${why}`;
+    const img = el("img", { loading: "lazy", alt: "", src: `/api/thumb/${Number(row.index)}` });
+    img.onerror = () => { img.replaceWith(el("span", { textContent: "no image" })); };
+    const badge = el("span", { className: "badge", textContent: row.status });
+    if (["kept", "dropped", "failed"].includes(row.status)) badge.classList.add(row.status);
+    card.append(
+      el("div", { className: "thumb" }, img),
+      el("div", { className: "meta" }, badge, " ", el("span", { className: "why", textContent: `#${row.index} ${why}` })),
+    );
     card.onclick = () => openSample(row.index);
     grid.appendChild(card);
   }
@@ -185,4 +197,4 @@ function drawBoxes(missing) {
   }
 }
 
-init().catch((e) => { document.body.insertAdjacentHTML("afterbegin", `<p style="color:red">error: ${e.message}</p>`); });
+init().catch((e) => { document.body.prepend(el("p", { className: "error", textContent: `error: ${e.message}` })); });
