@@ -12,7 +12,10 @@ otherwise, not a silent real part).
 Tr (S_r S_f)^(1/2) = sum sqrt(eig(S_r^(1/2) S_f S_r^(1/2))), a symmetric PSD matrix, so two
 symmetric eigendecompositions (negative round-off eigenvalues clipped to 0) replace the Schur
 method. It agrees with ``sqrtm`` to ~1e-6 relative (tested) and is ~10x faster at 2048-d
-(a 2048-d ``sqrtm`` took 64 s on one loaded CPU core here, ``eigh`` ~7 s).
+(a 2048-d ``sqrtm`` took 64 s on one loaded CPU core here, ``eigh`` ~7 s). With fewer images
+than feature dimensions ``fid(..., method="eigh")`` works on the data instead: for centred
+feature matrices X_r, X_f the non-zero eigenvalues of S_r S_f are the squared singular values of
+X_r X_f^T / sqrt((n_r - 1)(n_f - 1)), so the trace is that matrix's nuclear norm (an n_r x n_f SVD).
 """
 
 from __future__ import annotations
@@ -75,4 +78,17 @@ def fid(real: Features | np.ndarray, fake: Features | np.ndarray, method: str = 
     for name, x in (("real", a), ("fake", b)):
         if x.shape[0] < MIN_IMAGES:
             raise EvalError(f"FID needs at least {MIN_IMAGES} {name} images, got {x.shape[0]}")
+    if method == "eigh" and min(len(a), len(b)) < a.shape[1]:
+        return _fid_from_data(a, b)
     return frechet_distance(*mean_cov(a), *mean_cov(b), method=method)
+
+
+def _fid_from_data(a: np.ndarray, b: np.ndarray) -> float:
+    """FID with Tr (S_a S_b)^(1/2) as the nuclear norm of the centred cross-Gram matrix (exact; cheap when n < d)."""
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    diff = x.mean(0) - y.mean(0)
+    scale = np.sqrt((len(x) - 1) * (len(y) - 1))
+    trace_sqrt = np.linalg.svd(xc @ yc.T / scale, compute_uv=False).sum()
+    tr_a, tr_b = (xc * xc).sum() / (len(x) - 1), (yc * yc).sum() / (len(y) - 1)
+    return float(diff @ diff + tr_a + tr_b - 2.0 * trace_sqrt)
