@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hoiforge.errors import EvalError
 from hoiforge.eval.clip_score import ClipScorer, ClipScoreResult, clip_score
-from hoiforge.eval.features import Features, FeatureSettings, extract_folder
+from hoiforge.eval.features import Features, FeatureSettings, check_same_settings, extract_folder, settings_of
 from hoiforge.eval.fid import MIN_IMAGES, fid
 from hoiforge.eval.image_folder import iter_images, list_images, skipped_line
 from hoiforge.eval.kid import KID, NUM_SUBSETS, SUBSET_SIZE, kid
@@ -125,6 +125,8 @@ def image_metrics(
 
     extractor = InceptionV3Features(resolution=resolution, resize=resize, device=device)
     real_f, hit, real_path_used = real_features(real_path, extractor, cache, cache_dir, batch_size, progress)
+    if real_f.settings != settings_of(extractor):  # a features file from another run: refuse before any work
+        check_same_settings(real_f, Features(real_f.values[:0], [], settings_of(extractor), str(fake_listing.root)))
     fake_f = extract_folder(fake_listing, extractor, batch_size, progress, "fake features")
     notes = [line for f in (real_f, fake_f) if (line := skipped_line(f.source, f.total_files, f.skipped))]
     _check_count(real_f.n, real_f.total_files, real_f.source)

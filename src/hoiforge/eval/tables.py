@@ -31,11 +31,11 @@ class GenerationSettings:
     n: int | None = None  # images scored
 
     def describe(self) -> str:
+        """Sampler, steps, CFG, seed (resolution and N have their own columns)."""
         parts = [
             self.sampler,
             f"{self.steps} steps" if self.steps is not None else None,
             f"CFG {self.cfg:g}" if self.cfg is not None else None,
-            self.resolution,
             f"seed {self.seed}" if self.seed is not None else None,
         ]
         return ", ".join(p for p in parts if p)
