@@ -123,14 +123,17 @@ def scaled_to(cond: VirtualModelCondition, height: int, width: int) -> tuple[lis
     return persons, mask
 
 
-def _generated(
-    fake_dir: Path, conditions: list[VirtualModelCondition], batch: int
-) -> Iterator[list[tuple[VirtualModelCondition, np.ndarray]]]:
+def _check_generated(fake_dir: Path, conditions: list[VirtualModelCondition]) -> None:
     missing = [c.file for c in conditions if not (fake_dir / c.file).is_file()]
     if missing:
         raise EvalError(
             f"{fake_dir}: {len(missing)} generated image(s) missing (e.g. {', '.join(missing[:3])}); one <id>.png per condition"
         )
+
+
+def _generated(
+    fake_dir: Path, conditions: list[VirtualModelCondition], batch: int
+) -> Iterator[list[tuple[VirtualModelCondition, np.ndarray]]]:
     chunk = []
     for c in conditions:
         chunk.append((c, decode_image((fake_dir / c.file).read_bytes())))
@@ -162,6 +165,7 @@ def score_virtualmodel(
     fake_dir = Path(fake_dir)
     if not conditions:
         raise EvalError("no conditions to score")
+    _check_generated(fake_dir, conditions)
     metrics: ImageMetrics = image_metrics(real, fake_dir, captions={c.file: c.caption for c in conditions}, **image_metric_options)
     gts, preds, sizes, gen_masks, given_masks = [], [], [], [], []
     for chunk in _generated(fake_dir, conditions, batch_size):

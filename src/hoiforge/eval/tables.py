@@ -53,7 +53,8 @@ class ResultRow:
 def _fmt(value: float | None, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    return f"{value:.{digits}f}"
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.00" for a round-off negative
 
 
 def _delta(ours: float | None, paper: float | None, digits: int) -> str:
