@@ -151,6 +151,7 @@ def main() -> None:
         with torch.inference_mode():
             ref = np.concatenate([fidelity(x)[0].numpy() for x in uint8])
         compare("torch-fidelity 0.4.0 FeatureExtractorInceptionV3 (TF1 resize) vs ours tf1-bilinear", f_tf1, ref)
+        fidelity_ref = ref
         if TorchmetricsInception is not None:
             for antialias, ours in ((False, f_tf1), (True, f_aa)):
                 tm = TorchmetricsInception(
@@ -160,6 +161,13 @@ def main() -> None:
                     ref = np.concatenate([tm(x).numpy() for x in uint8])
                 mode = "antialias-bilinear" if antialias else "tf1-bilinear"
                 compare(f"torchmetrics 1.9.0 NoTrainInceptionV3(antialias={antialias}) vs ours {mode}", ours, ref)
+    from hoiforge.eval.fid import fid
+
+    half = len(images) // 2  # originals + crops of the first photos vs the rest: two different sets
+    ours_fid, ref_fid = fid(f_tf1[:half], f_tf1[half:], method="sqrtm"), fid(fidelity_ref[:half], fidelity_ref[half:], method="sqrtm")
+    print(
+        f"FID({half} vs {len(images) - half} images): ours {ours_fid:.6f}, torch-fidelity features {ref_fid:.6f}, |diff| {abs(ours_fid - ref_fid):.2e}"
+    )
 
 
 def _state_dict_shape(cls) -> dict[str, torch.Tensor]:
