@@ -167,6 +167,10 @@ def score_virtualmodel(
         raise EvalError("no conditions to score")
     _check_generated(fake_dir, conditions)
     metrics: ImageMetrics = image_metrics(real, fake_dir, captions={c.file: c.caption for c in conditions}, **image_metric_options)
+    if segment_service is None and any(c.product_mask is not None for c in conditions):
+        from hoiforge.models.segment_service import ProductSegmenter
+
+        segment_service = ProductSegmenter(load_detector=False, **(segment_backends or {}))  # loaded once for all batches
     gts, preds, sizes, gen_masks, given_masks = [], [], [], [], []
     for chunk in _generated(fake_dir, conditions, batch_size):
         images, boxes, oer_images, oer_boxes = [], [], [], []
@@ -184,7 +188,7 @@ def score_virtualmodel(
                 given_masks.append(mask)
         preds += estimate_poses(images, boxes, pose_backend)
         if oer_images:
-            gen_masks += generated_product_masks(oer_images, boxes=oer_boxes, service=segment_service, **(segment_backends or {}))
+            gen_masks += generated_product_masks(oer_images, boxes=oer_boxes, service=segment_service)
     pose = pose_ap(gts, preds, sizes)
     oer = oer_scores(gen_masks, given_masks)
     doc = metrics.to_json()
