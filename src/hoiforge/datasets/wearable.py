@@ -11,8 +11,8 @@ human annotations in the two forms annotators hand back:
   black = 0, red = 1, green = 2; configurable);
 - a COCO-style json: ``images`` (file_name, width, height), ``categories`` named ``visible`` and
   ``wearable`` (names configurable), ``annotations`` with polygons, uncompressed RLE (``counts``
-  a list) or compressed RLE (``counts`` a string, decoded here with COCO's own string format, so
-  pycocotools is not needed). Wearable is painted over visible.
+  a list) or compressed RLE (``counts`` a string), both decoded by pycocotools' mask API.
+  Wearable is painted over visible.
 
 A label is valid when it has the image's size and only the values 0, 1, 2; anything else raises
 ``LabelError`` whose message is the sample's failure reason.
@@ -140,58 +140,40 @@ class LabelFolder:
 
 
 # -- COCO json -------------------------------------------------------------------------------
-def rle_counts_from_string(s: str) -> list[int]:
-    """COCO's compressed RLE string -> run lengths (the format of pycocotools' rleFrString)."""
-    counts: list[int] = []
-    p = 0
-    while p < len(s):
-        x, k, more = 0, 0, True
-        while more:
-            c = ord(s[p]) - 48
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p, k = p + 1, k + 1
-            if not more and c & 0x10:
-                x |= -1 << (5 * k)
-        if len(counts) > 2:
-            x += counts[-2]
-        counts.append(x)
-    return counts
-
-
-def rle_counts_to_string(counts: list[int]) -> str:
-    """Run lengths -> COCO's compressed RLE string (pycocotools' rleToString)."""
-    out = []
-    for i, x in enumerate(counts):
-        x = int(x) - (int(counts[i - 2]) if i > 2 else 0)
-        more = True
-        while more:
-            c = x & 0x1F
-            x >>= 5
-            more = x != -1 if c & 0x10 else x != 0
-            out.append(chr((c | 0x20 if more else c) + 48))
-    return "".join(out)
-
-
 def rle_decode(rle: dict[str, Any]) -> np.ndarray:
-    """HxW bool of a COCO RLE (counts as list or compressed string; column-major runs)."""
+    """HxW bool of a COCO RLE (counts as list or compressed string; column-major runs), by pycocotools.
+
+    pycocotools raises on runs longer than the image but leaves the rest of its buffer
+    uninitialised when they are shorter, so short runs are caught here: by their sum for a
+    list, by comparing the decoded pixels with pycocotools' own area for a string.
+    """
+    from pycocotools import mask as mask_api
+
     h, w = (int(v) for v in rle["size"])
-    counts = rle_counts_from_string(rle["counts"]) if isinstance(rle["counts"], str) else [int(c) for c in rle["counts"]]
-    if sum(counts) != h * w or any(c < 0 for c in counts):
-        raise LabelError(f"RLE runs sum to {sum(counts)}, size {w}x{h} needs {h * w}")
-    flat = np.repeat(np.arange(len(counts)) % 2, counts).astype(bool)
-    return flat.reshape(w, h).T
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        runs = [int(c) for c in counts]
+        if sum(runs) != h * w or any(c < 0 for c in runs):
+            raise LabelError(f"RLE runs sum to {sum(runs)}, size {w}x{h} needs {h * w}")
+        compressed = mask_api.frPyObjects({"size": [h, w], "counts": runs}, h, w)
+    else:
+        compressed = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else bytes(counts)}
+    try:
+        decoded = mask_api.decode(compressed)
+    except ValueError:
+        raise LabelError(f"RLE runs are longer than the size {w}x{h}") from None
+    if decoded.max(initial=0) > 1 or int(decoded.sum(dtype=np.int64)) != int(mask_api.area(compressed)):
+        raise LabelError(f"RLE runs do not cover the size {w}x{h}")
+    return decoded.astype(bool)
 
 
 def rle_encode(mask: np.ndarray) -> dict[str, Any]:
-    """Compressed COCO RLE of an HxW bool mask (for writing annotations and for tests)."""
-    flat = np.asarray(mask, bool).T.ravel()
-    change = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
-    bounds = np.concatenate([[0], change, [flat.size]])
-    runs = np.diff(bounds).tolist()
-    if flat.size and flat[0]:
-        runs = [0] + runs
-    return {"size": list(mask.shape), "counts": rle_counts_to_string(runs)}
+    """Compressed COCO RLE of an HxW bool mask (pycocotools' encoder; for writing annotations and for tests)."""
+    from pycocotools import mask as mask_api
+
+    mask = np.asarray(mask, bool)
+    encoded = mask_api.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": list(mask.shape), "counts": encoded["counts"].decode("ascii")}
 
 
 def rasterise(segmentation: Any, width: int, height: int) -> np.ndarray:

