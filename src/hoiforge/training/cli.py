@@ -10,6 +10,7 @@ hoiforge generate virtualmodel --checkpoint RUN --product P.png --mask M.png --p
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -28,12 +29,22 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+class _Stderr(logging.Handler):
+    """Writes to whatever sys.stderr is at the time (test runners swap it between commands)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
 def training_logs() -> None:
     """hoiforge.training / hoiforge.datasets messages on stderr, once."""
     for name in ("hoiforge.training", "hoiforge.datasets"):
         logger = logging.getLogger(name)
-        if not logger.handlers:
-            handler = logging.StreamHandler()
+        if not any(isinstance(h, _Stderr) for h in logger.handlers):
+            handler = _Stderr()
             handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
             logger.addHandler(handler)
             logger.setLevel(logging.INFO)
