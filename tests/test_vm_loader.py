@@ -14,7 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from hoiforge.datasets.loader import ShardStream, first_sample, inspect_dataset, shard_urls, vm_loader
+from hoiforge.datasets.loader import ShardStream, first_sample, inspect_dataset, normalise, shard_urls, vm_loader
+from hoiforge.datasets.render import render_pose
 from hoiforge.datasets.vm_sample import SampleDecoder, SampleSpec, ShardDataError, product_mask, resize_crop, training_size
 from tests.vm_shards import write_out
 
@@ -53,7 +54,11 @@ def test_eval_mode_gives_each_rank_and_worker_disjoint_samples_covering_all_once
     batches = list(loader)
     got = [k for b in batches for k in b["key"]]
     assert sorted(got) == sorted(keys) and len(got) == len(set(got))
-    assert batches[0]["image"].shape == (3, 3, 64, 64)
+    assert batches[0]["image"].shape == (3, 64, 64, 3) and batches[0]["image"].dtype == torch.uint8
+    b = normalise(batches[0])  # where the model is: floats, channels first, o = image x m
+    assert b["image"].shape == (3, 3, 64, 64) and -1 <= b["image"].min() and b["image"].max() <= 1
+    assert b["mask"].shape == (3, 1, 64, 64) and set(b["mask"].unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(b["object"], b["image"] * b["mask"]) and b["object"][(b["mask"] == 0).expand_as(b["object"])].abs().max() == 0
 
 
 def test_training_stream_is_endless_reproducible_and_different_per_rank(out10):
@@ -84,8 +89,14 @@ def test_one_resize_and_crop_for_image_mask_edges_pose_and_keypoints(tmp_path):
 
     full = np.asarray(Image.open(io.BytesIO(raw["jpg"])).convert("RGB"))
     assert np.array_equal(s["image"], resize_crop(full, size, x0, y0, 64))
+    # resize_crop computes only the crop; it lines up with cropping the full resize (what a latent is encoded from).
+    reference = cv2.resize(full, size, interpolation=cv2.INTER_AREA)[y0 : y0 + 64, x0 : x0 + 64]
+    assert np.abs(s["image"].astype(int) - reference).mean() < 3
+    # The pose is drawn at training size from the crop's keypoints; or, on request, pose.png goes through the same crop.
+    assert np.array_equal(s["pose"], render_pose(list(s["keypoints"]), 64, 64))
+    member = SampleDecoder(SampleSpec(resolution=64, view_size=32, pose_source="member"))(raw, np.random.default_rng(3))
     pose = cv2.cvtColor(cv2.imdecode(np.frombuffer(raw["pose.png"], np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    assert np.array_equal(s["pose"], resize_crop(pose, size, x0, y0, 64))
+    assert member["crop"] == (x0, y0) and np.array_equal(member["pose"], resize_crop(pose, size, x0, y0, 64))
     ids = cv2.imdecode(np.frombuffer(raw["mask.png"], np.uint8), cv2.IMREAD_UNCHANGED)
     whole = (ids == ann["products"][s["product"]]["mask_index"]).astype(np.uint8) * 255
     assert np.array_equal(s["mask"], (resize_crop(whole, size, x0, y0, 64) >= 128).astype(np.uint8))

@@ -57,6 +57,7 @@ class SampleSpec:
     view_size: int = 224  # close views are resized to this (the DINOv2 input)
     crop: str = "random"  # or "center"
     pose: bool = True  # the IB needs pose and edges
+    pose_source: str = "render"  # "render": draw the crop's keypoints at training size; "member": resize and crop pose.png
     edges: bool = True
     person_margin: float = 0.1
     product_margin: float = 0.25
@@ -114,7 +115,7 @@ def missing_members(sample: dict[str, Any], spec: SampleSpec) -> list[str]:
             continue
         if member == "mask.png" and ann.get("products") and all("rle" in p for p in ann["products"]):
             continue
-        if member == "pose.png" and any(p.get("keypoints") for p in ann.get("persons", [])):
+        if member == "pose.png" and spec.pose_source == "render" and any(p.get("keypoints") for p in ann.get("persons", [])):
             continue
         if member not in sample:
             missing.append(member)
@@ -126,7 +127,7 @@ def decode_image(data: bytes, at_least: tuple[int, int] | None = None) -> np.nda
     with Image.open(io.BytesIO(data)) as img:
         if at_least is not None and img.format == "JPEG":
             img.draft("RGB", at_least)
-        return np.asarray(img.convert("RGB"))
+        return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
 
 
 def _decode_png(data: bytes, flags: int) -> np.ndarray:
@@ -144,7 +145,21 @@ def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def resize_crop(arr: np.ndarray, size: tuple[int, int], x0: int, y0: int, side: int) -> np.ndarray:
-    return _resize(arr, size)[y0 : y0 + side, x0 : x0 + side]
+    """The ``side`` square at (x0, y0) of ``arr`` resized to ``size`` (W, H), computing only that square.
+
+    The geometry is cv2.resize's (pixel centres: x_src = (x_dst + 0.5) / scale - 0.5), so the result
+    lines up with a crop of the full resize, which is what a precomputed latent was encoded from.
+    Bilinear sampling, after an integer INTER_AREA pre-shrink when shrinking by 2 or more (no aliasing).
+    """
+    h, w = arr.shape[:2]
+    factor = int(min(w / size[0], h / size[1]))
+    if factor >= 2:
+        arr = cv2.resize(arr, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+        # INTER_AREA by an integer factor keeps pixel centres on x_src = factor x (x_dst + 0.5) - 0.5
+        w, h = w / factor, h / factor
+    sx, sy = size[0] / w, size[1] / h
+    m = np.array([[sx, 0, 0.5 * sx - 0.5 - x0], [0, sy, 0.5 * sy - 0.5 - y0]], np.float64)
+    return cv2.warpAffine(arr, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def square_box(box, margin: float = 0.0) -> tuple[float, float, float, float]:
@@ -273,7 +288,8 @@ class SampleDecoder:
         x0 = crop_offset(size[0], side, rng if s.crop == "random" else None)
         y0 = crop_offset(size[1], side, rng if s.crop == "random" else None)
 
-        instance_map = _decode_png(sample["mask.png"], cv2.IMREAD_UNCHANGED) if "mask.png" in sample else None
+        has_rle = "rle" in products[index]
+        instance_map = _decode_png(sample["mask.png"], cv2.IMREAD_UNCHANGED) if "mask.png" in sample and not has_rle else None
         if instance_map is not None and instance_map.ndim == 3:
             instance_map = instance_map[..., 2]  # a colour-coded map: its first (R) channel, as masks.decode_mask reads it
         whole = product_mask(ann, index, instance_map).astype(np.uint8) * 255
@@ -290,11 +306,13 @@ class SampleDecoder:
             "keypoints": self._keypoints(ann, size, (src_w, src_h), x0, y0, side),
         }
         if s.pose:
-            if "pose.png" in sample:
+            if s.pose_source == "render" and len(out["keypoints"]):
+                # The skeleton drawn at training resolution from the same keypoints pose.png was drawn from:
+                # strokes as wide as at generation time (a 2000-px pose.png shrunk to 512 has 1-px limbs), and cheaper.
+                out["pose"] = render_pose(list(out["keypoints"]), side, side)
+            else:
                 pose = cv2.cvtColor(_decode_png(sample["pose.png"], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
                 out["pose"] = resize_crop(pose, size, x0, y0, side)
-            else:
-                out["pose"] = render_pose(list(out["keypoints"]), side, side)
         if s.edges:
             edges = resize_crop(_decode_png(sample["edge.png"], cv2.IMREAD_GRAYSCALE), size, x0, y0, side)
             out["edges"] = np.where(mask, edges, 0).astype(np.uint8)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from hoiforge.datasets.loader import normalise
 from hoiforge.datasets.vm_sample import SampleSpec
 from hoiforge.training.core import OptimizerConfig, TrainConfig, Trainer, TrainResult, list_checkpoints, weights_path
 from hoiforge.training.virtualmodel import conditioning as C
@@ -200,6 +201,7 @@ class VirtualModelTrainer:
         return C.encode_latents(models["vae"], batch["image"]).float()
 
     def _base_loss(self, batch, models) -> torch.Tensor:
+        batch = normalise(batch)
         keep = C.condition_keep(batch["image"].shape[0], self.cfg.training.condition_dropout, batch["image"].device)
         latents = self._latents(batch, models)
         x_t, t, target = self._noised(latents)
@@ -216,6 +218,7 @@ class VirtualModelTrainer:
         return C.encode_views(models["dino"], batch["view"], self.components.dino_image_size)
 
     def _branches_loss(self, batch, models) -> torch.Tensor:
+        batch = normalise(batch)
         b = batch["image"].shape[0]
         keep = C.condition_keep(b, self.cfg.training.condition_dropout, batch["image"].device)
         latents = self._latents(batch, models)
@@ -248,9 +251,9 @@ class VirtualModelTrainer:
         from PIL import Image
 
         g, side, vb = self.cfg.generate, self.cfg.data.resolution, self.val_batch
-        product = ((vb["image"][0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
-        mask = vb["mask"][0, 0].numpy().astype(bool)
-        pose = (vb["pose"][0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy() if "pose" in vb else None
+        product = vb["image"][0].numpy()
+        mask = vb["mask"][0].numpy().astype(bool)
+        pose = vb["pose"][0].numpy() if "pose" in vb else None
         image = self._pipeline(models, models["branches"])(
             vb["caption"][0], height=side, width=side, product=product, mask=mask, pose=pose, steps=g.validation_steps, guidance=g.cfg
         )
