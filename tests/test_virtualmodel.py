@@ -295,3 +295,27 @@ def test_one_line_errors(trained_run, product, data, tmp_path):
         match="checkpoints of config 'tiny'",
     )
     fails("train", "virtualmodel", "--data", data, "--config", "nope", "--out", tmp_path / "r3", match="neither a bundled config")
+
+
+def test_pretrained_configs_load_from_a_local_folder_and_say_what_to_fetch_without_one(tiny, tmp_path, data, monkeypatch):
+    cfg, comp = tiny
+    sd, dino = tmp_path / "sd", tmp_path / "dino"
+    comp.unet.save_pretrained(sd / "unet")
+    comp.vae.save_pretrained(sd / "vae")
+    comp.text_encoder.save_pretrained(sd / "text_encoder")
+    comp.tokenizer.save_pretrained(sd / "tokenizer")
+    (sd / "scheduler").mkdir()
+    (sd / "scheduler" / "scheduler_config.json").write_text(json.dumps({"_class_name": "PNDMScheduler", **comp.schedule}))
+    comp.dino.save_pretrained(dino)
+    models = cfg.models.model_copy(update={"source": "pretrained", "stable_diffusion": str(sd), "dino": str(dino)})
+    loaded = build_components(cfg.model_copy(update={"models": models, "untrained": False}))
+    assert torch.equal(loaded.unet.conv_in.weight, comp.unet.conv_in.weight)
+    assert torch.equal(loaded.dino.embeddings.cls_token, comp.dino.embeddings.cls_token)
+    assert loaded.schedule["beta_schedule"] == "scaled_linear" and loaded.tokenizer("ab")["input_ids"] == comp.tokenizer("ab")["input_ids"]
+
+    monkeypatch.setenv("HOIFORGE_WEIGHTS", str(tmp_path / "no-weights"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "no-cache"))
+    code, output = cli("train", "virtualmodel", "--data", data, "--config", "sd15", "--out", tmp_path / "run")
+    assert code == 2 and "Traceback" not in output
+    assert "stable-diffusion-v1-5" in output and "hoiforge models fetch" in " ".join(output.split())
+    assert not (tmp_path / "run").exists()

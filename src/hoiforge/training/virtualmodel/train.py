@@ -115,12 +115,12 @@ class VirtualModelTrainer:
     def fit(self, stages: tuple[str, ...], max_steps: int | None = None, resume: bool = False) -> dict[str, TrainResult]:
         check_run(self.run, self.cfg, stages, resume)
         self.check_data(stages)
-        self.run.mkdir(parents=True, exist_ok=True)
+        self.components = build_components(self.cfg)  # missing weights fail here, before the run folder exists
         from accelerate import PartialState
 
         if PartialState().is_main_process:
+            self.run.mkdir(parents=True, exist_ok=True)
             (self.run / CONFIG_FILE).write_text(self.cfg.to_yaml())
-        self.components = build_components(self.cfg)
         results = {}
         for stage in stages:
             if stage == "branches":
