@@ -92,6 +92,13 @@ class Trainer:
         )
         self.output_dir = Path(config.output_dir)
         self.step = 0
+        launched = int(os.environ.get("WORLD_SIZE", 1))
+        if launched > 1 and self.accelerator.num_processes == 1:
+            # Every process would train alone and write the same files.
+            raise RuntimeError(
+                f"{launched} processes were launched but accelerate sees one (no GPU?); "
+                "on CPUs set ACCELERATE_USE_CPU=1 (or `accelerate launch --cpu`)"
+            )
 
     # -- the weight dtype of frozen modules under mixed precision (trainable ones stay fp32 masters)
     @property
@@ -276,7 +283,7 @@ class Trainer:
         acc, cfg = self.accelerator, self.config
         tmp, final = ckpt.temp_dir(self.output_dir, cfg.name, step), ckpt.checkpoint_dir(self.output_dir, cfg.name, step)
         if acc.is_main_process:
-            tmp.parent.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir(parents=True, exist_ok=True)  # before anyone writes: every process saves its RNG state into it
         acc.wait_for_everyone()
         acc.save_state(str(tmp), safe_serialization=True)
         if acc.is_main_process:

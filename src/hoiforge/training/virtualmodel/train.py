@@ -117,8 +117,10 @@ class VirtualModelTrainer:
         self.check_data(stages)
         self.components = build_components(self.cfg)  # missing weights fail here, before the run folder exists
         from accelerate import PartialState
+        from accelerate.utils import parse_flag_from_env
 
-        if PartialState().is_main_process:
+        # The first PartialState fixes the process group for the whole run; it reads ACCELERATE_USE_CPU only if told.
+        if PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).is_main_process:
             self.run.mkdir(parents=True, exist_ok=True)
             (self.run / CONFIG_FILE).write_text(self.cfg.to_yaml())
         results = {}

@@ -1,4 +1,4 @@
-"""End to end: shards built by the hoihuman recipe (embedded backends, real Ray) train the tiny VirtualModel through the CLI."""
+"""End to end (slow): hoihuman-recipe shards train the tiny VirtualModel through the CLI; two processes train as one run."""
 
 from __future__ import annotations
 
@@ -55,3 +55,27 @@ def test_hoihuman_shards_train_the_tiny_config_through_the_cli(ray_local, tmp_pa
     assert all(np.isfinite(r["loss"]) for r in rows)
     assert (run / "weights" / "branches" / "branches.safetensors").exists()
     assert (run / "validation" / "branches-00000002-sample.png").exists()
+
+
+def test_two_processes_train_as_one_run(tmp_path):
+    """``torchrun --nproc_per_node 2`` (gloo on CPU): one metrics writer, every process's RNG state in each checkpoint."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.vm_shards import write_out
+
+    out, run = tmp_path / "out", tmp_path / "run"
+    write_out(out, 8, per_shard=2, rle=True)
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m", "hoiforge.cli"]
+    cmd += ["train", "virtualmodel", "--data", str(out), "--config", "tiny", "--out", str(run), "--max-steps", "2"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [(r["stage"], r["step"]) for r in read_metrics(run)] == [("base", 1), ("base", 2), ("branches", 1), ("branches", 2)]
+    for stage in ("base", "branches"):
+        assert {p.name for p in (run / "checkpoints" / f"{stage}-00000002").glob("random_states_*.pkl")} == {
+            "random_states_0.pkl",
+            "random_states_1.pkl",
+        }
