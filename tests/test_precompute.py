@@ -153,7 +153,7 @@ def test_precompute_writes_latents_text_and_dino_features(sd_dir, dino_dir):
         assert np.allclose(latent, expected, atol=2e-2)
         dino = decode_array(s.members["dino.npy"])
         assert dino.shape == (len(s.ann.get("products", [])), 1 + (56 // 14) ** 2, 32)
-        assert s.ann["precompute"]["short_side"] == 64 and s.ann["precompute"]["dino_layer"] == -2
+        assert s.ann["precompute"]["resolution"] == 64 and s.ann["precompute"]["dino_layer"] == -2
     text_long, text_short = (decode_array(s.members["text.npy"]) for s in out)
     assert text_long.shape[0] > 77 and text_long.shape[0] % 77 == 0 and text_short.shape == (77, 32)
 

@@ -8,6 +8,8 @@ hoiforge view OUT [--host H] [--port P]
 hoiforge models list|check|fetch
 hoiforge wear check IMAGES --labels-dir DIR | --coco FILE
 hoiforge eval metrics --real DIR --fake DIR [--captions CAPTIONS.jsonl] [--json]
+hoiforge train virtualmodel ...     (hoiforge/training/cli.py)
+hoiforge generate virtualmodel ...
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ from hoiforge.datasets.wearable_cli import wear_app
 from hoiforge.errors import HoiforgeError
 from hoiforge.eval.cli import eval_app
 from hoiforge.report.cli import stats_command, view_command
+from hoiforge.training.cli import generate_app, train_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build, check and inspect HOI training data.")
 app.add_typer(models_app, name="models")
 app.add_typer(wear_app, name="wear")
 app.add_typer(eval_app, name="eval")
+app.add_typer(train_app, name="train")
+app.add_typer(generate_app, name="generate")
 app.command("stats")(stats_command)
 app.command("view")(view_command)
 console = Console(stderr=True)

@@ -12,7 +12,8 @@ loader reads it (datasets/precomputed.py holds the shared geometry):
   hidden], DINOv2's penultimate hidden states of each close view (``<id>.views.jpg``).
 
 Set a slot to ``null`` to skip its member. ``ann["precompute"]`` records the models and
-settings, so a loader uses the members only when they match its own models. Runs last (after
+settings (``vae``, ``scaling_factor``, ``text_encoder``, ``dino``, ``dino_layer``, ``resolution``),
+so the loader (datasets/vm_sample.py) uses the members only when they match its own models. Runs last (after
 cleanup changed pixels and captions exist), as actors with a GPU share on a cluster.
 """
 
@@ -63,7 +64,7 @@ class Precompute(Stage):
         super().setup()
 
     def process(self, samples: list[Sample]) -> None:
-        record: dict[str, Any] = {"short_side": self.params.short_side}
+        record: dict[str, Any] = {"resolution": self.params.short_side}
         vae, text, image = (self.backends.get(k) for k in ("vae", "text_encoder", "image_encoder"))
         if vae is not None:
             for s, z in zip(samples, vae.encode([s.rgb() for s in samples]), strict=True):

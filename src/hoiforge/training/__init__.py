@@ -1,5 +1,10 @@
-"""Trainers: VirtualModel and ShoeModel (WD / LpS / SW modules), streaming the shards.
+"""Trainers that stream the shards: VirtualModel now, ShoeModel (WD / LpS / SW) next.
 
-Not built yet: no trainer ships in this version. The data they consume is the sample contract in
-``hoiforge.datasets.contract``; long captions are encoded by ``hoiforge.models.text_encoding``.
+- ``core``: the shared accelerate training loop (config, checkpoints, resume, EMA, metrics,
+  validation images); its module docstring is the contract a trainer follows.
+- ``virtualmodel``: the model (base UNet + identity and content branches), configs (tiny, sd15),
+  the two-stage trainer and the generation pipeline.
+- ``cli``: the ``hoiforge train`` / ``hoiforge generate`` typer groups; each model adds its subcommand.
+
+The data comes from ``hoiforge.datasets.loader`` over the sample contract in ``hoiforge.datasets.contract``.
 """
