@@ -62,7 +62,9 @@ class TrainSettings(_Strict):
 class WDConfig(_Strict):
     """Wearable-area detector: SegFormer, 3 classes, on the square shoe-pair crop composited on black."""
 
-    pretrained: str | None = Field("nvidia/mit-b5", description="SegFormer encoder: a local directory or a cached HF repo id; None = random")
+    pretrained: str | None = Field(
+        "nvidia/mit-b5", description="SegFormer encoder: a local directory or a cached HF repo id; None = random"
+    )
     architecture: dict[str, Any] = Field(default_factory=dict, description="SegformerConfig keys for a random init (pretrained: null)")
     size: int = Field(640, ge=32)
     crop_margin: float = Field(0.15, ge=0, le=1, description="(ours) the square crop's margin around the shoe pair, per side")
@@ -170,8 +172,13 @@ TINY: dict[str, Any] = {
     "preset": "tiny",
     "wd": {
         "pretrained": None,
-        "architecture": {"hidden_sizes": [8, 16, 24, 32], "num_attention_heads": [1, 1, 2, 2], "depths": [1, 1, 1, 1],
-                         "decoder_hidden_size": 32, "sr_ratios": [4, 2, 2, 1]},
+        "architecture": {
+            "hidden_sizes": [8, 16, 24, 32],
+            "num_attention_heads": [1, 1, 2, 2],
+            "depths": [1, 1, 1, 1],
+            "decoder_hidden_size": 32,
+            "sr_ratios": [4, 2, 2, 1],
+        },
         "size": 128,
         "eval_samples": 4,
         "train": {**_tiny_train(2, 1e-3), "optimizer": "adamw"},

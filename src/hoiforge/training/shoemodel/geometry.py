@@ -52,7 +52,9 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int | tuple[int, int], nea
     w, h = (size, size) if isinstance(size, int) else size
     flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
     channels = 1 if image.ndim == 2 else image.shape[2]
-    return cv2.warpAffine(image, np.asarray(matrix, np.float64), (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=(fill,) * channels)
+    return cv2.warpAffine(
+        image, np.asarray(matrix, np.float64), (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=(fill,) * channels
+    )
 
 
 def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:

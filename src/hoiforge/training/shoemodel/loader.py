@@ -57,6 +57,8 @@ class ExampleStream(IterableDataset):
                 batch = []
 
 
-def make_loader(urls: list[str], make_examples: MakeExamples, batch_size: int, seed: int, shuffle_buffer: int, num_workers: int) -> DataLoader:
+def make_loader(
+    urls: list[str], make_examples: MakeExamples, batch_size: int, seed: int, shuffle_buffer: int, num_workers: int
+) -> DataLoader:
     dataset = ExampleStream(urls, make_examples, batch_size, seed, shuffle_buffer)
     return DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=torch.cuda.is_available())

@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from hoiforge.errors import BackendUnavailable
 from hoiforge.training.shoemodel import augment as A
 from hoiforge.training.shoemodel import geometry as G
 from hoiforge.training.shoemodel import heatmaps as H
-from hoiforge.training.shoemodel.config import LpS1Config
+from hoiforge.training.shoemodel.config import ConfigError, LpS1Config
 from hoiforge.training.shoemodel.data import FOOT_IN_LEG, ShoeLegSample, on_black
 from hoiforge.training.shoemodel.wd import normalise
 
@@ -47,7 +48,7 @@ def build(cfg: LpS1Config):
     from transformers import VitPoseForPoseEstimation
 
     if cfg.size % PATCH or cfg.heatmap_size % (cfg.size // PATCH):
-        raise ValueError(f"LpS1: size {cfg.size} must be a multiple of {PATCH} and heatmap_size a multiple of size/{PATCH}")
+        raise ConfigError(f"LpS1: size {cfg.size} must be a multiple of {PATCH} and heatmap_size a multiple of size/{PATCH}")
     if not cfg.pretrained:
         return VitPoseForPoseEstimation(_config(cfg, dict(cfg.architecture)))
     return _from_checkpoint(cfg)
@@ -70,7 +71,7 @@ def _from_checkpoint(cfg: LpS1Config):
     model = VitPoseForPoseEstimation(_config(cfg, {k: bb[k] for k in keep if k in bb}))
     files = sorted(folder.glob("*.safetensors"))
     if not files:
-        raise FileNotFoundError(f"LpS1: {folder} has no .safetensors weights")
+        raise BackendUnavailable(f"LpS1: {folder} has no .safetensors weights")
     state: dict[str, torch.Tensor] = {}
     for f in files:
         state.update(load_file(str(f)))
@@ -80,13 +81,15 @@ def _from_checkpoint(cfg: LpS1Config):
         old_h, old_w = (s // p for s, p in zip(bb["image_size"], bb["patch_size"], strict=True))
         new = cfg.size // PATCH
         grid = pos[:, 1:].reshape(1, old_h, old_w, -1).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid.float(), size=(new, new), mode="bicubic", align_corners=False).permute(0, 2, 3, 1).reshape(1, new * new, -1)
+        grid = (
+            F.interpolate(grid.float(), size=(new, new), mode="bicubic", align_corners=False).permute(0, 2, 3, 1).reshape(1, new * new, -1)
+        )
         state[key] = torch.cat([pos[:, :1], grid.to(pos.dtype)], 1)
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     missing = [k for k in own if k not in usable]
     if any(not k.startswith("head.") for k in missing):
-        raise ValueError(f"LpS1: {folder} lacks backbone weights {[k for k in missing if not k.startswith('head.')][:3]}")
+        raise BackendUnavailable(f"LpS1: {folder} lacks backbone weights {[k for k in missing if not k.startswith('head.')][:3]}")
     model.load_state_dict(usable, strict=False)
     return model
 

@@ -52,7 +52,12 @@ class LegDenoiser(ModelMixin, ConfigMixin):
         self.inp = nn.Linear(n_target * 2 + n_cond * 3, hidden)
         self.blocks = nn.ModuleList(
             nn.ModuleDict(
-                {"norm": nn.LayerNorm(hidden), "fc1": nn.Linear(hidden, hidden), "film": nn.Linear(hidden, 2 * hidden), "fc2": nn.Linear(hidden, hidden)}
+                {
+                    "norm": nn.LayerNorm(hidden),
+                    "fc1": nn.Linear(hidden, hidden),
+                    "film": nn.Linear(hidden, 2 * hidden),
+                    "fc2": nn.Linear(hidden, hidden),
+                }
             )
             for _ in range(depth)
         )
@@ -225,4 +230,9 @@ def load(folder: Path) -> tuple[LegDenoiser, DDPMScheduler]:
 
 def describe(sched: DDPMScheduler) -> dict[str, Any]:
     a = sched.alphas_cumprod
-    return {"timesteps": int(sched.config.num_train_timesteps), "beta_schedule": sched.config.beta_schedule, "alpha_bar_T": float(a[-1]), "alpha_bar_1": float(a[0])}
+    return {
+        "timesteps": int(sched.config.num_train_timesteps),
+        "beta_schedule": sched.config.beta_schedule,
+        "alpha_bar_T": float(a[-1]),
+        "alpha_bar_1": float(a[0]),
+    }
