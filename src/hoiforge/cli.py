@@ -7,6 +7,8 @@ hoiforge stats OUT                 (OUT/report/index.html + figures.json)
 hoiforge view OUT [--host H] [--port P]
 hoiforge models list|check|fetch
 hoiforge wear check IMAGES --labels-dir DIR | --coco FILE
+hoiforge train virtualmodel ...     (hoiforge/training/cli.py)
+hoiforge generate virtualmodel ...
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ from hoiforge.datasets.wearable_cli import wear_app
 from hoiforge.errors import HoiforgeError
 from hoiforge.models.cli import models_app
 from hoiforge.report.cli import stats_command, view_command
+from hoiforge.training.cli import generate_app, train_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build, check and inspect HOI training data.")
 app.add_typer(models_app, name="models")
 app.add_typer(wear_app, name="wear")
+app.add_typer(train_app, name="train")
+app.add_typer(generate_app, name="generate")
 app.command("stats")(stats_command)
 app.command("view")(view_command)
 console = Console(stderr=True)

@@ -108,7 +108,9 @@ class Trainer:
             ckpt.rotate(self.output_dir, cfg.name, None)  # temp dirs of a save that was killed
 
         for module in self.frozen.values():
-            module.requires_grad_(False).eval().to(acc.device, dtype=self.weight_dtype)
+            module.requires_grad_(False).eval().to(acc.device)
+            if self.weight_dtype != torch.float32:
+                module.to(dtype=self.weight_dtype)
         if cfg.gradient_checkpointing:
             for module in (*self.trainable.values(), *self.frozen.values()):
                 if hasattr(module, "enable_gradient_checkpointing"):

@@ -1,0 +1,184 @@
+"""The VirtualModel shard loader: exactly-once eval splits, resampled training streams, one geometry for every
+member, precomputed members and their fallbacks, and one-sentence errors."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hoiforge.datasets.loader import ShardStream, first_sample, inspect_dataset, shard_urls, vm_loader
+from hoiforge.datasets.vm_sample import SampleDecoder, SampleSpec, ShardDataError, product_mask, resize_crop, training_size
+from tests.vm_shards import write_out
+
+SPEC = SampleSpec(resolution=64, view_size=32)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # On a shared 2-core machine, OpenMP threads spin against each other: one thread is 10-30x faster here.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def out10(tmp_path_factory) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("out10")
+    return root, write_out(root, 10, per_shard=2)
+
+
+def test_eval_mode_gives_each_rank_and_worker_disjoint_samples_covering_all_once(out10):
+    out, keys = out10
+    urls = shard_urls(out)
+    seen: dict[tuple[int, int], list[str]] = {}
+    for rank in range(2):
+        stream = ShardStream(urls, SampleDecoder(SPEC), batch_size=3, mode="eval", rank=rank, world=2)
+        for worker in range(2):
+            seen[rank, worker] = [s["__key__"] for s in stream.samples(worker, 2)]
+    counts = Counter(k for ks in seen.values() for k in ks)
+    assert sorted(counts) == sorted(keys) and set(counts.values()) == {1}
+    assert all(seen[slot] for slot in seen)  # 5 shards over 4 slots: nobody idle, nobody overlapping
+
+    # Through a real DataLoader with 2 worker processes: batches, last one partial, every sample once.
+    loader = vm_loader([out], SPEC, batch_size=3, mode="eval", workers=2, rank=0, world=1)
+    batches = list(loader)
+    got = [k for b in batches for k in b["key"]]
+    assert sorted(got) == sorted(keys) and len(got) == len(set(got))
+    assert batches[0]["image"].shape == (3, 3, 64, 64)
+
+
+def test_training_stream_is_endless_reproducible_and_different_per_rank(out10):
+    out, keys = out10
+    urls = shard_urls(out)
+
+    def first(rank, seed=0, start=0, n=25):
+        stream = ShardStream(urls, SampleDecoder(SPEC), batch_size=2, mode="train", rank=rank, world=2, seed=seed, start_step=start)
+        it = stream.samples(0, 1)
+        return [(s["__key__"], s["product"], s["crop"]) for s, _ in zip(it, range(n))]
+
+    a = first(0)
+    assert len(a) == 25 and {k for k, _, _ in a} <= set(keys)  # resampled: more draws than samples
+    assert a == first(0)  # same seed, rank, start: the same stream
+    assert a != first(1) and a != first(0, start=7)
+
+
+def test_one_resize_and_crop_for_image_mask_edges_pose_and_keypoints(tmp_path):
+    out = tmp_path / "out"
+    write_out(out, 1, sizes=((120, 80),))
+    raw = first_sample(shard_urls(out)[0])
+    ann = json.loads(raw["json"])
+    s = SampleDecoder(SampleSpec(resolution=64, view_size=32, crop="random"))(raw, np.random.default_rng(3))
+    size = training_size(120, 80, 64)
+    assert size == (96, 64)
+    x0, y0 = s["crop"]
+    assert x0 % 8 == 0 and y0 % 8 == 0 and 0 <= x0 <= 32 and y0 == 0
+
+    full = np.asarray(Image.open(io.BytesIO(raw["jpg"])).convert("RGB"))
+    assert np.array_equal(s["image"], resize_crop(full, size, x0, y0, 64))
+    pose = cv2.cvtColor(cv2.imdecode(np.frombuffer(raw["pose.png"], np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(s["pose"], resize_crop(pose, size, x0, y0, 64))
+    ids = cv2.imdecode(np.frombuffer(raw["mask.png"], np.uint8), cv2.IMREAD_UNCHANGED)
+    whole = (ids == ann["products"][s["product"]]["mask_index"]).astype(np.uint8) * 255
+    assert np.array_equal(s["mask"], (resize_crop(whole, size, x0, y0, 64) >= 128).astype(np.uint8))
+    assert not s["edges"][s["mask"] == 0].any()  # e inside m
+    kp = np.asarray(ann["persons"][0]["keypoints"], np.float32)
+    inside = (kp[:, 0] * 0.8 - x0 >= 0) & (kp[:, 0] * 0.8 - x0 < 64)
+    assert np.allclose(s["keypoints"][0, inside, 0], kp[inside, 0] * 0.8 - x0, atol=1e-3)
+    assert np.allclose(s["keypoints"][0, :, 1], kp[:, 1] * 0.8, atol=1e-3)
+    assert (s["keypoints"][0, ~inside, 2] == 0).all()
+
+
+def test_precomputed_latent_is_cropped_at_offset_over_8_and_used_only_for_matching_models(tmp_path):
+    def precompute(ann, members, image):
+        w, h = training_size(image.shape[1], image.shape[0], 64)
+        yy, xx = np.mgrid[0 : h // 8, 0 : w // 8]
+        latent = np.stack([yy * 100 + xx] * 4).astype(np.float16)  # each latent cell names its own position
+        buf = io.BytesIO()
+        np.save(buf, latent)
+        members["latent.npy"] = buf.getvalue()
+        ann["precompute"] = {"vae": "org/sd-test", "scaling_factor": 0.18215, "text_encoder": "x", "dino": "y", "resolution": 64}
+
+    out = tmp_path / "out"
+    write_out(out, 1, sizes=((80, 136),), precompute=precompute)
+    raw = first_sample(shard_urls(out)[0])
+    matching = SampleDecoder(SampleSpec(resolution=64, view_size=32, precomputed={"vae": "/weights/sd-test"}))
+    for seed in range(4):
+        s = matching(raw, np.random.default_rng(seed))
+        x0, y0 = s["crop"]
+        assert s["latent"].shape == (4, 8, 8)
+        assert s["latent"][0, 0, 0] == (y0 // 8) * 100 + x0 // 8 and s["latent"][0, 7, 7] == (y0 // 8 + 7) * 100 + x0 // 8 + 7
+    other = SampleDecoder(SampleSpec(resolution=64, view_size=32, precomputed={"vae": "another-vae"}))
+    assert "latent" not in other(raw, np.random.default_rng(0))
+
+
+def test_rle_keeps_an_overlapped_product_whole_and_the_instance_map_is_the_fallback():
+    h, w = 40, 60
+    under = np.zeros((h, w), np.uint8)
+    under[5:30, 5:40] = 1
+    over = np.zeros((h, w), np.uint8)
+    over[15:35, 25:55] = 1
+    ids = np.where(over > 0, 2, np.where(under > 0, 1, 0)).astype(np.uint8)
+    from tests.vm_shards import _rle
+
+    ann = {"products": [{"mask_index": 1, "rle": _rle(under)}, {"mask_index": 2, "rle": _rle(over)}]}
+    assert np.array_equal(product_mask(ann, 0, ids), under.astype(bool))  # whole, although product 2 covers part of it
+    del ann["products"][0]["rle"]
+    assert np.array_equal(product_mask(ann, 0, ids), (ids == 1))  # fallback: only its visible pixels
+
+
+def test_close_view_is_the_views_tile_when_present_else_cut_from_the_image(tmp_path):
+    with_views, without = tmp_path / "a", tmp_path / "b"
+    write_out(with_views, 1, views=32, rle=True)
+    write_out(without, 1)
+    raw = first_sample(shard_urls(with_views)[0])
+    s = SampleDecoder(SPEC)(raw, np.random.default_rng(0))
+    strip = np.asarray(Image.open(io.BytesIO(raw["views.jpg"])).convert("RGB"))
+    i = s["product"]
+    assert np.array_equal(s["view"], strip[:, 32 * i : 32 * (i + 1)])
+    # Same photo window without views.jpg: the fallback crop of the same square box is close to the tile.
+    raw_b = first_sample(shard_urls(without)[0])
+    s_b = SampleDecoder(SPEC)(raw_b, np.random.default_rng(0))
+    assert s_b["view"].shape == (32, 32, 3)
+    assert np.abs(s_b["view"].astype(int) - s["view"].astype(int)).mean() < 12
+
+
+def test_inspect_dataset_gives_random_access(out10):
+    out, keys = out10
+    ds = inspect_dataset(out)
+    assert len(ds) == 10 and ds[7]["__key__"] == keys[7] and "pose.png" in ds[7]
+    decoded = inspect_dataset(out, spec=SPEC)
+    assert decoded[4]["image"].shape == (64, 64, 3) and decoded[4]["__key__"] == keys[4]
+
+
+def test_clear_errors_for_outputs_that_cannot_feed_the_trainer(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "manifest.parquet").write_bytes(b"")
+    with pytest.raises(ShardDataError, match="no kept train samples"):
+        vm_loader([empty], SPEC, batch_size=1, workers=0)
+    zero = tmp_path / "zero"
+    write_out(zero, 1)
+    (zero / "index.train.json").write_text(json.dumps({"shardlist": [{"url": "shards/train-000000.tar", "nsamples": 0}]}))
+    with pytest.raises(ShardDataError, match="lists no kept samples"):
+        vm_loader([zero], SPEC, batch_size=1, workers=0)
+
+    cases = {("edge.png",): "'edge.png'.*`edges` stage", ("txt",): None, ("mask.png",): "'mask.png'.*`products` stage"}
+    for drop, pattern in cases.items():
+        out = tmp_path / f"no-{drop[0]}"
+        write_out(out, 2, drop=drop)
+        if pattern is None:  # the caption is also in the json: the txt member is not needed
+            vm_loader([out], SPEC, batch_size=1, workers=0)
+            continue
+        with pytest.raises(ShardDataError, match=pattern):
+            vm_loader([out], SPEC, batch_size=1, workers=0)
+    with pytest.raises(ShardDataError, match="'latent.npy'.*`precompute` stage"):
+        vm_loader([tmp_path / "no-txt"], SPEC, batch_size=1, workers=0, require=("latent.npy",))
