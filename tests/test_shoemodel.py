@@ -226,3 +226,134 @@ def test_backfill_copies_exactly_the_visible_pixels():
     visible[1:3, 2:4] = True
     out = sw.backfill(gen, shoe, visible)
     assert np.array_equal(out[visible], shoe[visible]) and (out[~visible] == 7).all()
+
+
+# -- the command line --------------------------------------------------------------------------
+def cli(*args: str):
+    from typer.testing import CliRunner
+
+    from hoiforge.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def train_cli(module: str, out: Path, run: Path, *extra: str):
+    return cli("train", "shoemodel", "--module", module, "--data", out, "--config", "tiny", "--out", run, "--no-progress", *extra)
+
+
+@pytest.fixture(scope="module")
+def run(out, tmp_path_factory) -> Path:
+    """All four modules trained 2 steps each through the CLI."""
+    run = tmp_path_factory.mktemp("run")
+    for module in ("wd", "lps1", "lps2", "sw"):
+        result = train_cli(module, out, run, "--max-steps", "2")
+        assert result.exit_code == 0, result.output
+        assert f"{module}: step 2" in result.output and "tiny" in result.output
+    return run
+
+
+@pytest.fixture(scope="module")
+def shoe_png(sample, tmp_path_factory) -> Path:
+    """A shoe image with transparency: the shoe-only pixels of the fixture photo around its feet."""
+    path = tmp_path_factory.mktemp("shoe") / "shoe.png"
+    Image.fromarray(sample.shoe_rgba()[340:480, 10:230]).save(path)
+    return path
+
+
+def test_each_module_writes_its_checkpoint_and_metrics(run):
+    for module in ("wd", "lps1", "lps2", "sw"):
+        folder = run / module
+        record = json.loads((folder / "shoemodel.json").read_text())
+        assert record["module"] == module and record["step"] == 2 and record["tiny"] is True
+        rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in rows if "loss" in r] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
+    wd_scores = [json.loads(line) for line in (run / "wd" / "metrics.jsonl").read_text().splitlines() if "mIoU" in line]
+    assert wd_scores and {"IoU/wearable", "Acc/visible", "mAcc", "aAcc"} <= set(wd_scores[-1])
+    assert (run / "wd" / "model" / "model.safetensors").is_file() and (run / "wd" / "model" / "preprocessor_config.json").is_file()
+    assert (run / "lps2" / "scheduler" / "scheduler_config.json").is_file()
+    assert json.loads((run / "lps2" / "shoemodel.json").read_text())["schedule"]["alpha_bar_T"] < 1e-3
+    assert (run / "sw" / "controlnet" / "config.json").is_file() and (run / "sw" / "base" / "unet").is_dir()
+
+
+def test_generate_keeps_the_shoes_visible_pixels_in_every_output(run, shoe_png, tmp_path):
+    result = cli("generate", "shoemodel", "--checkpoint", run, "--shoe", shoe_png, "--prompt", "a man in sneakers on a street",
+                 "--n", "2", "--out", tmp_path / "gen", "--seed", "3")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "tiny random modules" in result.output and "alpha channel" in result.output
+    rgba = np.asarray(Image.open(shoe_png))
+    info = json.loads((tmp_path / "gen" / "shoemodel.json").read_text())
+    assert info["visible_pixels"] + info["wearable_pixels"] == int((rgba[..., 3] >= 128).sum())
+    for i in range(2):
+        image = np.asarray(Image.open(tmp_path / "gen" / f"{i}.png"))
+        leg = np.asarray(Image.open(tmp_path / "gen" / f"leg_{i}.png"))
+        assert image.shape == rgba.shape[:2] + (3,) and leg.shape == image.shape
+        shoe = rgba[..., 3] >= 128
+        kept = (image[shoe] == rgba[..., :3][shoe]).all(-1)
+        assert kept.sum() == info["visible_pixels"] > 0  # every visible shoe pixel is the input's
+        assert not np.array_equal(image[~shoe], rgba[..., :3][~shoe])  # and the rest was generated
+    assert len(info["legs"]) == 2 and np.asarray(info["legs"]).shape == (2, 12, 3)
+
+
+def test_generate_with_a_move_layout_keeps_the_moved_pixels(run, shoe_png, tmp_path):
+    result = cli("generate", "shoemodel", "--checkpoint", run, "--shoe", shoe_png, "--prompt", "legs", "--n", "1",
+                 "--out", tmp_path / "g", "--layout", "move:-5,-30")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rgba = np.asarray(Image.open(shoe_png))
+    moved = np.zeros_like(rgba)
+    moved[:-30, :-5] = rgba[30:, 5:]
+    image = np.asarray(Image.open(tmp_path / "g" / "0.png"))
+    info = json.loads((tmp_path / "g" / "shoemodel.json").read_text())
+    shoe = moved[..., 3] >= 128
+    assert (image[shoe] == moved[..., :3][shoe]).all(-1).sum() == info["visible_pixels"] > 0
+
+
+def test_bad_inputs_are_one_clear_line(run, out, shoe_png, tmp_path, sample):
+    # A run without some modules: say which, and how to train them.
+    partial = tmp_path / "partial"
+    (partial / "wd").mkdir(parents=True)
+    for f in ("shoemodel.json", "model"):
+        src = run / "wd" / f
+        (partial / "wd" / f).symlink_to(src, target_is_directory=src.is_dir())
+    result = cli("generate", "shoemodel", "--checkpoint", partial, "--shoe", shoe_png, "--prompt", "x", "--out", tmp_path / "g")
+    assert result.exit_code == 2 and "no trained lps1, lps2, sw modules" in result.output
+    assert f"hoiforge train shoemodel --module lps1 --data {Path(out).resolve()} --config tiny --out {partial}" in result.output
+    assert "Traceback" not in result.output
+    # A shoe image where nothing is a shoe.
+    empty = tmp_path / "empty.png"
+    Image.fromarray(np.zeros((64, 64, 4), np.uint8)).save(empty)
+    result = cli("generate", "shoemodel", "--checkpoint", run, "--shoe", empty, "--prompt", "x", "--out", tmp_path / "g")
+    assert result.exit_code == 2 and "no shoe found" in result.output
+    # A layout that pushes the shoe out of the picture.
+    result = cli("generate", "shoemodel", "--checkpoint", run, "--shoe", shoe_png, "--prompt", "x", "--out", tmp_path / "g",
+                 "--layout", "move:500,0")  # fmt: skip
+    assert result.exit_code == 2 and "out of the" in result.output
+    # WD on an OUT whose samples have no wear labels.
+    unlabelled = write_out(tmp_path / "unlabelled", [_without_wear(sample)])
+    result = train_cli("wd", unlabelled, tmp_path / "r", "--max-steps", "1")
+    assert result.exit_code == 2 and "no wear.png" in result.output and "wear_labels" in result.output
+    # Training into a folder that already holds that module's run needs --resume.
+    result = train_cli("lps2", out, run, "--max-steps", "2")
+    assert result.exit_code == 2 and "--resume" in result.output
+
+
+def _without_wear(sample):
+    """The fixture sample's stage output without wear.png (a recipe with bootstrap_wear: false and no wear_labels)."""
+    from hoiforge.stages.base import Sample
+
+    members = {k: v for k, v in sample.members.items()}
+    ann = json.loads(members.pop("json"))
+    image = members.pop("png")
+    ann.pop("wear", None)
+    s = Sample(key="x", index=0, uri="x", member=None, image=image, ann=ann)
+    s.members = {k: v for k, v in members.items() if k != "wear.png"}
+    return s
+
+
+def test_resume_continues_from_the_newest_checkpoint(out, tmp_path):
+    run = tmp_path / "run"
+    assert train_cli("lps2", out, run, "--max-steps", "2").exit_code == 0
+    result = train_cli("lps2", out, run, "--max-steps", "4", "--resume")
+    assert result.exit_code == 0, result.output
+    assert "lps2: step 4 (resumed from step 2)" in result.output
+    steps = [json.loads(line)["step"] for line in (run / "lps2" / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert steps == [1, 2, 3, 4]

@@ -9,6 +9,8 @@ hoiforge models list|check|fetch
 hoiforge wear check IMAGES --labels-dir DIR | --coco FILE
 hoiforge train virtualmodel ...     (hoiforge/training/cli.py)
 hoiforge generate virtualmodel ...
+hoiforge train shoemodel --module wd|lps1|lps2|sw ...   (hoiforge/training/shoemodel/cli.py)
+hoiforge generate shoemodel ...
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from hoiforge.errors import HoiforgeError
 from hoiforge.models.cli import models_app
 from hoiforge.report.cli import stats_command, view_command
 from hoiforge.training.cli import generate_app, train_app
+from hoiforge.training.shoemodel import cli as _shoemodel_cli  # noqa: F401 - registers `train/generate shoemodel`
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build, check and inspect HOI training data.")
 app.add_typer(models_app, name="models")

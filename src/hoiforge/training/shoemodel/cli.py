@@ -1,4 +1,4 @@
-"""`hoiforge train shoemodel` and `hoiforge generate shoemodel` (registered on the train/generate groups).
+"""`hoiforge train shoemodel` and `hoiforge generate shoemodel`, registered on the train/generate groups of training/cli.py.
 
 hoiforge train shoemodel --module wd|lps1|lps2|sw --data OUT [--data ...] --config tiny|paper|PATH.yaml --out RUN [--max-steps N] [--resume]
 hoiforge generate shoemodel --checkpoint RUN --shoe SHOE.png --prompt "..." --n 4 --out DIR [--seed 0] [--layout move:dx,dy|rotate:deg]
@@ -13,20 +13,18 @@ import typer
 from rich.console import Console
 
 from hoiforge.errors import HoiforgeError
+from hoiforge.training.cli import fail as _fail
+from hoiforge.training.cli import generate_app, train_app, training_logs
 
 console = Console(stderr=True)
 stdout = Console()
-
-
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 def _say(message: str) -> None:
     console.print(message, highlight=False, soft_wrap=True)
 
 
+@train_app.command("shoemodel")
 def train_shoemodel(
     module: Annotated[str, typer.Option("--module", help="wd | lps1 | lps2 | sw")],
     data: Annotated[list[Path], typer.Option("--data", help="a shoe-leg build (hoiforge build --recipe shoeleg); repeat for several")],
@@ -41,6 +39,7 @@ def train_shoemodel(
     """Train one ShoeModel module (WD, LpS phase 1/2, SW) from shoe-leg shards."""
     from hoiforge.training.shoemodel.train import train
 
+    training_logs()
     try:
         summary = train(module, [str(d) for d in data], config, out, max_steps=max_steps, resume=resume, progress=progress, say=_say)
     except HoiforgeError as e:
@@ -53,6 +52,7 @@ def train_shoemodel(
     )
 
 
+@generate_app.command("shoemodel")
 def generate_shoemodel(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="the run directory holding wd/, lps1/, lps2/, sw/")],
     shoe: Annotated[Path, typer.Option("--shoe", help="the shoe photo (a PNG with transparency, or a photo to segment)")],
@@ -66,6 +66,7 @@ def generate_shoemodel(
     """Put the shoe on generated legs: segment -> WD -> LpS -> SW -> backfill; the shoe's visible pixels stay the input's."""
     from hoiforge.training.shoemodel import system as S
 
+    training_logs()
     try:
         placement = S.parse_layout(layout)
         model = S.ShoeModel(checkpoint, device=device)
@@ -78,9 +79,3 @@ def generate_shoemodel(
     except HoiforgeError as e:
         _fail(str(e))
     stdout.print(f"{len(paths)} image(s) in {out} (0.png ..., leg_0.png ...)", highlight=False)
-
-
-def register(train_app: typer.Typer, generate_app: typer.Typer) -> None:
-    """Add the shoemodel commands to the `train` and `generate` groups."""
-    train_app.command("shoemodel")(train_shoemodel)
-    generate_app.command("shoemodel")(generate_shoemodel)

@@ -28,7 +28,7 @@ from PIL import Image
 
 from hoiforge.datasets import keypoints as K
 from hoiforge.datasets import wearable as W
-from hoiforge.errors import InputError
+from hoiforge.datasets.vm_sample import ShardDataError
 from hoiforge.training.shoemodel import geometry as G
 
 IMAGE_EXTS = ("jpg", "png", "webp")
@@ -37,36 +37,25 @@ LEG_TARGET = tuple(range(0, 6))  # LpS phase 2 generates hips, knees, ankles
 MAX_PIXELS = 64_000_000
 
 
-class DataError(InputError):
+class DataError(ShardDataError):
     """An OUT that cannot feed the module asked for; the message says what to build."""
 
 
 # -- which shards ------------------------------------------------------------------------------
 def shard_urls(outs: Iterable[str | Path], split: str = "train") -> list[str]:
-    """Local paths of the shards of ``split`` in every OUT (wids ``index.<split>.json``, urls relative to OUT)."""
-    urls: list[str] = []
-    for out in outs:
-        root = Path(out).expanduser().resolve()
-        index = root / f"index.{split}.json"
-        if not index.is_file():
-            if not root.is_dir():
-                raise DataError(f"{out} does not exist; build shoe-leg shards with `hoiforge build PHOTOS --out {out} --recipe shoeleg`")
-            raise DataError(f"{out} has no index.{split}.json: it is not a finished hoiforge build (run `hoiforge build ... --out {out}`)")
-        try:
-            shardlist = json.loads(index.read_text())["shardlist"]
-        except (ValueError, KeyError, TypeError):
-            raise DataError(f"{index} is not a wids shard index") from None
-        for shard in shardlist:
-            path = (root / shard["url"]).resolve()
-            if not path.is_relative_to(root):  # a received OUT is untrusted: nothing outside it is read
-                raise DataError(f"{index}: shard url {shard['url']!r} points outside {root}")
-            if shard.get("nsamples", 1) > 0:
-                urls.append(str(path))
-    return urls
+    """Local paths of the shards of ``split`` in every OUT (the shared loader's wids index reading and checks)."""
+    from hoiforge.datasets.loader import shard_urls as out_shards
+
+    return [url for out in outs for url in out_shards(out, split)]
 
 
 def has_split(out: str | Path, split: str) -> bool:
-    return (Path(out).expanduser() / f"index.{split}.json").is_file()
+    """Whether OUT lists kept samples of ``split``."""
+    index = Path(out).expanduser() / f"index.{split}.json"
+    try:
+        return sum(int(s.get("nsamples", 0)) for s in json.loads(index.read_text()).get("shardlist", [])) > 0
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 # -- one sample --------------------------------------------------------------------------------
@@ -208,29 +197,19 @@ def render_leg(legs: list[np.ndarray], height: int, width: int, min_score: float
     return render.render_pose(persons, height, width, min_score=min_score)
 
 
-# -- streaming ---------------------------------------------------------------------------------
-def stream(urls: list[str], seed: int, resampled: bool = True) -> Iterator[ShoeLegSample]:
-    """Samples of the shards (resampled: an endless stream, shards drawn at random per worker)."""
+# -- reading in order --------------------------------------------------------------------------
+def read_samples(urls: list[str]) -> Iterator[ShoeLegSample]:
+    """Every sample of the shards, in shard order (training streams through loader.py instead)."""
     import webdataset as wds
 
-    if not urls:
-        raise DataError("no shards to read (the index lists none with samples)")
-    ds = wds.WebDataset(
-        urls,
-        resampled=resampled,
-        shardshuffle=False,
-        nodesplitter=None if resampled else wds.split_by_node,
-        empty_check=False,
-        seed=seed,
-    )
-    for sample in ds:
+    for sample in wds.tarfile_samples([{"url": u} for u in urls]):
         yield ShoeLegSample.from_wds(sample)
 
 
 def first_samples(urls: list[str], n: int) -> list[ShoeLegSample]:
     """The first ``n`` samples in shard order (cheap checks before training starts)."""
     out: list[ShoeLegSample] = []
-    for sample in stream(urls, seed=0, resampled=False):
+    for sample in read_samples(urls):
         out.append(sample)
         if len(out) >= n:
             break

@@ -27,6 +27,7 @@ from hoiforge.training.shoemodel import geometry as G
 from hoiforge.training.shoemodel import heatmaps as H
 from hoiforge.training.shoemodel.config import ConfigError, LpS1Config
 from hoiforge.training.shoemodel.data import FOOT_IN_LEG, ShoeLegSample, on_black
+from hoiforge.training.shoemodel.loader import each
 from hoiforge.training.shoemodel.wd import normalise
 
 FOOT_NAMES = ("left_ankle", "right_ankle", "left_big_toe", "left_small_toe", "left_heel", "right_big_toe", "right_small_toe", "right_heel")
@@ -114,21 +115,24 @@ def crop_and_points(sample: ShoeLegSample, margin: float, size: int) -> tuple[np
     return m, xw, foot
 
 
+def example(sample: ShoeLegSample, rng: np.random.Generator, cfg: LpS1Config) -> dict[str, Any] | None:
+    found = crop_and_points(sample, cfg.crop_margin, cfg.size)
+    if found is None:
+        return None
+    m, xw, foot = found
+    if not (foot[:, 2] > cfg.min_score).any():
+        return None
+    aug = A.keypoint_affine(rng, cfg.size, cfg.rotate_deg, cfg.rotate_p, cfg.scale_range, cfg.shift)
+    rgb = G.warp(on_black(xw), G.compose(aug, m), cfg.size)
+    pts = G.transform_points(foot, aug)
+    if rng.random() < cfg.flip_p:
+        rgb, pts = A.flip_horizontal(rgb, pts)
+    target, weight = H.encode(pts, cfg.size, cfg.heatmap_size, cfg.sigma, cfg.min_score)
+    return {"pixel_values": normalise(rgb), "target": target, "weight": weight}
+
+
 def examples(samples: Iterator[ShoeLegSample], rng: np.random.Generator, cfg: LpS1Config) -> Iterator[dict[str, Any]]:
-    for sample in samples:
-        found = crop_and_points(sample, cfg.crop_margin, cfg.size)
-        if found is None:
-            continue
-        m, xw, foot = found
-        if not (foot[:, 2] > cfg.min_score).any():
-            continue
-        aug = A.keypoint_affine(rng, cfg.size, cfg.rotate_deg, cfg.rotate_p, cfg.scale_range, cfg.shift)
-        rgb = G.warp(on_black(xw), G.compose(aug, m), cfg.size)
-        pts = G.transform_points(foot, aug)
-        if rng.random() < cfg.flip_p:
-            rgb, pts = A.flip_horizontal(rgb, pts)
-        target, weight = H.encode(pts, cfg.size, cfg.heatmap_size, cfg.sigma, cfg.min_score)
-        yield {"pixel_values": normalise(rgb), "target": target, "weight": weight}
+    return each(samples, lambda s: example(s, rng, cfg))
 
 
 def make_examples(cfg: LpS1Config):

@@ -108,7 +108,7 @@ def records(sample: ShoeLegSample, min_score: float) -> list[tuple[np.ndarray, f
 
 def build_table(urls: list[str], min_score: float, cache: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(N x 12 x 3 float32 points, N float32 sizes) of every usable person in the shards, cached by shard identity."""
-    from hoiforge.training.shoemodel.data import stream
+    from hoiforge.training.shoemodel.data import read_samples
 
     ident = hashlib.sha256(
         json.dumps([[u, Path(u).stat().st_size, Path(u).stat().st_mtime_ns] for u in urls] + [min_score]).encode()
@@ -118,7 +118,7 @@ def build_table(urls: list[str], min_score: float, cache: Path | None = None) ->
             if str(z["ident"]) == ident:
                 return z["points"], z["sizes"]
     points, sizes = [], []
-    for sample in stream(urls, seed=0, resampled=False):
+    for sample in read_samples(urls):
         if sample.has("leg.json"):
             for leg, size in records(sample, min_score):
                 points.append(leg)

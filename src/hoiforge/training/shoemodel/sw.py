@@ -31,6 +31,7 @@ import torch
 from hoiforge.datasets.text_encoding import LongPromptEncoder
 from hoiforge.training.shoemodel.config import SWConfig
 from hoiforge.training.shoemodel.data import ShoeLegSample, on_black
+from hoiforge.training.shoemodel.loader import each
 
 MAX_TEXT_CHUNKS = 3  # at most 3 x 77 CLIP tokens of caption
 
@@ -129,31 +130,35 @@ def _crop_origin(extent: int, size: int, lo: float, hi: float, rng: np.random.Ge
     return int(rng.integers(a, b + 1))
 
 
-def examples(samples: Iterator[ShoeLegSample], rng: np.random.Generator, cfg: SWConfig, min_score: float) -> Iterator[dict[str, Any]]:
+def example(sample: ShoeLegSample, rng: np.random.Generator, cfg: SWConfig, min_score: float) -> dict[str, Any] | None:
+    """A random ``resolution``-square crop (keeping the shoe when it fits) of the photo, X_w and X_p, and the caption."""
+    if not (sample.has("shoe.png") and sample.has("leg.json")):
+        return None
     r = cfg.resolution
-    for sample in samples:
-        if not (sample.has("shoe.png") and sample.has("leg.json")):
-            continue
-        image = sample.image()
-        h, w = image.shape[:2]
-        f = r / min(h, w)
-        size = (max(r, round(w * f)), max(r, round(h * f)))
-        img = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        xw = cv2.resize(sample.wearable_removed(), size, interpolation=cv2.INTER_AREA)
-        xp = cv2.resize(sample.leg_image(min_score), size, interpolation=cv2.INTER_AREA)
-        ys, xs = np.nonzero(xw[..., 3] > 0)
-        if len(xs):
-            x0 = _crop_origin(size[0], r, xs.min(), xs.max() + 1, rng)
-            y0 = _crop_origin(size[1], r, ys.min(), ys.max() + 1, rng)
-        else:
-            x0, y0 = int(rng.integers(0, size[0] - r + 1)), int(rng.integers(0, size[1] - r + 1))
-        win = (slice(y0, y0 + r), slice(x0, x0 + r))
-        caption = "" if rng.random() < cfg.empty_prompt_p else sample.caption()
-        yield {
-            "pixel_values": np.ascontiguousarray((img[win].astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)),
-            "conditioning": condition(xw[win], xp[win]),
-            "caption": caption,
-        }
+    image = sample.image()
+    h, w = image.shape[:2]
+    f = r / min(h, w)
+    size = (max(r, round(w * f)), max(r, round(h * f)))
+    img = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    xw = cv2.resize(sample.wearable_removed(), size, interpolation=cv2.INTER_AREA)
+    xp = cv2.resize(sample.leg_image(min_score), size, interpolation=cv2.INTER_AREA)
+    ys, xs = np.nonzero(xw[..., 3] > 0)
+    if len(xs):
+        x0 = _crop_origin(size[0], r, xs.min(), xs.max() + 1, rng)
+        y0 = _crop_origin(size[1], r, ys.min(), ys.max() + 1, rng)
+    else:
+        x0, y0 = int(rng.integers(0, size[0] - r + 1)), int(rng.integers(0, size[1] - r + 1))
+    win = (slice(y0, y0 + r), slice(x0, x0 + r))
+    caption = "" if rng.random() < cfg.empty_prompt_p else sample.caption()
+    return {
+        "pixel_values": np.ascontiguousarray((img[win].astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)),
+        "conditioning": condition(xw[win], xp[win]),
+        "caption": caption,
+    }
+
+
+def examples(samples: Iterator[ShoeLegSample], rng: np.random.Generator, cfg: SWConfig, min_score: float) -> Iterator[dict[str, Any]]:
+    return each(samples, lambda s: example(s, rng, cfg, min_score))
 
 
 def make_examples(cfg: SWConfig, min_score: float):

@@ -171,12 +171,11 @@ class ShoeModel:
         import torch
         from diffusers import ControlNetModel
         from transformers import VitPoseForPoseEstimation
+        from transformers.utils import logging as hf_logging
 
         from hoiforge.models.hf_local import torch_device_dtype
         from hoiforge.models.wd_segmenter import SegformerWearSegmenter
         from hoiforge.training.shoemodel import lps2, sw
-
-        from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         self.run = Path(run)

@@ -182,18 +182,14 @@ def _scores_row(folder: Path, module: str, step: int, values: dict[str, Any]) ->
 
 def _stream_loader(urls, make, s: TrainSettings):
     return lambda start: make_loader(
-        urls, make, s.batch_size, seed=s.seed * 1_000_003 + start, shuffle_buffer=s.shuffle_buffer, num_workers=s.num_workers
+        urls, make, s.batch_size, seed=s.seed, start_step=start, shuffle_buffer=s.shuffle_buffer, workers=s.num_workers
     )
 
 
 def _eval_samples(data: list[str], n: int) -> tuple[list[D.ShoeLegSample], str]:
     """The first ``n`` test samples when every OUT has a test split with samples, else the first training samples."""
     split = "test" if all(D.has_split(d, "test") for d in data) else "train"
-    urls = D.shard_urls(data, split)
-    samples = D.first_samples(urls, n) if urls else []
-    if not samples and split == "test":
-        split, samples = "train", D.first_samples(D.shard_urls(data, "train"), n)
-    return samples, split
+    return D.first_samples(D.shard_urls(data, split), n), split
 
 
 # -- WD ----------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from hoiforge.training.shoemodel import augment as A
 from hoiforge.training.shoemodel import geometry as G
 from hoiforge.training.shoemodel.config import WDConfig
 from hoiforge.training.shoemodel.data import ShoeLegSample, on_black
+from hoiforge.training.shoemodel.loader import each
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 ID2LABEL = dict(enumerate(W.CLASSES))
@@ -65,7 +66,7 @@ def normalise(rgb: np.ndarray) -> np.ndarray:
 
 
 def examples(samples: Iterator[ShoeLegSample], rng: np.random.Generator, cfg: WDConfig) -> Iterator[dict[str, Any]]:
-    crops = (c for c in (crop(s, cfg) for s in samples) if c is not None)
+    crops = each(samples, lambda s: crop(s, cfg))
     for rgb, labels, alpha in A.with_mosaic(crops, rng, cfg.mosaic_p, cfg.size):
         rgb, labels, alpha = A.rescale_crop(rgb, labels, alpha, rng, cfg.size, cfg.scale_range)
         if rng.random() < cfg.rotate_p:
