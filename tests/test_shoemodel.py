@@ -396,6 +396,13 @@ def test_wd_starts_from_a_segformer_folder_with_a_new_three_class_head(tmp_path)
     for name, p in source.segformer.state_dict().items():
         assert torch.equal(model.segformer.state_dict()[name], p), name  # the encoder is the checkpoint's
     assert model.decode_head.classifier.weight.shape[0] == 3
+    # An ImageNet encoder checkpoint (nvidia/mit-bN is a SegformerForImageClassification) gives the encoder too.
+    from transformers import SegformerForImageClassification
+
+    SegformerForImageClassification(SegformerConfig(**arch, num_labels=1000)).save_pretrained(tmp_path / "mit")
+    encoder = SegformerForImageClassification.from_pretrained(tmp_path / "mit").segformer.state_dict()
+    model = wd.build(preset("tiny").wd.model_copy(update={"pretrained": str(tmp_path / "mit")}))
+    assert all(torch.equal(model.segformer.state_dict()[k], v) for k, v in encoder.items())
 
 
 def test_lps1_starts_from_a_vitpose_folder_with_resized_position_embeddings(tmp_path):

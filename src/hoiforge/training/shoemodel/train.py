@@ -54,11 +54,6 @@ class TrainSummary:
     notes: list[str]
 
 
-def train_command(module: str, data: list[str], config: str, out: str | Path) -> str:
-    parts = ["hoiforge train shoemodel", f"--module {module}", *(f"--data {d}" for d in data), f"--config {config}", f"--out {out}"]
-    return " ".join(parts)
-
-
 def train(
     module: str,
     data: list[str],
@@ -205,6 +200,7 @@ def _wd(cfg: ShoeModelConfig, urls, data, folder: Path, s: TrainSettings) -> dic
         scores = wd.score(models["wd"], crops)
         row = {f"{k}/{name}": v for k in ("IoU", "Acc") for name, v in scores[k].items()}
         row.update({k: scores[k] for k in ("mIoU", "mAcc", "aAcc")}, eval_split=split, eval_images=len(crops))
+        row["confusion_matrix"] = scores["confusion_matrix"]  # rows = labelled class, columns = predicted
         _scores_row(folder, "wd", step, row)
         if not crops:
             return {}
