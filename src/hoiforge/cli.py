@@ -10,6 +10,8 @@ hoiforge wear check IMAGES --labels-dir DIR | --coco FILE
 hoiforge eval metrics --real DIR --fake DIR [--captions CAPTIONS.jsonl] [--json]
 hoiforge train virtualmodel ...     (hoiforge/training/cli.py)
 hoiforge generate virtualmodel ...
+hoiforge train shoemodel --module wd|lps1|lps2|sw ...   (hoiforge/training/shoemodel/cli.py)
+hoiforge generate shoemodel ...
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from hoiforge.errors import HoiforgeError
 from hoiforge.eval.cli import eval_app
 from hoiforge.report.cli import stats_command, view_command
 from hoiforge.training.cli import generate_app, train_app
+from hoiforge.training.shoemodel import cli as _shoemodel_cli  # noqa: F401 - registers `train/generate shoemodel`
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build, check and inspect HOI training data.")
 app.add_typer(models_app, name="models")

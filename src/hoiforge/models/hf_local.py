@@ -43,10 +43,3 @@ def resolve_file(path: str | Path | None, what: str, option: str) -> Path:
     if not p.is_file():
         raise BackendUnavailable(f"{what}: weights file {p} does not exist (options.{option})")
     return p
-
-
-def torch_device_dtype(device: str | None = None, dtype: str | None = None):
-    """Deprecated name of hoiforge.models.device.device_dtype (one device/dtype policy)."""
-    from hoiforge.models.device import device_dtype
-
-    return device_dtype(device, dtype)

@@ -1,0 +1,81 @@
+"""`hoiforge train shoemodel` and `hoiforge generate shoemodel`, registered on the train/generate groups of training/cli.py.
+
+hoiforge train shoemodel --module wd|lps1|lps2|sw --data OUT [--data ...] --config tiny|paper|PATH.yaml --out RUN [--max-steps N] [--resume]
+hoiforge generate shoemodel --checkpoint RUN --shoe SHOE.png --prompt "..." --n 4 --out DIR [--seed 0] [--layout move:dx,dy|rotate:deg]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from hoiforge.errors import HoiforgeError
+from hoiforge.training.cli import fail as _fail
+from hoiforge.training.cli import generate_app, train_app, training_logs
+
+console = Console(stderr=True)
+stdout = Console()
+
+
+def _say(message: str) -> None:
+    console.print(message, highlight=False, soft_wrap=True)
+
+
+@train_app.command("shoemodel")
+def train_shoemodel(
+    module: Annotated[str, typer.Option("--module", help="wd | lps1 | lps2 | sw")],
+    data: Annotated[list[Path], typer.Option("--data", help="a shoe-leg build (hoiforge build --recipe shoeleg); repeat for several")],
+    config: Annotated[str, typer.Option("--config", help="tiny | paper | a YAML file (base: tiny|paper plus overrides)")],
+    out: Annotated[Path, typer.Option("--out", help="the run directory; the module is written to OUT/<module>/")],
+    max_steps: Annotated[
+        Optional[int], typer.Option("--max-steps", min=0, help="stop after N optimizer steps (default: the config's)")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the module's newest checkpoint")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar")] = True,
+) -> None:
+    """Train one ShoeModel module (WD, LpS phase 1/2, SW) from shoe-leg shards."""
+    from hoiforge.training.shoemodel.train import train
+
+    training_logs()
+    try:
+        summary = train(module, [str(d) for d in data], config, out, max_steps=max_steps, resume=resume, progress=progress, say=_say)
+    except HoiforgeError as e:
+        _fail(str(e))
+    first = f"{summary.first_loss:.4f}" if summary.first_loss is not None else "-"
+    last = f"{summary.last_loss:.4f}" if summary.last_loss is not None else "-"
+    resumed = f" (resumed from step {summary.resumed_from})" if summary.resumed_from else ""
+    stdout.print(
+        f"{module}: step {summary.step}{resumed}, loss {first} -> {last}; checkpoint {summary.folder}", highlight=False, soft_wrap=True
+    )
+
+
+@generate_app.command("shoemodel")
+def generate_shoemodel(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="the run directory holding wd/, lps1/, lps2/, sw/")],
+    shoe: Annotated[Path, typer.Option("--shoe", help="the shoe photo (a PNG with transparency, or a photo to segment)")],
+    prompt: Annotated[str, typer.Option("--prompt", help="what the picture shows")],
+    out: Annotated[Path, typer.Option("--out", help="folder for 0.png ... and leg_0.png ...")],
+    n: Annotated[int, typer.Option("--n", min=1, max=64, help="images to make")] = 4,
+    seed: Annotated[int, typer.Option("--seed", help="random seed (legs and images)")] = 0,
+    layout: Annotated[Optional[str], typer.Option("--layout", help="move:DX,DY or rotate:DEGREES applied to the shoe first")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="cuda, cpu, ... (default: cuda when present)")] = None,
+) -> None:
+    """Put the shoe on generated legs: segment -> WD -> LpS -> SW -> backfill; the shoe's visible pixels stay the input's."""
+    from hoiforge.training.shoemodel import system as S
+
+    training_logs()
+    try:
+        placement = S.parse_layout(layout)
+        model = S.ShoeModel(checkpoint, device=device)
+        if model.tiny:
+            _say(f"[bold yellow]warning:[/] {checkpoint} holds tiny random modules (config tiny): the images are noise around the shoe")
+        found = S.apply_layout(S.read_shoe(shoe, model.gen_cfg), placement)
+        _say(f"shoe: {found.found}")
+        result = model.generate(found, prompt, n, seed=seed, say=_say)
+        paths = S.write(result, out)
+    except HoiforgeError as e:
+        _fail(str(e))
+    stdout.print(f"{len(paths)} image(s) in {out} (0.png ..., leg_0.png ...)", highlight=False)
