@@ -153,6 +153,33 @@ def test_lama_large_images_go_through_crops_around_each_hole(lama, overlay):
     assert np.abs(filled[inner > 0].astype(int) - hole_colour.astype(int)).max() <= 2
 
 
+def test_lama_crops_of_unequal_size_share_a_bucket(lama):
+    """Two text windows of 266x276 and 268x277 px round up to the same 272x280 bucket (issue 18)."""
+    inpainter, hole_colour, calls = lama
+    calls.clear()
+    rng = np.random.default_rng(1)
+    big = rng.integers(0, 255, (1100, 1400, 3), dtype=np.uint8)
+    mask = np.zeros(big.shape[:2], np.uint8)
+    # Context margin = half the hole's long side (> crop_margin 64): windows are 2*138 x (128+138)
+    # and 2*139-1 x (130+138) px, i.e. 266x276 and 268x277.
+    mask[300:428, 300:438] = 255
+    mask[700:830, 900:1039] = 255
+    assert [(y1 - y0, x1 - x0) for x0, y0, x1, y1 in inpainter._windows(mask > 0)] == [(266, 276), (268, 277)]
+    (filled,) = inpainter.inpaint([big], [mask])
+    assert calls == [(2, 3, 272, 280)]  # one batch, each crop padded to the bucket on its own
+    assert np.array_equal(filled[mask == 0], big[mask == 0]) and (filled[mask > 0] == hole_colour).all()
+
+    calls.clear()  # whole images of unequal sizes in one bucket: the same padding path
+    a, b = big[:266, :276], big[400:668, 500:777]
+    ma, mb = np.zeros(a.shape[:2], np.uint8), np.zeros(b.shape[:2], np.uint8)
+    ma[-20:, -30:] = 255  # holes touching the padded edge: the padding must not leak into them
+    mb[10:40, 10:50] = 255
+    out = inpainter.inpaint([a, b], [ma, mb])
+    assert calls == [(2, 3, 272, 280)]
+    for img, m, f in zip([a, b], [ma, mb], out, strict=True):
+        assert f.shape == img.shape and np.array_equal(f[m == 0], img[m == 0]) and (f[m > 0] == hole_colour).all()
+
+
 class FourierUnit(torch.nn.Module):
     """LaMa's global branch (FFC): a 1x1 convolution in the 2-D Fourier domain."""
 
