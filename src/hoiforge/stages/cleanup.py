@@ -46,8 +46,8 @@ each product's pixels in ``mask.png`` are compared with the inpainted mask: a pr
 ``products.on_inpainted``: ``flag`` (kept, flagged), ``drop_product`` (default: removed from
 ``ann["products"]``, ``mask.png`` renumbered, the ``views.jpg`` strip re-cut; the image is dropped
 with ``cleanup.no_products_left`` when none remain) or ``drop_image`` (``cleanup.product_inpainted``).
-Every product gets ``inpainted_fraction``; the views strip is always re-cut from the cleaned image
-(it was cut from the photo with the text on it).
+When cleanup inpainted anything, every product gets ``inpainted_fraction`` and ``inpainted``, and
+the views strip is re-cut from the cleaned image (it was cut from the photo with the text on it).
 
 Writes ``text_regions`` (every region: polygon, box, text, score, det_score, action, rule) and
 ``cleanup`` (backends, removed count, covered fraction, margins, products flagged/dropped) to the
