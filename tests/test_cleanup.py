@@ -265,11 +265,35 @@ def with_products(tmp_path: Path, name: str, logo_only: bool = False):
     return s
 
 
-def test_a_product_mask_over_an_inpainted_logo_is_flagged(tmp_path):
+class SameImageReader:
+    """The real RapidOCR, read once per distinct image (the product tests run one photo four ways)."""
+
+    name = "rapidocr"
+
+    def __init__(self, reader):
+        self.reader, self.seen = reader, {}
+
+    def read(self, images):
+        keys = [np.asarray(img).tobytes() for img in images]
+        missing = [img for img, k in zip(images, keys, strict=True) if k not in self.seen]
+        for img, found in zip(missing, self.reader.read(missing) if missing else [], strict=True):
+            self.seen[np.asarray(img).tobytes()] = found
+        return [self.seen[k] for k in keys]
+
+
+def cleanup_with(ocr: SameImageReader, **params) -> Cleanup:
+    stage = Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea", **params))
+    stage.setup()
+    stage.backends["ocr"], stage.ready = ocr, True
+    return stage
+
+
+def test_a_product_mask_over_an_inpainted_logo_is_flagged(tmp_path, reader):
     from hoiforge.datasets.masks import decode_mask
     from hoiforge.datasets.views import decode_strip
 
-    flag = Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea", products={"on_inpainted": "flag"}))
+    ocr = SameImageReader(reader)
+    flag = cleanup_with(ocr, products={"on_inpainted": "flag"})
     before = with_products(tmp_path, "flag.png")
     (out,) = run_stage(flag, [before])
     cup, logo = out.ann["products"]
@@ -279,7 +303,7 @@ def test_a_product_mask_over_an_inpainted_logo_is_flagged(tmp_path):
     assert out.members["mask.png"] == before.members["mask.png"]  # flagged, not removed
     assert len(decode_strip(out.members["views.jpg"])) == 2 and out.members["views.jpg"] != before.members["views.jpg"]  # re-cut
 
-    drop = Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea"))  # default: drop the product
+    drop = cleanup_with(ocr)  # default: drop the product
     kept, gone = run_stage(drop, [with_products(tmp_path, "drop.png"), with_products(tmp_path, "logo.png", logo_only=True)])
     (cup,) = kept.ann["products"]
     assert kept.live and cup["label"] == "cup" and cup["mask_index"] == 1 and kept.ann["cleanup"]["products_dropped"] == ["logo"]
@@ -288,6 +312,7 @@ def test_a_product_mask_over_an_inpainted_logo_is_flagged(tmp_path):
     assert kept.metrics["products"] == 1 and kept.metrics["product_label"] == "cup"
     assert gone.status == "dropped" and gone.reason_code == "cleanup.no_products_left"
 
-    whole = Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea", products={"on_inpainted": "drop_image"}))
+    whole = cleanup_with(ocr, products={"on_inpainted": "drop_image"})
     (out,) = run_stage(whole, [with_products(tmp_path, "image.png")])
     assert out.status == "dropped" and out.reason_code == "cleanup.product_inpainted" and out.reason_params["products"] == 1
+    assert len(ocr.seen) == 1  # one photo, read once
