@@ -179,6 +179,7 @@ def test_hit_token_limit_per_row():
 
 @pytest.fixture(scope="module")
 def tiny_marian(tmp_path_factory) -> Path:
+    pytest.importorskip("sentencepiece", reason="MarianTokenizer needs sentencepiece (the models extra)")
     from tests.tiny_marian import write_tiny_marian
 
     with warnings.catch_warnings():

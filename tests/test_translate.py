@@ -14,6 +14,7 @@ from tests.tiny_marian import write_tiny_marian
 
 @pytest.fixture(scope="module")
 def tiny_marian(tmp_path_factory):
+    pytest.importorskip("sentencepiece", reason="MarianTokenizer needs sentencepiece (the models extra)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MarianTokenizer recommends sacremoses (not needed for zh->en)
         return write_tiny_marian(tmp_path_factory.mktemp("marian"))
