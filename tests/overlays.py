@@ -47,3 +47,19 @@ def changed_pixels(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray, thr
     """HxW bool: where two pictures differ clearly (the drawn text and its outline)."""
     diff = np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16))
     return diff.max(axis=-1) > threshold
+
+
+def unreadable_watermark(name: str = "astronaut.png", word: str = "WATERMARK") -> Image.Image:
+    """A mirrored white watermark in the bottom-right corner: PP-OCR's detector finds it with a
+    confident box (~0.85), its recogniser reads it poorly (score ~0.3, below the usual 0.5)."""
+    from PIL import ImageOps
+
+    img = Image.open(DATA / name).convert("RGB")
+    w, h = img.size
+    mark = Image.new("L", (int(0.5 * w), int(0.09 * h)), 0)
+    ImageDraw.Draw(mark).text(
+        (mark.width / 2, mark.height / 2), word, font=ImageFont.load_default(size=int(0.06 * h)), fill=255, anchor="mm"
+    )
+    white = Image.new("RGB", mark.size, (255, 255, 255))
+    img.paste(white, (w - mark.width - 10, h - mark.height - 10), ImageOps.mirror(mark))
+    return img

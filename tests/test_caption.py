@@ -3,9 +3,12 @@ Qwen2-VL backend with a tiny randomly initialised Qwen2-VL (real architecture, p
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.vlm_caption import PAPER_PROMPT
@@ -15,6 +18,7 @@ from hoiforge.stages.person import Person
 from hoiforge.stages.testing import decoded
 
 DATA = Path(__file__).parent / "data"
+SMALL = {"min_pixels": 56 * 56, "max_pixels": 112 * 112}  # keeps the tiny model's tests fast
 
 
 def caption_stage(**params) -> Caption:
@@ -99,7 +103,7 @@ def tiny_qwen2_vl(tmp_path_factory) -> Path:
 
 
 def test_qwen2_vl_captions_in_batch_order_through_processor_and_generate(tiny_qwen2_vl):
-    stage = caption_stage(backend="qwen2-vl", max_new_tokens=12, options={"model": str(tiny_qwen2_vl), "device": "cpu"})
+    stage = caption_stage(backend="qwen2-vl", max_new_tokens=12, options={"model": str(tiny_qwen2_vl), "device": "cpu", **SMALL})
     stage.preflight()
     names = ["astronaut.png", "coffee.png", "basketball1.png", "scenetext01.jpg"]  # 4 sizes: the batch is padded
     batched = run_stage(stage, [decoded(DATA / n, i) for i, n in enumerate(names)])
@@ -123,61 +127,112 @@ def test_qwen2_vl_preflight_says_what_is_missing(tmp_path):
         caption_stage(backend="qwen2-vl", options={"model": "Qwen/Qwen2-VL-7B-Instruct"}).preflight()
 
 
-@pytest.fixture(scope="module")
-def tiny_translator(tmp_path_factory) -> Path:
-    """A tiny random BART (a seq2seq translation architecture) with a byte-level BPE tokenizer built here."""
+def test_qwen2_vl_bounds_image_pixels_by_default_and_flags_truncated_captions(tiny_qwen2_vl):
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTokenizerFast
 
-    root = tmp_path_factory.mktemp("translator")
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(
-        [PAPER_PROMPT],
-        trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
-    )
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
-    tokenizer.save_pretrained(root)
-    torch.manual_seed(0)
-    config = BartConfig(
-        vocab_size=len(tokenizer),
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        max_position_embeddings=1024,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=2,
-        forced_bos_token_id=None,
-        forced_eos_token_id=None,
-    )
-    BartForConditionalGeneration(config).save_pretrained(root)
-    return root
+    from hoiforge.models.vlm_caption import MAX_PIXELS, MIN_PIXELS, QwenVLCaptioner
+
+    captioner = QwenVLCaptioner(model=str(tiny_qwen2_vl), device="cpu", max_new_tokens=3)
+    assert (MIN_PIXELS, MAX_PIXELS) == (448 * 448, 672 * 672) and captioner.dtype == torch.float32  # fp32 on CPU
+    seen = []
+    generate = captioner.model.generate
+    captioner.model.generate = lambda **kw: (seen.append(kw["image_grid_thw"]), generate(**kw))[1]
+    big = np.asarray(Image.open(DATA / "astronaut.png").convert("RGB").resize((1600, 1200)))
+    small = np.asarray(Image.open(DATA / "coffee.png").convert("RGB").resize((200, 150)))
+    texts = captioner.caption([big, small])
+    pixels = [int(t.prod()) * 14 * 14 for t in seen[0]]  # patches of 14 px
+    assert all(MIN_PIXELS * 0.9 <= p <= MAX_PIXELS for p in pixels), pixels  # a large photo is bounded, a small one raised
+    # A random model rarely emits its end token within 3 tokens: exactly those rows are flagged.
+    out = generate(**captioner.processor(text=[captioner.processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": captioner.prompt}]}], add_generation_prompt=True, tokenize=False)],
+        images=[Image.fromarray(small)], return_tensors="pt", size=captioner.size), max_new_tokens=3, do_sample=False)  # fmt: skip
+    ended = any(int(t) in captioner.eos_ids for t in out[0, -3:])
+    assert texts[1].truncated == (not ended) and isinstance(texts[1], str)
 
 
-def test_qwen2_vl_with_translation_step_keeps_source_and_order(tiny_qwen2_vl, tiny_translator):
-    from hoiforge.models.vlm_caption import Translator
+def test_qwen2_vl_refuses_fp16_and_checks_pixel_bounds(tiny_qwen2_vl):
+    import torch
 
-    options = {"model": str(tiny_qwen2_vl), "device": "cpu"}
-    translate = {"model": str(tiny_translator), "max_new_tokens": 8, "device": "cpu"}
-    stage = caption_stage(backend="qwen2-vl", max_new_tokens=8, options=options, translate=translate)
+    from hoiforge.models.device import bf16_or_fp32
+
+    with pytest.raises(BackendUnavailable, match="gibberish"):
+        caption_stage(captioner={"backend": "qwen2-vl", "options": {"model": str(tiny_qwen2_vl), "dtype": "fp16"}}).preflight()
+    with pytest.raises(BackendUnavailable, match="min_pixels"):
+        qwen = {"model": str(tiny_qwen2_vl), "min_pixels": 10, "max_pixels": 5}
+        caption_stage(captioner={"backend": "qwen2-vl", "options": qwen}).preflight()
+    assert bf16_or_fp32("cpu") == (torch.device("cpu"), torch.float32)
+    assert bf16_or_fp32("cpu", "bf16")[1] == torch.bfloat16  # asked for explicitly
+    with pytest.raises(BackendUnavailable, match="gibberish"):
+        bf16_or_fp32("cpu", "fp16", "Qwen2-VL")
+
+
+def test_hit_token_limit_per_row():
+    import torch
+
+    from hoiforge.models.vlm_caption import hit_token_limit
+
+    rows = torch.tensor([[5, 6, 7], [5, 2, 0], [5, 6, 2]])  # eos id 2
+    assert hit_token_limit(rows, {2}, 3) == [True, False, False]
+    assert hit_token_limit(rows, {2}, 4) == [False] * 3  # generation stopped early: all rows finished
+    assert hit_token_limit(rows, {2}, 3, forced_eos=True) == [True, False, True]  # a forced end token at the limit
+
+
+@pytest.fixture(scope="module")
+def tiny_marian(tmp_path_factory) -> Path:
+    pytest.importorskip("sentencepiece", reason="MarianTokenizer needs sentencepiece (the models extra)")
+    from tests.tiny_marian import write_tiny_marian
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MarianTokenizer recommends sacremoses
+        return write_tiny_marian(tmp_path_factory.mktemp("marian"))
+
+
+class ChineseCaptioner:
+    """A VLM prompted in Chinese (fixed answers), to exercise the stage's translation wiring."""
+
+    name, prompt, model_id = "qwen2-vl", "详细描述这张图片", "fake"
+
+    def caption(self, images, annotations):
+        from hoiforge.models.vlm_caption import GeneratedText
+
+        answers = ["一个女人拿着黑色头盔。桌子上有一个杯子。", "a cup on a saucer.", "男人穿着红色的鞋子，在篮球场上打球。"]
+        return [GeneratedText(answers[i % 3], truncated=i == 2) for i in range(len(images))]
+
+
+def test_caption_stage_translates_chinese_captions_and_records_flags(tiny_qwen2_vl, tiny_marian):
+    from hoiforge.models.translate import MarianTranslator
+
+    options = {"model": str(tiny_qwen2_vl), "device": "cpu", **SMALL}
+    translate = {"model": str(tiny_marian), "max_new_tokens": 6, "num_beams": 1, "device": "cpu"}
+    stage = caption_stage(captioner={"backend": "qwen2-vl", "options": options}, translator={"backend": "marian", "options": translate})
     stage.preflight()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stage.setup()
+    stage.ready = True
+    stage.backends["captioner"] = ChineseCaptioner()  # the real translator, a captioner that answers in Chinese
     names = ["astronaut.png", "coffee.png", "basketball1.png"]
     out = run_stage(stage, [decoded(DATA / n, i) for i, n in enumerate(names)])
-    plain = run_stage(
-        caption_stage(backend="qwen2-vl", max_new_tokens=8, options=options), [decoded(DATA / n, i) for i, n in enumerate(names)]
-    )
-    sources = [s.ann["caption"]["text"] for s in plain]
-    translator = Translator(**translate)
-    for s, source in zip(out, sources):
+    translator = stage.backends["translator"]
+    assert isinstance(translator, MarianTranslator)
+    sources = ChineseCaptioner().caption([None] * 3, None)
+    for s, source in zip(out, sources, strict=True):
         cap = s.ann["caption"]
-        assert cap["source_text"] == source and cap["translation_model"] == str(tiny_translator)
-        assert cap["text"] == translator.translate([source])[0]  # row i translates caption i
+        assert cap["source_text"] == source and cap["translation_model"] == str(tiny_marian)
+        assert cap["text"] == translator.translate([source])[0].text  # row i translates caption i
         assert s.members["txt"] == cap["text"].encode("utf-8")
+        assert s.metrics["caption_truncated"] == cap["truncated"] == source.truncated
+        assert s.metrics["translation_truncated"] == cap["translation_truncated"]
+    astronaut, coffee, basketball = (s.ann["caption"] for s in out)
+    assert astronaut["translation_skipped"] is None and astronaut["text"] != astronaut["source_text"]
+    assert coffee["translation_skipped"] == "source_language" and coffee["text"] == "a cup on a saucer."  # English kept
+    assert basketball["truncated"] and not astronaut["truncated"]
+    stage.teardown()
+
+
+def test_old_translate_key_still_selects_marian(tiny_marian):
+    from hoiforge.stages.base import RecipeDeprecation
+
+    with pytest.warns(RecipeDeprecation, match="translate"):
+        params = Caption.Params(stage="caption", backend="qwen2-vl", translate={"model": str(tiny_marian)})
+    assert params.translator.backend == "marian" and params.translator.options["model"] == str(tiny_marian)

@@ -19,7 +19,7 @@ from hoiforge.stages import stage_class
 from hoiforge.stages.cleanup import Cleanup, removal_mask
 from hoiforge.stages.person import Person
 from hoiforge.stages.testing import decoded
-from tests.overlays import DATA, changed_pixels, png_bytes, print_on, sale_overlay
+from tests.overlays import DATA, changed_pixels, png_bytes, print_on, sale_overlay, unreadable_watermark
 
 pytest.importorskip("rapidocr_onnxruntime")
 
@@ -135,7 +135,10 @@ def test_scene_text_follows_the_policy_and_jpeg_stays_jpeg(reader):
 
     (cleaned,) = run_stage(Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea", quality=90)), [sign])
     assert cleaned.live and cleaned.ann["cleanup"]["removed"] >= 4
-    assert {r["rule"] for r in cleaned.ann["text_regions"]} == {"scene text"}  # a street sign: no person, no border
+    decided = [r for r in cleaned.ann["text_regions"] if r["action"] != "ignored"]
+    assert {r["rule"] for r in decided} == {"scene text"}  # a street sign: no person, no border
+    for r in cleaned.ann["text_regions"]:  # what is ignored was neither read nor confidently detected
+        assert (r["action"] == "ignored") == (r["score"] < 0.5), r
     assert cleaned.image[:3] == b"\xff\xd8\xff" and cleaned.ann["image"]["ext"] == "jpg"
     with Image.open(io.BytesIO(cleaned.image)) as img:
         assert img.size == (800, 600)
@@ -145,7 +148,7 @@ def test_scene_text_follows_the_policy_and_jpeg_stays_jpeg(reader):
     (kept,) = run_stage(
         Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea", policy={"scene_text": "keep"})), [decoded(DATA / "scenetext01.jpg")]
     )
-    assert kept.image == source and {r["action"] for r in kept.ann["text_regions"]} == {"kept"}
+    assert kept.image == source and {r["action"] for r in kept.ann["text_regions"]} <= {"kept", "ignored"}
 
     (dropped,) = run_stage(
         Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea", max_fraction=0.02)), [decoded(DATA / "scenetext01.jpg")]
@@ -157,8 +160,10 @@ def test_scene_text_follows_the_policy_and_jpeg_stays_jpeg(reader):
 def test_a_photo_without_text_keeps_its_source_bytes(default_cleanup):
     s = decoded(DATA / "coffee.png")
     (out,) = run_stage(default_cleanup, [s])
-    assert out.image == s.image and out.ann["text_regions"] == [] and out.ann["cleanup"]["removed"] == 0
-    assert out.metrics["text_regions"] == 0 and out.metrics["cleanup_fraction"] == 0
+    assert out.image == s.image and out.ann["cleanup"]["removed"] == 0 and out.metrics["cleanup_fraction"] == 0
+    # PP-OCR finds one box on the cup's pattern (det ~0.68, nothing read): recorded, ignored, not inpainted.
+    assert all(r["action"] == "ignored" for r in out.ann["text_regions"])
+    assert out.metrics["text_ignored"] == out.metrics["text_regions"] == len(out.ann["text_regions"])
 
 
 def test_greyscale_photo_stays_greyscale(tmp_path):
@@ -196,3 +201,118 @@ def test_preflight_and_recipe():
     params = Cleanup.Params.model_validate(entries[names.index("cleanup")])
     assert (params.ocr.backend, params.inpaint.backend) == ("rapidocr", "patchmatch")
     Cleanup(params).preflight()
+
+
+# -- detection scores decide, not only recognised text (issue 18) -------------------------------
+def test_a_watermark_the_recogniser_cannot_read_is_removed_on_its_detection_box(tmp_path):
+    marked = unreadable_watermark()
+    clean = np.asarray(Image.open(DATA / "astronaut.png").convert("RGB"))
+    mark_pixels = changed_pixels(marked, clean)
+    s = sample_of(marked, tmp_path, "mirrored.png")
+    stage = Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea"))
+    recognition_only = Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea", policy={"min_det_score": 1.0}))
+    (out,) = run_stage(stage, [s])
+    (region,) = out.ann["text_regions"]
+    assert region["score"] < 0.5 and region["det_score"] >= 0.7  # unreadable, but confidently detected
+    assert (region["action"], region["rule"]) == ("removed", "border watermark")
+    after = decode_rgb(out.image)
+    assert (
+        np.abs(after.astype(int) - clean.astype(int))[mark_pixels].mean()
+        < 0.5 * np.abs(np.asarray(marked).astype(int) - clean.astype(int))[mark_pixels].mean()
+    )  # the mark is (mostly) gone
+
+    (old,) = run_stage(recognition_only, [decoded(tmp_path / "mirrored.png")])  # deciding on recognised text alone
+    (region,) = old.ann["text_regions"]
+    assert (region["action"], region["rule"]) == ("ignored", "low score") and old.image == s.image
+    assert old.metrics["text_ignored"] == 1 and old.metrics["text_removed"] == 0
+
+
+# -- products re-checked after inpainting (issue 18) --------------------------------------------
+def with_products(tmp_path: Path, name: str, logo_only: bool = False):
+    """coffee.png with the shop overlay; products: the cup (unless logo_only) and the corner logo
+    (a detector that took the shop's mark for a product)."""
+    import cv2
+
+    from hoiforge.datasets.views import crop_square, encode_strip, square_box
+
+    drawn = sale_overlay("coffee.png")
+    logo = changed_pixels(drawn, Image.open(DATA / "coffee.png").convert("RGB"))
+    logo[: int(0.8 * logo.shape[0])] = False  # the bottom-right mark only
+    ys, xs = np.nonzero(logo)
+    ids = np.zeros(logo.shape, np.uint8)
+    boxes = []
+    if not logo_only:
+        cv2.ellipse(ids, (278, 225), (205, 165), 0, 0, 360, 1, -1)
+        boxes.append(("cup", [73, 60, 483, 390]))
+    logo_box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+    ids[logo_box[1] : logo_box[3], logo_box[0] : logo_box[2]] = len(boxes) + 1
+    boxes.append(("logo", logo_box))
+    s = sample_of(drawn, tmp_path, name)
+    rgb = np.asarray(drawn)
+    s.ann["products"] = [
+        {
+            "label": label,
+            "box": box,
+            "mask_index": i + 1,
+            "area_fraction": round(float((ids == i + 1).mean()), 5),
+            "close_view": square_box(box, 0.25),
+        }
+        for i, (label, box) in enumerate(boxes)
+    ]
+    s.members["mask.png"] = encode_png(ids)
+    s.members["views.jpg"] = encode_strip([crop_square(rgb, q["close_view"], 64) for q in s.ann["products"]])
+    s.ann["views"] = {"size": 64, "count": len(boxes)}
+    return s
+
+
+class SameImageReader:
+    """The real RapidOCR, read once per distinct image (the product tests run one photo four ways)."""
+
+    name = "rapidocr"
+
+    def __init__(self, reader):
+        self.reader, self.seen = reader, {}
+
+    def read(self, images):
+        keys = [np.asarray(img).tobytes() for img in images]
+        missing = [img for img, k in zip(images, keys, strict=True) if k not in self.seen]
+        for img, found in zip(missing, self.reader.read(missing) if missing else [], strict=True):
+            self.seen[np.asarray(img).tobytes()] = found
+        return [self.seen[k] for k in keys]
+
+
+def cleanup_with(ocr: SameImageReader, **params) -> Cleanup:
+    stage = Cleanup(Cleanup.Params(stage="cleanup", inpaint="telea", **params))
+    stage.setup()
+    stage.backends["ocr"], stage.ready = ocr, True
+    return stage
+
+
+def test_a_product_mask_over_an_inpainted_logo_is_flagged(tmp_path, reader):
+    from hoiforge.datasets.masks import decode_mask
+    from hoiforge.datasets.views import decode_strip
+
+    ocr = SameImageReader(reader)
+    flag = cleanup_with(ocr, products={"on_inpainted": "flag"})
+    before = with_products(tmp_path, "flag.png")
+    (out,) = run_stage(flag, [before])
+    cup, logo = out.ann["products"]
+    assert out.live and logo["inpainted"] and logo["inpainted_fraction"] >= 0.5
+    assert not cup["inpainted"] and cup["inpainted_fraction"] < 0.5  # the banner crosses the cup, but only a strip of it
+    assert out.ann["cleanup"]["products_inpainted"] == [2] and out.metrics["products_inpainted"] == 1
+    assert out.members["mask.png"] == before.members["mask.png"]  # flagged, not removed
+    assert len(decode_strip(out.members["views.jpg"])) == 2 and out.members["views.jpg"] != before.members["views.jpg"]  # re-cut
+
+    drop = cleanup_with(ocr)  # default: drop the product
+    kept, gone = run_stage(drop, [with_products(tmp_path, "drop.png"), with_products(tmp_path, "logo.png", logo_only=True)])
+    (cup,) = kept.ann["products"]
+    assert kept.live and cup["label"] == "cup" and cup["mask_index"] == 1 and kept.ann["cleanup"]["products_dropped"] == ["logo"]
+    ids = decode_mask(kept.members["mask.png"])
+    assert set(np.unique(ids)) == {0, 1} and kept.ann["views"]["count"] == 1 and len(decode_strip(kept.members["views.jpg"])) == 1
+    assert kept.metrics["products"] == 1 and kept.metrics["product_label"] == "cup"
+    assert gone.status == "dropped" and gone.reason_code == "cleanup.no_products_left"
+
+    whole = cleanup_with(ocr, products={"on_inpainted": "drop_image"})
+    (out,) = run_stage(whole, [with_products(tmp_path, "image.png")])
+    assert out.status == "dropped" and out.reason_code == "cleanup.product_inpainted" and out.reason_params["products"] == 1
+    assert len(ocr.seen) == 1  # one photo, read once

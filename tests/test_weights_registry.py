@@ -30,6 +30,7 @@ PAPER_GRADE: dict[tuple[str, str], set[str]] = {
     ("cleanup", "paddleocr"): {"ppocr-v4-det", "ppocr-v4-rec"},
     ("cleanup", "lama"): {"big-lama"},
     ("caption", "qwen2-vl"): {"qwen2-vl-7b-instruct"},
+    ("caption", "marian"): {"opus-mt-zh-en"},
     ("quality", "laion-aesthetic"): {"clip-vit-large-patch14", "laion-aesthetic-mlp"},
     ("eval", "clip-score"): {"clip-vit-base-patch16"},
     ("eval", "fid"): {"fid-inception"},
@@ -138,7 +139,7 @@ def test_backend_weight_options_name_real_entries(b, option: str, marker: regist
     s = W.spec(marker.entry)
     assert marker.file is None or marker.file in s.expected_paths()
     stage = {"person-detector": "person", "pose-estimator": "pose", "product-detector": "products", "box-segmenter": "products",
-             "text-reader": "cleanup", "inpainter": "cleanup", "captioner": "caption", "quality-scorer": "quality",
+             "text-reader": "cleanup", "inpainter": "cleanup", "captioner": "caption", "translator": "caption", "quality-scorer": "quality",
              "vae-encoder": "precompute", "text-encoder": "precompute", "image-encoder": "precompute"}[b.task]  # fmt: skip
     assert W.Use(stage, b.name, option, marker.file) in s.needed_by
 

@@ -61,3 +61,24 @@ def device_dtype(device: str | None = None, dtype: Dtype | None = None) -> tuple
     """(device, dtype) by the policy above, with the recipe's overrides applied."""
     dev = resolve_device(device)
     return dev, resolve_dtype(dtype, dev)
+
+
+def bf16_or_fp32(device: str | None = None, dtype: Dtype | None = None, what: str = "this model") -> tuple[torch.device, torch.dtype]:
+    """(device, dtype) for models that must not run in fp16: bf16 where the device supports it, else fp32.
+
+    Qwen2-VL in fp16 overflows in some layers and generates gibberish on some inputs (its
+    activations exceed fp16's range; bf16 shares fp32's exponent range). So the half precision
+    the policy above picks is bf16 when the GPU has it and fp32 otherwise, and an explicit fp16 is
+    refused with the reason.
+    """
+    import torch
+
+    dev = resolve_device(device)
+    if dtype is not None and _TORCH_NAMES.get(dtype) == "float16":
+        raise BackendUnavailable(f"{what} produces gibberish in fp16; use dtype bf16 (Ampere or newer GPUs) or fp32")
+    chosen = resolve_dtype(dtype, dev)
+    if chosen == torch.float16:  # the default on a GPU without bf16
+        chosen = torch.float32
+    if chosen == torch.bfloat16 and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise BackendUnavailable(f"{what}: dtype bf16 asked for, but this GPU does not support it; use fp32")
+    return dev, chosen

@@ -112,6 +112,21 @@ class _Job:
     mask: np.ndarray  # 0/1 uint8, same size as rgb
 
 
+def padded_size(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(h, w) rounded up to multiples of 8, the sides LaMa's down/upsampling needs."""
+    h, w = shape[:2]
+    return -(-h // 8) * 8, -(-w // 8) * 8
+
+
+def pad_to(array: np.ndarray, height: int, width: int, mode: str) -> np.ndarray:
+    """``array`` (HxW or HxWxC) padded at the bottom/right to ``height`` x ``width``."""
+    pad_h, pad_w = height - array.shape[0], width - array.shape[1]
+    if pad_h == 0 and pad_w == 0:
+        return array
+    pads = [(0, pad_h), (0, pad_w)] + [(0, 0)] * (array.ndim - 2)
+    return np.pad(array, pads, mode=mode)
+
+
 class LamaInpainter:
     """LaMa from a local TorchScript file (``big-lama.pt``), batched, fp16 on GPU."""
 
@@ -213,30 +228,31 @@ class LamaInpainter:
         return results
 
     def _run(self, jobs: list[_Job]) -> list[np.ndarray]:
-        """Forward the jobs, batching those of the same padded size."""
+        """Forward the jobs, batching those of the same padded size.
+
+        Crops in one bucket may differ by up to 7 px per side (266x276 and 268x277 both round up
+        to 272x280): each is padded to the bucket size on its own (reflect for the image, as
+        simple-lama/lama-cleaner do; zeros for the mask, so the padding is never filled) before
+        stacking, and its own size is cut back out of the result.
+        """
         import torch
-        import torch.nn.functional as F
 
         outputs: list[np.ndarray | None] = [None] * len(jobs)
         by_size: dict[tuple[int, int], list[int]] = {}
         for k, job in enumerate(jobs):
-            h, w = job.mask.shape
-            by_size.setdefault((-(-h // 8) * 8, -(-w // 8) * 8), []).append(k)
+            by_size.setdefault(padded_size(job.mask.shape), []).append(k)
         for (ph, pw), members in by_size.items():
             for start in range(0, len(members), self.batch_size):
                 chunk = members[start : start + self.batch_size]
-                h, w = jobs[chunk[0]].mask.shape
-                image = torch.from_numpy(np.stack([jobs[k].rgb for k in chunk])).permute(0, 3, 1, 2)
-                mask = torch.from_numpy(np.stack([jobs[k].mask for k in chunk]))[:, None]
-                image = image.to(self.device, self.dtype) / 255.0
-                mask = mask.to(self.device, self.dtype)
-                # LaMa needs sides divisible by 8: reflect-pad (as simple-lama/lama-cleaner do), crop back after.
-                image = F.pad(image, (0, pw - w, 0, ph - h), mode="reflect") if (ph, pw) != (h, w) else image
-                mask = F.pad(mask, (0, pw - w, 0, ph - h)) if (ph, pw) != (h, w) else mask
+                rgb = np.stack([pad_to(jobs[k].rgb, ph, pw, "reflect") for k in chunk])
+                masks = np.stack([pad_to(jobs[k].mask, ph, pw, "constant") for k in chunk])
+                image = torch.from_numpy(rgb).permute(0, 3, 1, 2).to(self.device, self.dtype) / 255.0
+                mask = torch.from_numpy(masks)[:, None].to(self.device, self.dtype)
                 result = self._forward(image, mask)
-                result = (result[:, :, :h, :w].float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+                result = (result.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
                 for k, out in zip(chunk, result, strict=True):
-                    outputs[k] = out
+                    h, w = jobs[k].mask.shape
+                    outputs[k] = np.ascontiguousarray(out[:h, :w])
         return outputs  # type: ignore[return-value]
 
     def _forward(self, image, mask):

@@ -7,7 +7,11 @@
   these machines cannot do).
 
 Both return, per image, a list of ``TextRegion``: the detector's quadrilateral in pixels of the
-input image, the recognised text and the recognition score.
+input image, the recognised text, the recognition score and (rapidocr; paddleocr when its result
+carries ``dt_scores``) the detection score: the mean text probability of the DB detector inside
+the box. Recognition does not filter by default (``min_score`` 0): a watermark the recogniser
+cannot read (mirrored, stylised, faint) still has a confident detection box, and the cleanup
+stage's policy decides on both scores (``min_det_score`` / ``min_rec_score``).
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from hoiforge.models.registry import Weights
 class TextRegion:
     polygon: list[tuple[float, float]]  # detector quadrilateral (4+ points), x, y in pixels
     text: str
-    score: float
+    score: float  # recognition confidence of ``text``
+    det_score: float | None = None  # detection confidence of the box (None: the backend gives none)
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -41,6 +46,7 @@ class TextRegion:
             "box": [round(float(v), 1) for v in self.box],
             "text": self.text,
             "score": round(float(self.score), 4),
+            "det_score": None if self.det_score is None else round(float(self.det_score), 4),
         }
 
 
@@ -58,12 +64,17 @@ class RapidOCRReader:
     name = "rapidocr"
     INSTALL = "pip install --no-deps rapidocr-onnxruntime==1.4.4 pyclipper shapely six (run scripts/install.sh)"
 
-    def __init__(self, min_score: float = 0.5, box_thresh: float = 0.5, unclip_ratio: float = 1.6, threads: int = -1):
+    def __init__(self, min_score: float = 0.0, box_thresh: float = 0.5, unclip_ratio: float = 1.6, threads: int = -1):
         require("rapidocr_onnxruntime", self.INSTALL)
         from rapidocr_onnxruntime import RapidOCR
 
         self.min_score, self.box_thresh, self.unclip_ratio = min_score, box_thresh, unclip_ratio
         self._ocr = RapidOCR(text_score=min_score, intra_op_num_threads=threads)
+        # RapidOCR computes each box's detection score and then drops it; run its detection steps
+        # here instead (same preprocessing, model, post-processing, filtering and reading order) so
+        # the scores stay attached to their boxes.
+        self._det_scores: list[float] = []
+        self._ocr.auto_text_det = self._detect
 
     @classmethod
     def check(cls, **options) -> None:
@@ -76,8 +87,38 @@ class RapidOCRReader:
     def _read_one(self, rgb: np.ndarray) -> list[TextRegion]:
         # A numpy input is taken as BGR (OpenCV order) by RapidOCR.
         bgr = np.ascontiguousarray(rgb[..., ::-1])
-        found, _ = self._ocr(bgr, box_thresh=self.box_thresh, unclip_ratio=self.unclip_ratio, text_score=self.min_score)
-        return [TextRegion([(float(x), float(y)) for x, y in quad], str(text), float(score)) for quad, text, score in found or []]
+        self._det_scores = []
+        found, _ = self._ocr(bgr, box_thresh=self.box_thresh, unclip_ratio=self.unclip_ratio, text_score=0.0)
+        # With text_score 0 RapidOCR keeps every detected box, in the order _detect returned them.
+        scores = self._det_scores if len(self._det_scores) == len(found or []) else [None] * len(found or [])
+        return [
+            TextRegion([(float(x), float(y)) for x, y in quad], str(text), float(score), det)
+            for (quad, text, score), det in zip(found or [], scores, strict=True)
+            if float(score) >= self.min_score
+        ]
+
+    def _detect(self, img: np.ndarray):
+        """RapidOCR's ``auto_text_det`` (TextDetector.__call__ + sorted_boxes), keeping the box scores."""
+        det = self._ocr.text_det
+        h, w = img.shape[:2]
+        prepared = det.get_preprocess(max(h, w))(img)
+        if prepared is None:
+            return None, 0.0
+        boxes, scores = det.postprocess_op(det.infer(prepared)[0], (h, w))
+        kept = []
+        for box, score in zip(boxes, scores, strict=True):
+            box = det.clip_det_res(det.order_points_clockwise(box), h, w)
+            if int(np.linalg.norm(box[0] - box[1])) <= 3 or int(np.linalg.norm(box[0] - box[3])) <= 3:
+                continue  # as filter_tag_det_res: slivers are no text
+            kept.append((box, float(score)))
+        if not kept:
+            return None, 0.0
+        ordered = self._ocr.sorted_boxes(np.array([b for b, _ in kept]))
+        remaining = list(kept)
+        for box in ordered:  # sorted_boxes reorders (and may swap) boxes: find each one's score
+            k = next(i for i, (b, _) in enumerate(remaining) if np.array_equal(b, box))
+            self._det_scores.append(remaining.pop(k)[1])
+        return ordered, 0.0
 
 
 class PaddleOCRReader:
@@ -98,7 +139,7 @@ class PaddleOCRReader:
         self,
         det_model_dir: Annotated[str | None, Weights("ppocr-v4-det")] = None,
         rec_model_dir: Annotated[str | None, Weights("ppocr-v4-rec")] = None,
-        min_score: float = 0.5,
+        min_score: float = 0.0,
         device: str | None = None,
     ):
         self.check(det_model_dir=det_model_dir, rec_model_dir=rec_model_dir)
@@ -148,10 +189,15 @@ def _model_name(model_dir: str | None) -> str | None:
 
 
 def regions_from_paddle(result, min_score: float) -> list[TextRegion]:
-    """TextRegions of one PaddleOCR 3.x result (a mapping with rec_polys, rec_texts, rec_scores)."""
+    """TextRegions of one PaddleOCR 3.x result (a mapping with rec_polys, rec_texts, rec_scores;
+    detection scores when it carries ``dt_scores`` aligned with ``rec_polys``)."""
     polys, texts, scores = result["rec_polys"], result["rec_texts"], result["rec_scores"]
+    det = result.get("dt_scores") if hasattr(result, "get") else None
+    dets = list(det) if det is not None and len(det) == len(polys) else [None] * len(polys)
     return [
-        TextRegion([(float(x), float(y)) for x, y in np.asarray(poly).reshape(-1, 2)], str(text), float(score))
-        for poly, text, score in zip(polys, texts, scores, strict=True)
+        TextRegion(
+            [(float(x), float(y)) for x, y in np.asarray(poly).reshape(-1, 2)], str(text), float(score), None if d is None else float(d)
+        )
+        for poly, text, score, d in zip(polys, texts, scores, dets, strict=True)
         if float(score) >= min_score
     ]

@@ -70,7 +70,7 @@ BACKENDS: dict[str, dict[str, str]] = {
         "qwen2-vl": "hoiforge.models.vlm_caption:QwenVLCaptioner",
     },
     "translator": {
-        "marian": "hoiforge.models.vlm_caption:Translator",
+        "marian": "hoiforge.models.translate:MarianTranslator",
     },
     "shoe-segmenter": {
         "foot-grabcut": "hoiforge.models.foot_segment:FootSeededSegmenter",

@@ -210,6 +210,14 @@ _ENTRIES: list[WeightSpec] = [
         revision="eed13092ef92e448dd6875b2a00151bd3f7db0ac",
         notes="transformers Qwen2VLForConditionalGeneration (no trust_remote_code needed). Commit: the snapshot "
               "many public projects' Hugging Face cache paths name (code search, 2026)."),
+    _hf("opus-mt-zh-en", [Use("caption", "marian", "model")], "Helsinki-NLP/opus-mt-zh-en",
+        ("config.json", "generation_config.json", "pytorch_model.bin", "source.spm", "target.spm", "vocab.json",
+         "tokenizer_config.json"), "CC-BY-4.0", 320,
+        notes="MarianMT Chinese->English (OPUS-MT) for the caption stage's optional translator (the paper used "
+              "CSANMT, which has no transformers port); transformers MarianMTModel + MarianTokenizer (sentencepiece). "
+              "The repo's PyTorch weights are pytorch_model.bin, which transformers loads with torch.load "
+              "weights_only=True. No commit pinned: none was found published (code search, 2026); fetch records "
+              "the commit main resolved to. Size approximate."),
     _hf("clip-vit-large-patch14", [Use("quality", "laion-aesthetic", "clip_model")], "openai/clip-vit-large-patch14",
         _CLIP_FILES, "MIT", 1710, revision="32bd64288804d66eefd0ccbe215aa642df71cc41",
         notes="image embeddings for the LAION aesthetic MLP. Commit: the snapshot many public projects' Hugging "

@@ -1,15 +1,20 @@
 """caption: a text description per image (HoIHuman: QwenVL, the paper's prompt, English).
 
-Writes ``ann["caption"] = {text, backend, prompt, model}`` (plus ``source_text`` and
-``translation_model`` when translated), the shard member ``<id>.txt`` (utf-8), and metric
-``caption_words``. Slots: ``captioner`` (task ``captioner``) and the optional ``translator``
-(task ``translator``, a seq2seq model from a local path or the HF cache). Captioner backends:
+Writes ``ann["caption"] = {text, backend, prompt, model, truncated}`` (plus ``source_text``,
+``translation_model``, ``translation_truncated`` and ``translation_skipped`` when a translator
+ran), the shard member ``<id>.txt`` (utf-8), and metrics ``caption_words`` and
+``caption_truncated`` (manifest column ``m.caption_truncated``: the VLM used all
+``max_new_tokens``, so its text ends mid-sentence; ``m.translation_truncated`` likewise).
+Slots: ``captioner`` (task ``captioner``) and the optional ``translator`` (task ``translator``,
+default none; ``marian``: an opus-mt model from a local path or the HF cache, sentence by
+sentence, texts without the source script kept as they are; models/translate.py). Captioner backends:
 
 - ``template`` (embedded default): a deterministic sentence from the annotations already on the
   sample (persons, pose cues, products and colours, background colour); see models/template_caption.py.
 - ``qwen2-vl`` (paper-grade): Qwen2-VL / Qwen2.5-VL from local weights, batched generation.
-  options: ``model`` (local dir or cached hub id), ``prompt``, ``max_new_tokens``, ``device``, ``dtype``,
-  ``min_pixels``, ``max_pixels``, ``generate_kwargs``.
+  options: ``model`` (local dir or cached hub id), ``prompt``, ``max_new_tokens``, ``device``, ``dtype``
+  (default bf16 where supported, else fp32; fp16 refused), ``min_pixels``/``max_pixels`` (default
+  448²/672²), ``generate_kwargs``.
 
 A VLM that returns an empty caption drops the sample (a training pair needs its text).
 TODO: a vLLM backend through ray.data.llm for large runs (thousands of captions per GPU-hour).
@@ -75,13 +80,26 @@ class Caption(Stage):
     def process(self, samples: list[Sample]) -> None:
         captioner, translator = self.backends["captioner"], self.backends.get("translator")
         texts = captioner.caption([s.rgb() for s in samples], [s.ann for s in samples])
-        docs = [{"text": t, "backend": captioner.name, "prompt": captioner.prompt, "model": captioner.model_id} for t in texts]
+        docs = [
+            {
+                "text": str(t),
+                "backend": captioner.name,
+                "prompt": captioner.prompt,
+                "model": captioner.model_id,
+                "truncated": bool(getattr(t, "truncated", False)),
+            }
+            for t in texts
+        ]
         if translator is not None:
-            for doc, english in zip(docs, translator.translate(texts), strict=True):
-                doc.update(source_text=doc["text"], text=english, translation_model=translator.model_id)
+            for doc, tr in zip(docs, translator.translate([d["text"] for d in docs]), strict=True):
+                doc.update(source_text=doc["text"], text=tr.text, translation_model=translator.model_id)
+                doc.update(translation_truncated=tr.truncated, translation_skipped=tr.skipped)
         for s, doc in zip(samples, docs, strict=True):
             s.ann["caption"] = doc
             s.members["txt"] = doc["text"].encode("utf-8")
             s.metrics["caption_words"] = len(doc["text"].split())
+            s.metrics["caption_truncated"] = doc["truncated"]
+            if translator is not None:
+                s.metrics["translation_truncated"] = doc["translation_truncated"]
             if not doc["text"]:
                 self.drop(s, "empty", f"{captioner.name} returned an empty caption")

@@ -4,6 +4,16 @@ Runs before captioning, pose and edges so that every later annotation describes 
 image; run it after ``person`` (and ``products`` when present) so that their boxes and masks
 tell text printed on clothing or on a product from text laid over the photo.
 
+Which regions count as text. The OCR backends return every detected box with its detection
+score (``det_score``) and its recognition score (``score``). A region is decided on when its
+detection is confident (``det_score >= policy.min_det_score``) or its text was read
+(``score >= policy.min_rec_score``); anything else is ``ignored`` (rule ``low score``). Deciding on
+detection boxes matters because a watermark the recogniser cannot read (mirrored, stylised, in a
+script it does not know) would otherwise be discarded before the rules and stay in the photo. An
+unreadable box is removed only by the overlay rules (1, 2, 5 below); one that would fall to
+``scene text`` is ``ignored`` (rule ``unreadable scene text``): inside the photo, a confident but
+unreadable box is as often a pattern (PP-OCR finds one on the fixture's coffee cup, det 0.68).
+
 Removal policy. Every OCR region gets one action by the first rule that matches, in this order
 (each threshold is a recipe key under ``policy:``). Overlay shapes come first because a shop's
 banner or mark laid over a product would otherwise count as printed on it; the price is that a
@@ -29,9 +39,20 @@ height) to cover anti-aliasing and shadows, and inpainted. If the dilated mask c
 photo). The image is re-encoded (same format; ``quality`` for JPEG/WebP, PNG lossless) only when
 something was removed; otherwise its bytes stay the source bytes.
 
-Writes ``text_regions`` (every region: polygon, box, text, score, action, rule) and ``cleanup``
-(backends, removed count, covered fraction, margins) to the annotation document; metrics
-``text_regions``, ``text_removed``, ``cleanup_fraction``.
+Products re-checked. The products stage runs before cleanup (its masks tell printed text from
+overlays), so a product can be a logo or a banner that cleanup then paints out. After inpainting,
+each product's pixels in ``mask.png`` are compared with the inpainted mask: a product with at least
+``products.max_inpainted`` of its pixels inpainted gets ``inpainted: true`` and, by
+``products.on_inpainted``: ``flag`` (kept, flagged), ``drop_product`` (default: removed from
+``ann["products"]``, ``mask.png`` renumbered, the ``views.jpg`` strip re-cut; the image is dropped
+with ``cleanup.no_products_left`` when none remain) or ``drop_image`` (``cleanup.product_inpainted``).
+When cleanup inpainted anything, every product gets ``inpainted_fraction`` and ``inpainted``, and
+the views strip is re-cut from the cleaned image (it was cut from the photo with the text on it).
+
+Writes ``text_regions`` (every region: polygon, box, text, score, det_score, action, rule) and
+``cleanup`` (backends, removed count, covered fraction, margins, products flagged/dropped) to the
+annotation document; metrics ``text_regions``, ``text_removed``, ``text_ignored``,
+``cleanup_fraction``, ``products_inpainted``.
 """
 
 from __future__ import annotations
@@ -42,12 +63,13 @@ from typing import Annotated, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from hoiforge.datasets.masks import decode_mask
+from hoiforge.datasets.masks import decode_mask, encode_mask
+from hoiforge.datasets.views import crop_square, encode_strip
 from hoiforge.models.inpaint import dilate
 from hoiforge.models.ocr import TextRegion
 from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
 
-REMOVED, KEPT = "removed", "kept"
+REMOVED, KEPT, IGNORED = "removed", "kept", "ignored"
 
 
 class TextPolicy(BaseModel):
@@ -64,12 +86,24 @@ class TextPolicy(BaseModel):
     corner_margin: float = Field(0.2, ge=0, le=0.5, description="corner zone size as a fraction of image width and height")
     edge_margin: float = Field(0.04, ge=0, le=0.5, description="text this close to an edge (fraction of the side) is a border watermark")
     scene_text: Literal["remove", "keep"] = "remove"
+    min_det_score: float = Field(0.7, ge=0, le=1, description="a detected box this confident is decided on even when unreadable")
+    min_rec_score: float = Field(0.5, ge=0, le=1, description="a region read this confidently is decided on whatever its det score")
+
+
+class ProductRecheck(BaseModel):
+    """What happens to a product whose mask was mostly inpainted (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_inpainted: float = Field(0.5, gt=0, le=1, description="share of a product's mask pixels inpainted from which it is flagged")
+    on_inpainted: Literal["flag", "drop_product", "drop_image"] = "drop_product"
 
 
 class CleanupParams(StageParams):
     ocr: Annotated[SlotConfig, Slot("text-reader")] = slot("rapidocr")
     inpaint: Annotated[SlotConfig, Slot("inpainter")] = slot("patchmatch")
     policy: TextPolicy = Field(default_factory=TextPolicy)
+    products: ProductRecheck = Field(default_factory=ProductRecheck)
     margin_px: int = Field(4, ge=0, description="mask dilation, pixels (at least)")
     margin_rel: float = Field(0.2, ge=0, le=2, description="mask dilation as a fraction of the text height")
     max_fraction: float = Field(0.2, gt=0, le=1, description="drop the image when the mask would cover more than this")
@@ -103,6 +137,24 @@ def decide(
     product_mask: np.ndarray | None,
 ) -> tuple[str, str]:
     """(action, rule) for one region: the first matching rule of the module docstring."""
+    readable = region.score >= policy.min_rec_score
+    if not readable and (region.det_score is None or region.det_score < policy.min_det_score):
+        return IGNORED, "low score"
+    action, rule = _first_rule(region, shape, policy, person_boxes, product_mask)
+    if not readable and rule == "scene text":
+        # An unreadable box inside the photo is as likely texture (a pattern on a cup) as text:
+        # detection alone removes only overlay shapes (banners, corner and border marks).
+        return IGNORED, "unreadable scene text"
+    return action, rule
+
+
+def _first_rule(
+    region: TextRegion,
+    shape: tuple[int, int],
+    policy: TextPolicy,
+    person_boxes: list[list[float]],
+    product_mask: np.ndarray | None,
+) -> tuple[str, str]:
     h, w = shape
     x0, y0, x1, y1 = region.box
     poly = polygon_mask(region.polygon, shape)
@@ -178,7 +230,7 @@ class Cleanup(Stage):
         if not to_fill:
             return
         filled = self.backends["inpaint"].inpaint([s.rgb() for s, _ in to_fill], [m for _, m in to_fill])
-        for (s, _), rgb in zip(to_fill, filled, strict=True):
+        for (s, mask), rgb in zip(to_fill, filled, strict=True):
             image = s.ann.setdefault("image", {})
             ext = image.get("ext", "png")
             mode = _stored_mode(s.image)
@@ -187,6 +239,63 @@ class Cleanup(Stage):
             s.set_image(data, rgb if ext == "png" and mode == "RGB" else None)
             image["reencoded"] = f"{image['reencoded']}; cleanup" if image.get("reencoded") else "cleanup"
             s.metrics["reencoded"] = True
+            self._recheck_products(s, mask)
+
+    def _recheck_products(self, s: Sample, inpainted: np.ndarray) -> None:
+        """Flag or drop products whose mask the inpainting covered; re-cut the views from the cleaned image."""
+        products, png = s.ann.get("products"), s.members.get("mask.png")
+        if not products or not png:
+            return
+        rp = self.params.products
+        ids = decode_mask(png)
+        filled = inpainted > 0
+        flagged = []
+        for q in products:
+            own = ids == q["mask_index"]
+            fraction = float((own & filled).sum() / max(int(own.sum()), 1))
+            q["inpainted_fraction"] = round(fraction, 4)
+            q["inpainted"] = fraction >= rp.max_inpainted
+            if q["inpainted"]:
+                flagged.append(q)
+        s.metrics["products_inpainted"] = len(flagged)
+        s.ann["cleanup"]["products_inpainted"] = [q["mask_index"] for q in flagged]
+        if flagged and rp.on_inpainted == "drop_image":
+            worst = max(q["inpainted_fraction"] for q in flagged)
+            self.drop(
+                s,
+                "product_inpainted",
+                f"{len(flagged)} of {len(products)} products are mostly inpainted (up to {worst:.0%}, max {rp.max_inpainted:.0%})",
+                products=len(flagged),
+                fraction=worst,
+                max=rp.max_inpainted,
+            )
+            return
+        if flagged and rp.on_inpainted == "drop_product":
+            kept = [q for q in products if not q["inpainted"]]
+            s.ann["cleanup"]["products_dropped"] = [q["label"] for q in flagged]
+            if not kept:
+                self.drop(
+                    s,
+                    "no_products_left",
+                    f"all {len(products)} products were mostly inpainted (max {rp.max_inpainted:.0%})",
+                    products=len(products),
+                    max=rp.max_inpainted,
+                )
+                return
+            renumbered = np.zeros_like(ids)
+            for new, q in enumerate(kept, start=1):
+                renumbered[ids == q["mask_index"]] = new
+                q["mask_index"] = new
+            s.ann["products"] = products = kept
+            s.members["mask.png"] = encode_mask(renumbered)
+            s.metrics["products"] = len(kept)
+            s.metrics["product_area"] = max(q["area_fraction"] for q in kept)
+            s.metrics["product_label"] = kept[0]["label"]
+        views = s.ann.get("views")
+        if views and "views.jpg" in s.members:  # cut before cleanup: the text is in it
+            tiles = [crop_square(s.rgb(), q["close_view"], views["size"]) for q in products]
+            s.members["views.jpg"] = encode_strip(tiles)
+            views["count"] = len(tiles)
 
     def _decide(self, s: Sample, regions: list[TextRegion]) -> np.ndarray | None:
         """Annotate the regions; return the removal mask, or None when nothing is to be filled."""
@@ -195,12 +304,13 @@ class Cleanup(Stage):
         persons = [person["box"] for person in s.ann.get("persons", []) if "box" in person]
         product_png = s.members.get("mask.png")
         products = decode_mask(product_png) if product_png else None
-        records, removed = [], []
+        records, removed, ignored = [], [], 0
         for region in regions:
             action, rule = decide(region, shape, p.policy, persons, products)
             records.append({**region.to_json(), "action": action, "rule": rule})
             if action == REMOVED:
                 removed.append(region.polygon)
+            ignored += action == IGNORED
         mask = removal_mask(removed, shape, p.margin_px, p.margin_rel)
         fraction = float((mask > 0).mean())
         s.ann["text_regions"] = records
@@ -212,7 +322,7 @@ class Cleanup(Stage):
             "margin_px": p.margin_px,
             "margin_rel": p.margin_rel,
         }
-        s.metrics.update(text_regions=len(records), text_removed=len(removed), cleanup_fraction=round(fraction, 5))
+        s.metrics.update(text_regions=len(records), text_removed=len(removed), text_ignored=ignored, cleanup_fraction=round(fraction, 5))
         if fraction > p.max_fraction:
             self.drop(
                 s,
