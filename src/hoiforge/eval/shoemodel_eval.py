@@ -1,0 +1,205 @@
+"""``hoiforge eval shoemodel``: the whole ShoeModel on a shoe-leg build's test split -> Table 3 and Table 5.
+
+Table 3 (FID, KID, CLIP): per test sample (shard order, the first ``n``) the shoe is the sample's
+``shoe.png`` (the shoe-only RGBA at the photo's size; its alpha is the shoe mask) and the prompt its
+caption; the full system (``training.shoemodel.system.ShoeModel``: WD -> LpS phase 1 -> phase 2 ->
+X_p -> SW -> backfill) makes one image with seed ``seed + i``, saved as
+``REPORT/generated/shoemodel/<id>.png`` at the photo's size, and the images are scored against the
+same samples' photos (exported to ``REPORT/real/``) at SW's resolution (short side), CLIP against
+the captions.
+
+Table 5 (WD): the run's WD module on each sample's square shoe-pair crop (the crop its trainer
+validates on, ``training.shoemodel.wd.crop``) against the sample's ``wear.png`` labels cropped the
+same way; one confusion matrix over the split -> per-class IoU/Acc, mIoU, mAcc, aAcc
+(mmseg's definitions). Which labels those are (human labels, or the bootstrap labels whose
+wearable class is empty) is counted in the notes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from hoiforge.errors import EvalError
+from hoiforge.eval.runs import check_run, finite, prepare_report, settings_match, table_markdown, timed, tracked
+from hoiforge.eval.scoring import score_shoemodel, shoemodel_row, wd_row
+from hoiforge.eval.tables import GenerationSettings, write_table
+from hoiforge.eval.test_split import Need, annotation, read_test_split, usable
+
+COMMAND = "hoiforge eval shoemodel"
+IMAGE_EXTS = ("jpg", "png", "webp")
+
+NEEDS = [
+    Need("an image", "the `decode` stage", lambda m: any(e in m for e in IMAGE_EXTS)),
+    Need("shoe.png (the shoe-only image)", "the `shoes` stage", lambda m: "shoe.png" in m),
+    Need("leg.json (leg and foot keypoints)", "the `pose` stage with leg_json: true", lambda m: "leg.json" in m),
+    Need("wear.png (wearable-area labels)", "the `wear_labels` stage (or `shoes` with bootstrap_wear)", lambda m: "wear.png" in m),
+    Need("a caption (txt)", "the `caption` stage", lambda m: "txt" in m or bool((annotation(m).get("caption") or {}).get("text"))),
+]
+
+
+@dataclass
+class Options:
+    n: int | None = None
+    seed: int = 0
+    steps: int | None = None  # default: the run's SW config (inference_steps)
+    cfg: float | None = None  # default: the run's SW config (guidance_scale)
+    clip_model: str | None = None
+    clip_truncation: str = "torchmetrics"
+    fid_method: str = "sqrtm"
+    cache_dir: str | None = None
+    device: str | None = None
+    compare: bool = False
+    progress: bool = True
+
+
+def evaluate_shoemodel(
+    checkpoint: str | Path, data: str | Path, report: str | Path, options: Options | None = None, say: Callable[[str], None] = print
+) -> dict:
+    from hoiforge.eval.clip_score import resolve_clip
+    from hoiforge.training.shoemodel import system as S
+    from hoiforge.training.shoemodel import wd
+    from hoiforge.training.shoemodel.data import ShoeLegSample
+
+    opts = options or Options()
+    run = check_run(checkpoint, "shoemodel")
+    if opts.steps is not None and opts.steps < 1:
+        raise EvalError(f"--steps {opts.steps}: give at least 1 DDIM step")
+    if opts.cfg is not None and opts.cfg < 1:
+        raise EvalError(f"--cfg {opts.cfg:g}: the guidance scale is at least 1")
+    S.check_run(run)  # MissingModule names each untrained module and the command that trains it
+    raw = read_test_split(data, opts.n)
+    kept, skipped = usable(data, raw, NEEDS, COMMAND)
+    report_dir = prepare_report(report)
+    resolve_clip(opts.clip_model)  # before any image is generated
+
+    model = S.ShoeModel(run, device=opts.device)
+    updates = {k: v for k, v in (("inference_steps", opts.steps), ("guidance_scale", opts.cfg)) if v is not None}
+    if updates:
+        model.sw_cfg = model.sw_cfg.model_copy(update=updates)
+    notes = [f"{skipped}."] if skipped else []
+    if model.tiny:
+        say(f"warning: {run} holds tiny random modules (config tiny): the images are noise around the shoe and the numbers mean nothing")
+        notes.append("The run's modules are tiny random networks (config tiny, a code-path check): the numbers mean nothing.")
+
+    samples = [ShoeLegSample(sid, members) for sid, members in kept]
+    real = report_dir / "real"
+    real.mkdir(exist_ok=True)
+    ids = {s.key for s in samples}
+    for stale in real.iterdir():
+        if stale.is_file() and stale.stem not in ids:
+            stale.unlink()
+    for s in samples:
+        ext = next(e for e in IMAGE_EXTS if e in s.members)
+        if not (real / f"{s.key}.{ext}").is_file():
+            (real / f"{s.key}.{ext}").write_bytes(s.members[ext])
+
+    steps, guidance, size = model.sw_cfg.inference_steps, model.sw_cfg.guidance_scale, model.sw_cfg.resolution
+    folder = report_dir / "generated" / "shoemodel"
+    settings = {
+        "run": str(run.resolve()),
+        "records": {m: r.get("step") for m, r in model.records.items()},
+        "sampler": "DDIM",
+        "steps": steps,
+        "cfg": guidance,
+        "size": size,
+        "seed": f"{opts.seed} + sample position",
+        "ids": [s.key for s in samples],
+    }
+    if folder.is_dir() and not settings_match(folder, settings):
+        for old in folder.glob("*.png"):
+            old.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "generation.json").write_text(json.dumps(settings, indent=2))
+
+    timing: dict = {}
+    made, notes_gen = 0, []
+    with timed(timing, "generate_s"):
+        todo = [(i, s) for i, s in enumerate(samples) if not (folder / f"{s.key}.png").is_file()]
+        for i, s in tracked(todo, len(todo), "generate ShoeModel", opts.progress):
+            rgba = s.shoe_rgba()
+            mask = rgba[..., 3] >= 128
+            if not mask.any():
+                raise EvalError(f"{data}: test sample {s.key} has an empty shoe.png (no pixel with alpha >= 128); rebuild the output")
+            shoe = S.Shoe(np.ascontiguousarray(rgba[..., :3]), mask, f"test sample {s.key}")
+            result = model.generate(shoe, s.caption(), 1, seed=opts.seed + i, say=notes_gen.append)
+            tmp = folder / f".{s.key}.png.tmp"
+            Image.fromarray(result.images[0]).save(tmp, format="PNG")
+            tmp.replace(folder / f"{s.key}.png")
+            made += 1
+    if notes_gen:
+        say(f"note: {len(notes_gen)} image(s): {notes_gen[0]}")
+
+    with timed(timing, "score_s"):
+        scores = score_shoemodel(
+            folder,
+            real,
+            {f"{s.key}.png": s.caption() for s in samples},
+            resolution=size,
+            clip_truncation=opts.clip_truncation,
+            clip_model=opts.clip_model,
+            fid_method=opts.fid_method,
+            cache_dir=opts.cache_dir,
+            device=opts.device,
+            progress=opts.progress,
+        )
+    for w in scores.get("warnings", []):
+        say(f"warning: {w}")
+
+    with timed(timing, "wd_s"):
+        crops, sources = [], {}
+        for s in samples:
+            c = wd.crop(s, model.wd_cfg)
+            if c is not None:
+                crops.append(c)
+                sources[s.wear_source()] = sources.get(s.wear_source(), 0) + 1
+        wd_scores = wd.score(model.wd.net, crops)
+    cm = np.asarray(wd_scores["confusion_matrix"])
+
+    gen = GenerationSettings("DDIM", steps, guidance, f"short side {size}", opts.seed, len(samples))
+    table3 = [shoemodel_row("ShoeModel", scores, gen)]
+    table5 = [wd_row("WD (3 classes)", cm, n_images=len(crops))]
+    table5[0].settings.resolution = f"{model.wd.size}x{model.wd.size} crop"
+    notes3 = [
+        *notes,
+        f"Conditions: the first {len(samples)} test samples of {data}: shoe = the sample's shoe.png, prompt = its caption; "
+        f"seed {opts.seed} + sample position; FID/KID at short side {size} against the same samples' photos.",
+    ]
+    notes5 = [
+        *notes,
+        f"WD on the shoe-pair crops of {len(crops)} test samples against their wear.png labels; label sources: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(sources.items()))
+        + " (bootstrap labels leave the wearable class empty).",
+    ]
+    tables = {
+        "table3": write_table("shoemodel-table3", table3, report_dir, opts.compare, notes3),
+        "table5": write_table("shoemodel-table5", table5, report_dir, opts.compare, notes5),
+    }
+    say(
+        f"ShoeModel: {made} image(s) generated in {timing['generate_s']:.1f} s, scored in {timing['score_s']:.1f} s; WD in {timing['wd_s']:.1f} s"
+    )
+    doc = {
+        "command": COMMAND,
+        "checkpoint": str(run),
+        "data": str(data),
+        "n": len(samples),
+        "n_test_read": len(raw),
+        "options": {k: v for k, v in asdict(opts).items() if k != "progress"},
+        "generation": {**settings, "images_made": made, "folder": str(folder)},
+        "timing": timing,
+        "scores": scores,
+        "wd": {k: v for k, v in wd_scores.items()},
+        "wd_label_sources": sources,
+        "tables": {k: {f: str(p) for f, p in v.items()} for k, v in tables.items()},
+        "notes": notes,
+    }
+    (report_dir / "report.json").write_text(json.dumps(finite(doc), indent=2, ensure_ascii=False) + "\n")
+    doc["markdown"] = "\n".join(
+        [table_markdown("shoemodel-table3", table3, opts.compare, notes3), table_markdown("shoemodel-table5", table5, opts.compare, notes5)]
+    )
+    return doc
