@@ -174,7 +174,7 @@ def evaluate_shoemodel(
         *notes,
         f"WD on the shoe-pair crops of {len(crops)} test samples against their wear.png labels; label sources: "
         + ", ".join(f"{k} {v}" for k, v in sorted(sources.items()))
-        + " (bootstrap labels leave the wearable class empty).",
+        + (" (bootstrap labels leave the wearable class empty)." if "bootstrap" in sources else "."),
     ]
     tables = {
         "table3": write_table("shoemodel-table3", table3, report_dir, opts.compare, notes3),
