@@ -59,8 +59,10 @@ def vm_out(tmp_path_factory) -> Path:
 
 def fake_vm_run(root: Path) -> Path:
     """Enough of a VirtualModel run for the checks that come before any model loads."""
+    from hoiforge.training.virtualmodel.config import load_config
+
     root.mkdir(parents=True)
-    (root / "config.yaml").write_text("name: tiny\n")
+    (root / "config.yaml").write_text(load_config("tiny").to_yaml())
     return root
 
 
@@ -139,6 +141,8 @@ def test_bad_runs_and_builds_are_one_line(vm_out, tmp_path):
     no_wear = with_members(vm_out, tmp_path / "no-wear", {"shoe.png": b"-", "leg.json": b"{}", "txt": b"x"})
     fails(*shoe(shoe_run, no_wear), match="no test sample holds wear.png (wearable-area labels) (the `wear_labels` stage")
     fails(*vm(vm_run, vm_out, "--ablation-run", vm_run), match="--ablation-run needs --ablations")
+    fails(*vm(vm_run, vm_out, "--ablations", "--ablation-run", vm_run), match="both train 'VirtualModel'; give one run per variant")
+    fails(*vm(vm_run, vm_out, "--size", "60"), match="--size 60: give a short side that is a multiple of 8")
 
 
 def test_missing_clip_weights_fail_before_generation(vm_out, tmp_path, monkeypatch):

@@ -29,10 +29,11 @@ from hoiforge.errors import EvalError
 from hoiforge.eval.runs import check_run, finite, prepare_report, settings_match, table_markdown, timed, tracked
 from hoiforge.eval.scoring import score_shoemodel, shoemodel_row, wd_row
 from hoiforge.eval.tables import GenerationSettings, write_table
-from hoiforge.eval.test_split import Need, annotation, read_test_split, usable
+from hoiforge.eval.test_split import Need, annotation, check_test_split, samples, survey
 
 COMMAND = "hoiforge eval shoemodel"
 IMAGE_EXTS = ("jpg", "png", "webp")
+WD_BATCH = 8  # shoe-pair crops per WD forward pass
 
 NEEDS = [
     Need("an image", "the `decode` stage", lambda m: any(e in m for e in IMAGE_EXTS)),
@@ -61,7 +62,11 @@ class Options:
 def evaluate_shoemodel(
     checkpoint: str | Path, data: str | Path, report: str | Path, options: Options | None = None, say: Callable[[str], None] = print
 ) -> dict:
+    import torch
+
+    from hoiforge.datasets import wearable as W
     from hoiforge.eval.clip_score import resolve_clip
+    from hoiforge.eval.segmentation import confusion_matrix, segmentation_scores
     from hoiforge.training.shoemodel import system as S
     from hoiforge.training.shoemodel import wd
     from hoiforge.training.shoemodel.data import ShoeLegSample
@@ -73,8 +78,8 @@ def evaluate_shoemodel(
     if opts.cfg is not None and opts.cfg < 1:
         raise EvalError(f"--cfg {opts.cfg:g}: the guidance scale is at least 1")
     S.check_run(run)  # MissingModule names each untrained module and the command that trains it
-    raw = read_test_split(data, opts.n)
-    kept, skipped = usable(data, raw, NEEDS, COMMAND)
+    root = check_test_split(data, opts.n)
+    kept, total, skipped = survey(root, opts.n, NEEDS, COMMAND)
     report_dir = prepare_report(report)
     resolve_clip(opts.clip_model)  # before any image is generated
 
@@ -87,18 +92,11 @@ def evaluate_shoemodel(
         say(f"warning: {run} holds tiny random modules (config tiny): the images are noise around the shoe and the numbers mean nothing")
         notes.append("The run's modules are tiny random networks (config tiny, a code-path check): the numbers mean nothing.")
 
-    samples = [ShoeLegSample(sid, members) for sid, members in kept]
     real = report_dir / "real"
     real.mkdir(exist_ok=True)
-    ids = {s.key for s in samples}
-    for stale in real.iterdir():
-        if stale.is_file() and stale.stem not in ids:
+    for stale in real.iterdir():  # a previous evaluation of other samples
+        if stale.is_file() and stale.stem not in set(kept):
             stale.unlink()
-    for s in samples:
-        ext = next(e for e in IMAGE_EXTS if e in s.members)
-        if not (real / f"{s.key}.{ext}").is_file():
-            (real / f"{s.key}.{ext}").write_bytes(s.members[ext])
-
     steps, guidance, size = model.sw_cfg.inference_steps, model.sw_cfg.guidance_scale, model.sw_cfg.resolution
     folder = report_dir / "generated" / "shoemodel"
     settings = {
@@ -109,7 +107,7 @@ def evaluate_shoemodel(
         "cfg": guidance,
         "size": size,
         "seed": f"{opts.seed} + sample position",
-        "ids": [s.key for s in samples],
+        "ids": kept,
     }
     if folder.is_dir() and not settings_match(folder, settings):
         for old in folder.glob("*.png"):
@@ -117,29 +115,63 @@ def evaluate_shoemodel(
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "generation.json").write_text(json.dumps(settings, indent=2))
 
-    timing: dict = {}
-    made, notes_gen = 0, []
-    with timed(timing, "generate_s"):
-        todo = [(i, s) for i, s in enumerate(samples) if not (folder / f"{s.key}.png").is_file()]
-        for i, s in tracked(todo, len(todo), "generate ShoeModel", opts.progress):
-            rgba = s.shoe_rgba()
-            mask = rgba[..., 3] >= 128
-            if not mask.any():
-                raise EvalError(f"{data}: test sample {s.key} has an empty shoe.png (no pixel with alpha >= 128); rebuild the output")
-            shoe = S.Shoe(np.ascontiguousarray(rgba[..., :3]), mask, f"test sample {s.key}")
-            result = model.generate(shoe, s.caption(), 1, seed=opts.seed + i, say=notes_gen.append)
-            tmp = folder / f".{s.key}.png.tmp"
-            Image.fromarray(result.images[0]).save(tmp, format="PNG")
-            tmp.replace(folder / f"{s.key}.png")
-            made += 1
-    if notes_gen:
-        say(f"note: {len(notes_gen)} image(s): {notes_gen[0]}")
+    # One streamed pass: export the photo (FID/KID real set), generate, and add the sample's WD crop to the
+    # confusion matrix. Only ids, captions and the 3x3 counts are kept.
+    timing = {"generate_s": 0.0, "wd_s": 0.0}
+    made, gen_notes, captions, sources = 0, [], {}, {}
+    cm = np.zeros((3, 3), np.int64)
+    pending: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def wd_counts(crops: list) -> np.ndarray:
+        """The confusion matrix of WD's predictions on ``crops`` (rgb, labels), which it empties."""
+        counts = np.zeros((3, 3), np.int64)
+        if crops:
+            with torch.no_grad():
+                for pred, (_, labels) in zip(wd.predict_labels(model.wd.net, [c[0] for c in crops]), crops, strict=True):
+                    counts += confusion_matrix(pred, labels, 3)
+            crops.clear()
+        return counts
+
+    position = {sid: i for i, sid in enumerate(kept)}
+    for sid, members in tracked(samples(root, opts.n, set(kept)), len(kept), "generate ShoeModel", opts.progress):
+        s = ShoeLegSample(sid, members)
+        ext = next(e for e in IMAGE_EXTS if e in members)
+        if not (real / f"{sid}.{ext}").is_file():
+            (real / f"{sid}.{ext}").write_bytes(members[ext])
+        captions[f"{sid}.png"] = s.caption()
+        with timed(step := {}, "s"):
+            if not (folder / f"{sid}.png").is_file():
+                rgba = s.shoe_rgba()
+                mask = rgba[..., 3] >= 128
+                if not mask.any():
+                    raise EvalError(f"{root}: test sample {sid} has an empty shoe.png (no pixel with alpha >= 128); rebuild the output")
+                shoe = S.Shoe(np.ascontiguousarray(rgba[..., :3]), mask, f"test sample {sid}")
+                result = model.generate(shoe, s.caption(), 1, seed=opts.seed + position[sid], say=gen_notes.append)
+                tmp = folder / f".{sid}.png.tmp"
+                Image.fromarray(result.images[0]).save(tmp, format="PNG")
+                tmp.replace(folder / f"{sid}.png")  # a killed run leaves no half-written image behind
+                made += 1
+        timing["generate_s"] += step["s"]
+        with timed(step, "s"):
+            crop = wd.crop(s, model.wd_cfg)
+            if crop is not None:
+                pending.append(crop[:2])
+                sources[s.wear_source()] = sources.get(s.wear_source(), 0) + 1
+            if len(pending) == WD_BATCH:
+                cm += wd_counts(pending)
+        timing["wd_s"] += step["s"]
+    with timed(step, "s"):
+        cm += wd_counts(pending)
+    timing["wd_s"] += step["s"]
+    n_wd = sum(sources.values())
+    if gen_notes:
+        say(f"note: {len(gen_notes)} image(s): {gen_notes[0]}")
 
     with timed(timing, "score_s"):
         scores = score_shoemodel(
             folder,
             real,
-            {f"{s.key}.png": s.caption() for s in samples},
+            captions,
             resolution=size,
             clip_truncation=opts.clip_truncation,
             clip_model=opts.clip_model,
@@ -151,28 +183,21 @@ def evaluate_shoemodel(
     for w in scores.get("warnings", []):
         say(f"warning: {w}")
 
-    with timed(timing, "wd_s"):
-        crops, sources = [], {}
-        for s in samples:
-            c = wd.crop(s, model.wd_cfg)
-            if c is not None:
-                crops.append(c)
-                sources[s.wear_source()] = sources.get(s.wear_source(), 0) + 1
-        wd_scores = wd.score(model.wd.net, crops)
-    cm = np.asarray(wd_scores["confusion_matrix"])
+    wd_scores = segmentation_scores(cm, W.CLASSES)
+    wd_scores["confusion_matrix"] = cm.tolist()
 
-    gen = GenerationSettings("DDIM", steps, guidance, f"short side {size}", opts.seed, len(samples))
+    gen = GenerationSettings("DDIM", steps, guidance, f"short side {size}", opts.seed, len(kept))
     table3 = [shoemodel_row("ShoeModel", scores, gen)]
-    table5 = [wd_row("WD (3 classes)", cm, n_images=len(crops))]
+    table5 = [wd_row("WD (3 classes)", cm, n_images=n_wd)]
     table5[0].settings.resolution = f"{model.wd.size}x{model.wd.size} crop"
     notes3 = [
         *notes,
-        f"Conditions: the first {len(samples)} test samples of {data}: shoe = the sample's shoe.png, prompt = its caption; "
+        f"Conditions: the first {len(kept)} test samples of {data}: shoe = the sample's shoe.png, prompt = its caption; "
         f"seed {opts.seed} + sample position; FID/KID at short side {size} against the same samples' photos.",
     ]
     notes5 = [
         *notes,
-        f"WD on the shoe-pair crops of {len(crops)} test samples against their wear.png labels; label sources: "
+        f"WD on the shoe-pair crops of {n_wd} test samples against their wear.png labels; label sources: "
         + ", ".join(f"{k} {v}" for k, v in sorted(sources.items()))
         + (" (bootstrap labels leave the wearable class empty)." if "bootstrap" in sources else "."),
     ]
@@ -187,8 +212,8 @@ def evaluate_shoemodel(
         "command": COMMAND,
         "checkpoint": str(run),
         "data": str(data),
-        "n": len(samples),
-        "n_test_read": len(raw),
+        "n": len(kept),
+        "n_test_read": total,
         "options": {k: v for k, v in asdict(opts).items() if k != "progress"},
         "generation": {**settings, "images_made": made, "folder": str(folder)},
         "timing": timing,

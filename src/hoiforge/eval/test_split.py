@@ -1,17 +1,18 @@
 """The test split of a build as ``eval virtualmodel`` / ``eval shoemodel`` read it, with the checks that make bad input one line.
 
-``read_test_split(out, n)`` returns the first ``n`` test samples (all without ``n``) in shard
-order, as ``(id, {extension: bytes})``; it refuses a folder that is not a build, a build without
-a test split, and fewer than 2 samples (FID and KID need two). ``usable(...)`` keeps the samples
-that hold what the command needs: a requirement missing from every sample is an error naming the
-member and the recipe stage that writes it; one missing from some samples drops those samples,
-counted in a warning.
+``check_test_split(out, n)`` refuses a folder that is not a build, a build without a test split,
+and ``n`` under 2 (FID and KID need two). ``survey(...)`` streams the first ``n`` test samples
+(all without ``n``, shard order) once and keeps the ids of those that hold what the command needs:
+a requirement missing from every sample is an error naming the member and the recipe stage that
+writes it; one missing from some samples drops those samples, counted in a warning. The commands
+then stream the kept samples again (``samples(root, n, ids)``): no test split is ever held in
+memory, only per-sample conditions and ids.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,8 @@ TEST_SPLIT_HINT = (
 )
 
 
-def read_test_split(out: str | Path, n: int | None = None) -> list[tuple[str, Members]]:
+def check_test_split(out: str | Path, n: int | None = None) -> Path:
+    """OUT as a Path when it is a build with a test split listing samples; EvalError in one sentence otherwise."""
     root = Path(out).expanduser()
     if n is not None and n < MIN_IMAGES:
         raise EvalError(f"--n {n}: FID and KID need at least {MIN_IMAGES} test samples")
@@ -42,12 +44,14 @@ def read_test_split(out: str | Path, n: int | None = None) -> list[tuple[str, Me
         raise EvalError(f"{index} is not a wids shard index; rebuild the output") from None
     if listed == 0:
         raise EvalError(f"{root}: index.test.json lists no test samples; {TEST_SPLIT_HINT}")
-    samples = list(iter_split_samples(root, "test", n))
-    if len(samples) < MIN_IMAGES:
-        raise EvalError(
-            f"{root}: the test split holds {len(samples)} sample(s); FID and KID need at least {MIN_IMAGES} (rebuild with a larger --test-size)"
-        )
-    return samples
+    return root
+
+
+def samples(root: Path, n: int | None, ids: set[str] | None = None) -> Iterator[tuple[str, Members]]:
+    """The first ``n`` test samples in shard order (only those in ``ids`` when given), streamed from the shards."""
+    for sid, members in iter_split_samples(root, "test", n):
+        if ids is None or sid in ids:
+            yield sid, members
 
 
 @dataclass(frozen=True)
@@ -66,29 +70,44 @@ def annotation(members: Members) -> dict:
         return {}
 
 
-def usable(
-    out: str | Path, samples: list[tuple[str, Members]], needs: list[Need], command: str
-) -> tuple[list[tuple[str, Members]], str | None]:
-    """(the samples that have every need, a warning line for those dropped or None); EvalError when no sample has a need."""
-    absent = [need for need in needs if not any(need.present(m) for _, m in samples)]
-    if absent:
-        parts = "; ".join(f"{need.what} ({need.stage} writes it)" for need in absent)
-        raise EvalError(f"{out}: no test sample holds {parts}, which `{command}` needs; rebuild with a recipe that runs it")
-    kept, dropped = [], {}
-    for sid, members in samples:
-        lacking = [need.what for need in needs if not need.present(members)]
+def survey(root: Path, n: int | None, needs: list[Need], command: str) -> tuple[list[str], int, str | None]:
+    """(ids of the samples that hold every need, in shard order; samples read; a warning for the others or None).
+
+    One streamed pass that keeps no sample in memory. EvalError when the split holds fewer than
+    2 samples, when no sample has a need (naming each and the stage that writes it), or when
+    fewer than 2 samples have everything.
+    """
+    kept: list[str] = []
+    dropped: dict[str, list[str]] = {}
+    present = dict.fromkeys(range(len(needs)), 0)
+    total = 0
+    for sid, members in samples(root, n):
+        total += 1
+        lacking = []
+        for i, need in enumerate(needs):
+            if need.present(members):
+                present[i] += 1
+            else:
+                lacking.append(need.what)
         if lacking:
             dropped[sid] = lacking
         else:
-            kept.append((sid, members))
+            kept.append(sid)
+    if total < MIN_IMAGES:
+        raise EvalError(
+            f"{root}: the test split holds {total} sample(s); FID and KID need at least {MIN_IMAGES} (rebuild with a larger --test-size)"
+        )
+    absent = [need for i, need in enumerate(needs) if present[i] == 0]
+    if absent:
+        parts = "; ".join(f"{need.what} ({need.stage} writes it)" for need in absent)
+        raise EvalError(f"{root}: no test sample holds {parts}, which `{command}` needs; rebuild with a recipe that runs it")
     if len(kept) < MIN_IMAGES:
         raise EvalError(
-            f"{out}: only {len(kept)} of {len(samples)} test samples hold everything `{command}` needs "
+            f"{root}: only {len(kept)} of {total} test samples hold everything `{command}` needs "
             f"(the others lack {_first_lacks(dropped)}); FID and KID need at least {MIN_IMAGES}"
         )
-    if not dropped:
-        return kept, None
-    return kept, f"{len(dropped)} of {len(samples)} test samples skipped: they lack {_first_lacks(dropped)}"
+    warning = f"{len(dropped)} of {total} test samples skipped: they lack {_first_lacks(dropped)}" if dropped else None
+    return kept, total, warning
 
 
 def _first_lacks(dropped: dict[str, list[str]]) -> str:

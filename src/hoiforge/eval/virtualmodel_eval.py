@@ -38,9 +38,9 @@ from PIL import Image
 from hoiforge.errors import EvalError
 from hoiforge.eval.pose import PersonPose
 from hoiforge.eval.runs import check_run, finite, prepare_report, settings_match, table_markdown, timed, tracked
-from hoiforge.eval.scoring import VirtualModelCondition, score_virtualmodel, virtualmodel_row
+from hoiforge.eval.scoring import score_virtualmodel, virtualmodel_row
 from hoiforge.eval.tables import GenerationSettings, ResultRow, write_table
-from hoiforge.eval.test_split import Members, Need, annotation, read_test_split, usable
+from hoiforge.eval.test_split import Members, Need, annotation, check_test_split, samples, survey
 
 COMMAND = "hoiforge eval virtualmodel"
 IMAGE_EXTS = ("jpg", "png", "webp")
@@ -110,21 +110,36 @@ def _decode(data: bytes) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
-@dataclass
-class Sample:
-    id: str
-    image_bytes: bytes
-    ext: str
-    condition: VirtualModelCondition  # caption, persons, m at the photo's size
+class Condition:
+    """A VirtualModelCondition (what ``scoring`` reads: id, file, caption, persons, size, product_mask) whose m is
+    held as COCO RLE and decoded when read: a test split's full-size masks would not fit in memory."""
+
+    def __init__(self, sid: str, ext: str, caption: str, persons: list[PersonPose], mask: np.ndarray, labels: tuple[str, ...]):
+        from pycocotools import mask as mask_utils
+
+        self.id, self.ext, self.caption, self.persons, self.product_labels = sid, ext, caption, persons, labels
+        self.size = (int(mask.shape[0]), int(mask.shape[1]))
+        self._rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+
+    @property
+    def file(self) -> str:
+        return f"{self.id}.png"
+
+    @property
+    def product_mask(self) -> np.ndarray:
+        from pycocotools import mask as mask_utils
+
+        return mask_utils.decode(self._rle).astype(bool)
 
 
-def read_sample(sid: str, members: Members) -> Sample:
+def read_condition(sid: str, members: Members) -> Condition:
+    """The OHG condition of a test sample at the photo's size (m = the union of its products)."""
     from hoiforge.datasets.vm_sample import product_mask
 
     ann = annotation(members)
     ext = next(e for e in IMAGE_EXTS if e in members)
-    rgb = _decode(members[ext])
-    h, w = rgb.shape[:2]
+    with Image.open(io.BytesIO(members[ext])) as img:
+        w, h = img.size
     caption = members["txt"].decode("utf-8") if "txt" in members else ann["caption"]["text"]
     persons = [
         PersonPose(tuple(float(v) for v in p["box"]), np.asarray(p["keypoints"], np.float64).reshape(-1, 3))
@@ -142,10 +157,10 @@ def read_sample(sid: str, members: Members) -> Sample:
         if pm.shape == mask.shape:
             mask |= pm
     labels = tuple(str(p.get("label", "")) for p in ann["products"])
-    return Sample(sid, members[ext], ext, VirtualModelCondition(sid, caption, persons, mask, (h, w), labels))
+    return Condition(sid, ext, caption, persons, mask, labels)
 
 
-def condition_at(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def condition_at(cond: Condition, photo: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(product o, mask m, pose p) at the output size (short side ``size``, sides multiples of 8)."""
     import cv2
 
@@ -153,10 +168,10 @@ def condition_at(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray, np.
     from hoiforge.datasets.vm_sample import training_size
     from hoiforge.eval.scoring import scaled_to
 
-    rgb = _decode(sample.image_bytes)
+    rgb = photo
     h, w = rgb.shape[:2]
     out_w, out_h = training_size(w, h, size)
-    persons, mask = scaled_to(sample.condition, out_h, out_w)
+    persons, mask = scaled_to(cond, out_h, out_w)
     product = cv2.resize(rgb, (out_w, out_h), interpolation=cv2.INTER_AREA if out_w < w else cv2.INTER_LINEAR)
     pose = render_pose([p.keypoints for p in persons], out_h, out_w)
     return product, mask, pose
@@ -187,22 +202,29 @@ def _check_segmenter(name: str) -> None:
 
 
 def generate(
-    pipe, samples: list[Sample], folder: Path, size: int, steps: int, guidance: float, seed: int, progress: bool, label: str
+    pipe,
+    conditions: list[Condition],
+    real: Path,
+    folder: Path,
+    size: int,
+    steps: int,
+    guidance: float,
+    seed: int,
+    progress: bool,
+    label: str,
 ) -> int:
-    """Generate the missing ``<id>.png`` in ``folder``; returns how many were made."""
+    """Generate the missing ``<id>.png`` in ``folder`` (each photo read back from ``real``); returns how many were made."""
     from hoiforge.training.virtualmodel.pipeline import backfill
 
     made = 0
-    todo = [(i, s) for i, s in enumerate(samples) if not (folder / f"{s.id}.png").is_file()]
-    for i, s in tracked(todo, len(todo), f"generate {label}", progress):
-        product, mask, pose = condition_at(s, size)
+    todo = [(i, c) for i, c in enumerate(conditions) if not (folder / c.file).is_file()]
+    for i, c in tracked(todo, len(todo), f"generate {label}", progress):
+        product, mask, pose = condition_at(c, _decode((real / f"{c.id}.{c.ext}").read_bytes()), size)
         h, w = mask.shape
-        image = pipe(
-            s.condition.caption, height=h, width=w, product=product, mask=mask, pose=pose, steps=steps, guidance=guidance, seed=seed + i
-        )
-        tmp = folder / f".{s.id}.png.tmp"
+        image = pipe(c.caption, height=h, width=w, product=product, mask=mask, pose=pose, steps=steps, guidance=guidance, seed=seed + i)
+        tmp = folder / f".{c.id}.png.tmp"
         Image.fromarray(backfill(image, product, mask)).save(tmp, format="PNG")
-        tmp.replace(folder / f"{s.id}.png")  # a killed run leaves no half-written image behind
+        tmp.replace(folder / c.file)  # a killed run leaves no half-written image behind
         made += 1
     return made
 
@@ -218,6 +240,7 @@ def evaluate_virtualmodel(
 ) -> dict:
     """Generate, score and write the tables; returns the report document (also ``REPORT/report.json``)."""
     from hoiforge.eval.clip_score import resolve_clip
+    from hoiforge.training.virtualmodel.config import load_config
     from hoiforge.training.virtualmodel.generate import load_run
 
     opts = options or Options()
@@ -228,32 +251,37 @@ def evaluate_virtualmodel(
         raise EvalError(f"--steps {opts.steps}: give at least 1 DDIM step")
     if opts.size is not None and (opts.size < 16 or opts.size % 8):
         raise EvalError(f"--size {opts.size}: give a short side that is a multiple of 8, at least 16")
-    raw = read_test_split(data, opts.n)
-    kept, skipped = usable(data, raw, NEEDS, COMMAND)
+    variants: dict[str, Path] = {}
+    for run in runs:
+        variant = variant_of(load_config(_config_file(run)))
+        if variant in variants:
+            raise EvalError(f"--checkpoint {variants[variant]} and --ablation-run {run} both train {variant!r}; give one run per variant")
+        variants[variant] = run
+    root = check_test_split(data, opts.n)
+    kept, total, skipped = survey(root, opts.n, NEEDS, COMMAND)
     report_dir = prepare_report(report)
     # Everything that can refuse to run refuses now, before any image is generated.
     resolve_clip(opts.clip_model)
     _check_segmenter(opts.oer_segmenter)
     pose = _pose_backend(opts.pose_estimator)
 
-    samples = [read_sample(sid, m) for sid, m in kept]
+    # The real set (FID/KID) and the conditions, in one streamed pass over the kept samples.
     real = report_dir / "real"
     real.mkdir(exist_ok=True)
-    for s in samples:
-        if not (real / f"{s.id}.{s.ext}").is_file():
-            (real / f"{s.id}.{s.ext}").write_bytes(s.image_bytes)
     for stale in real.iterdir():  # a previous evaluation of other samples
-        if stale.is_file() and stale.stem not in {s.id for s in samples}:
+        if stale.is_file() and stale.stem not in set(kept):
             stale.unlink()
+    conditions = []
+    for sid, members in samples(root, opts.n, set(kept)):
+        cond = read_condition(sid, members)
+        if not (real / f"{sid}.{cond.ext}").is_file():
+            (real / f"{sid}.{cond.ext}").write_bytes(members[cond.ext])
+        conditions.append(cond)
 
     notes = [f"{skipped}."] if skipped else []
-    results, seen = [], {}
-    for run in runs:
+    results = []
+    for variant, run in variants.items():
         cfg, pipe = load_run(run)
-        variant = variant_of(cfg)
-        if variant in seen:
-            raise EvalError(f"--checkpoint {seen[variant]} and {run} both train {variant!r}; give one run per variant")
-        seen[variant] = run
         size = opts.size or cfg.data.resolution
         steps, guidance = opts.steps or cfg.generate.steps, cfg.generate.cfg if opts.cfg is None else opts.cfg
         if cfg.untrained:
@@ -270,7 +298,7 @@ def evaluate_virtualmodel(
             "cfg": guidance,
             "size": size,
             "seed": seed_rule(opts.seed),
-            "ids": [s.id for s in samples],
+            "ids": [c.id for c in conditions],
         }
         if folder.is_dir() and not settings_match(folder, settings):
             for old in folder.glob("*.png"):
@@ -279,13 +307,13 @@ def evaluate_virtualmodel(
         (folder / "generation.json").write_text(json.dumps(settings, indent=2))
         timing: dict = {}
         with timed(timing, "generate_s"):
-            made = generate(pipe, samples, folder, size, steps, guidance, opts.seed, opts.progress, variant)
+            made = generate(pipe, conditions, real, folder, size, steps, guidance, opts.seed, opts.progress, variant)
         del pipe
         with timed(timing, "score_s"):
             scores = score_virtualmodel(
                 folder,
                 real,
-                [s.condition for s in samples],
+                conditions,
                 pose_backend=pose,
                 segment_backends={"segmenter": opts.oer_segmenter},
                 oer_box_scale=opts.oer_box_scale,
@@ -300,7 +328,7 @@ def evaluate_virtualmodel(
             )
         for w in scores.get("warnings", []):
             say(f"warning: {w}")
-        gen = GenerationSettings("DDIM", steps, guidance, f"short side {size}", opts.seed, len(samples))
+        gen = GenerationSettings("DDIM", steps, guidance, f"short side {size}", opts.seed, len(conditions))
         results.append(
             {
                 "variant": variant,
@@ -316,7 +344,7 @@ def evaluate_virtualmodel(
         say(f"{variant}: {made} image(s) generated in {timing['generate_s']:.1f} s, scored in {timing['score_s']:.1f} s")
 
     notes.append(
-        f"Conditions: the first {len(samples)} test samples of {data}; product o and mask m = the union of each sample's products; "
+        f"Conditions: the first {len(conditions)} test samples of {data}; product o and mask m = the union of each sample's products; "
         f"seed {opts.seed} + sample position; pose AP/AR with the {opts.pose_estimator!r} pose estimator; "
         f"OER with the {opts.oer_segmenter!r} box segmenter on m's box grown {opts.oer_box_scale:g}x."
     )
@@ -330,7 +358,7 @@ def evaluate_virtualmodel(
     shown = [table_markdown("virtualmodel-table1", [virtualmodel_row(label, first["scores"], first["gen"])], opts.compare, notes)]
     if ablations:
         rows = [table4_row(r) for r in results]
-        missing = [v for v in ABLATIONS if v not in seen]
+        missing = [v for v in ABLATIONS if v not in variants]
         t4_notes = [
             f"{v}: not evaluated — it is a separately trained model (a run whose config sets {ABLATIONS[v]}); "
             "pass one with --ablation-run RUN. No branch is switched off at inference to stand in for it."
@@ -342,8 +370,8 @@ def evaluate_virtualmodel(
         "command": COMMAND,
         "checkpoint": str(runs[0]),
         "data": str(data),
-        "n": len(samples),
-        "n_test_read": len(raw),
+        "n": len(conditions),
+        "n_test_read": total,
         "options": {k: v for k, v in asdict(opts).items() if k not in ("progress",)},
         "variants": [{k: v for k, v in r.items() if k != "gen"} | {"generation": asdict(r["gen"])} for r in results],
         "tables": {k: {f: str(p) for f, p in v.items()} for k, v in tables.items()},
@@ -352,6 +380,11 @@ def evaluate_virtualmodel(
     (report_dir / "report.json").write_text(json.dumps(finite(doc), indent=2, ensure_ascii=False) + "\n")
     doc["markdown"] = "\n".join(shown)
     return doc
+
+
+def _config_file(run: Path) -> Path:
+    """config.yaml of a run folder, or of the run a checkpoint folder belongs to."""
+    return run.parent.parent / "config.yaml" if run.parent.name == "checkpoints" else run / "config.yaml"
 
 
 def seed_rule(seed: int) -> str:
