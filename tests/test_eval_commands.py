@@ -192,6 +192,16 @@ def test_eval_virtualmodel_end_to_end(vm_runs, vm_out, clip, tmp_path):
         gen = json.loads((folder / "generation.json").read_text())
         assert (gen["steps"], gen["cfg"], gen["size"], gen["seed"], gen["ids"]) == (2, 7.0, 64, "5 + sample position", gen["ids"])
 
+    # Content Backfill: inside m every generated pixel is the product's (the photo at the output size).
+    from hoiforge.eval.scoring import iter_split_samples
+    from hoiforge.eval.virtualmodel_eval import condition_at, read_condition
+
+    sid, members = next(iter_split_samples(vm_out, "test"))
+    photo = np.asarray(Image.open(io.BytesIO(members["jpg"])).convert("RGB"))
+    product, mask, _ = condition_at(read_condition(sid, members), photo, 64)
+    generated = np.asarray(Image.open(report / "generated" / "virtualmodel" / f"{sid}.png").convert("RGB"))
+    assert generated.shape == product.shape and mask.any() and np.array_equal(generated[mask], product[mask])
+
     t1 = json.loads((report / "virtualmodel-table1.json").read_text())
     (row,) = t1["rows"]
     assert row["method"] == "VirtualModel" and row["task"] == "OHG"
@@ -199,6 +209,7 @@ def test_eval_virtualmodel_end_to_end(vm_runs, vm_out, clip, tmp_path):
     assert row["metrics"]["fid"] > 0 and 0 <= row["metrics"]["clip"] <= 100 and 0 <= row["metrics"]["ap"] <= 100
     assert row["settings"] == {"sampler": "DDIM", "steps": 2, "cfg": 7.0, "resolution": "short side 64", "seed": 5, "n": 3}
     assert row["details"]["n_real"] == row["details"]["n_fake"] == 3 and "wholebody" in row["details"]["pose"]
+    assert row["details"]["oer_n"] == 3  # every test sample has a product mask
     assert any("untrained" in n for n in t1["notes"])
     csv_head = (report / "virtualmodel-table1.csv").read_text().splitlines()[0]
     assert "fid" in csv_head and "steps" in csv_head and "seed" in csv_head

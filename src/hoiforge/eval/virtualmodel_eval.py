@@ -282,6 +282,8 @@ def evaluate_virtualmodel(
     results = []
     for variant, run in variants.items():
         cfg, pipe = load_run(run)
+        if opts.device is not None:
+            on_device(pipe, opts.device)
         size = opts.size or cfg.data.resolution
         steps, guidance = opts.steps or cfg.generate.steps, cfg.generate.cfg if opts.cfg is None else opts.cfg
         if cfg.untrained:
@@ -380,6 +382,17 @@ def evaluate_virtualmodel(
     (report_dir / "report.json").write_text(json.dumps(finite(doc), indent=2, ensure_ascii=False) + "\n")
     doc["markdown"] = "\n".join(shown)
     return doc
+
+
+def on_device(pipe, device: str) -> None:
+    """Move a loaded pipeline to ``device`` with the device policy's dtype (load_run places it by the policy's default device)."""
+    from hoiforge.models.device import device_dtype
+
+    dev, dtype = device_dtype(device, None)
+    for module in (pipe.unet, pipe.vae, pipe.text.model, pipe.dino, pipe.branches):
+        if module is not None:
+            module.to(dev, dtype)
+    pipe.text._empty = None  # the cached empty-prompt encoding lives on the old device
 
 
 def _config_file(run: Path) -> Path:
