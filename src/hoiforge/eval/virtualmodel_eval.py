@@ -279,6 +279,7 @@ def evaluate_virtualmodel(
         conditions.append(cond)
 
     notes = [f"{skipped}."] if skipped else []
+    untrained: dict[str, str] = {}  # variant -> its note
     results = []
     for variant, run in variants.items():
         cfg, pipe = load_run(run)
@@ -288,7 +289,7 @@ def evaluate_virtualmodel(
         steps, guidance = opts.steps or cfg.generate.steps, cfg.generate.cfg if opts.cfg is None else opts.cfg
         if cfg.untrained:
             say(f"warning: {run} is config {cfg.name!r}: UNTRAINED random models, its images are noise and its numbers mean nothing")
-            notes.append(f"{variant}: config {cfg.name!r} is untrained random models (a code-path check); the numbers mean nothing.")
+            untrained[variant] = f"{variant}: config {cfg.name!r} is untrained random models (a code-path check); the numbers mean nothing."
         folder = report_dir / "generated" / slug(variant)
         settings = {
             "run": str(run.resolve()),
@@ -351,23 +352,25 @@ def evaluate_virtualmodel(
         f"OER with the {opts.oer_segmenter!r} box segmenter on m's box grown {opts.oer_box_scale:g}x."
     )
     first = results[0]
+    t1_notes = [*([untrained[first["variant"]]] if first["variant"] in untrained else []), *notes]
+    t4_notes = [*untrained.values(), *notes]
     label = "VirtualModel" if first["variant"] == "VirtualModel" else f"VirtualModel ({first['variant']})"
     tables = {
         "table1": write_table(
-            "virtualmodel-table1", [virtualmodel_row(label, first["scores"], first["gen"])], report_dir, opts.compare, notes
+            "virtualmodel-table1", [virtualmodel_row(label, first["scores"], first["gen"])], report_dir, opts.compare, t1_notes
         )
     }
-    shown = [table_markdown("virtualmodel-table1", [virtualmodel_row(label, first["scores"], first["gen"])], opts.compare, notes)]
+    shown = [table_markdown("virtualmodel-table1", [virtualmodel_row(label, first["scores"], first["gen"])], opts.compare, t1_notes)]
     if ablations:
         rows = [table4_row(r) for r in results]
         missing = [v for v in ABLATIONS if v not in variants]
-        t4_notes = [
+        t4_notes += [
             f"{v}: not evaluated — it is a separately trained model (a run whose config sets {ABLATIONS[v]}); "
             "pass one with --ablation-run RUN. No branch is switched off at inference to stand in for it."
             for v in missing
         ]
-        tables["table4"] = write_table("virtualmodel-table4", rows, report_dir, opts.compare, notes + t4_notes)
-        shown.append(table_markdown("virtualmodel-table4", rows, opts.compare, notes + t4_notes))
+        tables["table4"] = write_table("virtualmodel-table4", rows, report_dir, opts.compare, t4_notes)
+        shown.append(table_markdown("virtualmodel-table4", rows, opts.compare, t4_notes))
     doc = {
         "command": COMMAND,
         "checkpoint": str(runs[0]),
@@ -377,7 +380,7 @@ def evaluate_virtualmodel(
         "options": {k: v for k, v in asdict(opts).items() if k not in ("progress",)},
         "variants": [{k: v for k, v in r.items() if k != "gen"} | {"generation": asdict(r["gen"])} for r in results],
         "tables": {k: {f: str(p) for f, p in v.items()} for k, v in tables.items()},
-        "notes": notes,
+        "notes": [*untrained.values(), *notes],
     }
     (report_dir / "report.json").write_text(json.dumps(finite(doc), indent=2, ensure_ascii=False) + "\n")
     doc["markdown"] = "\n".join(shown)
@@ -391,8 +394,7 @@ def on_device(pipe, device: str) -> None:
     dev, dtype = device_dtype(device, None)
     for module in (pipe.unet, pipe.vae, pipe.text.model, pipe.dino, pipe.branches):
         if module is not None:
-            module.to(dev, dtype)
-    pipe.text._empty = None  # the cached empty-prompt encoding lives on the old device
+            module.to(dev, dtype)  # the pipeline moves its text encodings to the UNet's device at each call
 
 
 def _config_file(run: Path) -> Path:
