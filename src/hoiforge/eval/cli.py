@@ -24,7 +24,9 @@ from rich.markup import escape
 from hoiforge.errors import HoiforgeError
 
 eval_app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Evaluate generated images: FID, KID, CLIP score (the papers' tables)."
+    add_completion=False,
+    no_args_is_help=True,
+    help="Evaluate generated images and trained runs: FID, KID, CLIP, pose AP/AR, OER, WD (the papers' tables).",
 )
 err = Console(stderr=True)
 

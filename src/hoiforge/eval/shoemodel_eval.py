@@ -29,7 +29,7 @@ from hoiforge.errors import EvalError
 from hoiforge.eval.runs import check_run, finite, prepare_report, settings_match, table_markdown, timed, tracked
 from hoiforge.eval.scoring import score_shoemodel, shoemodel_row, wd_row
 from hoiforge.eval.tables import GenerationSettings, write_table
-from hoiforge.eval.test_split import Need, annotation, check_test_split, samples, survey
+from hoiforge.eval.test_split import Need, caption, check_test_split, samples, survey
 
 COMMAND = "hoiforge eval shoemodel"
 IMAGE_EXTS = ("jpg", "png", "webp")
@@ -40,7 +40,7 @@ NEEDS = [
     Need("shoe.png (the shoe-only image)", "the `shoes` stage", lambda m: "shoe.png" in m),
     Need("leg.json (leg and foot keypoints)", "the `pose` stage with leg_json: true", lambda m: "leg.json" in m),
     Need("wear.png (wearable-area labels)", "the `wear_labels` stage (or `shoes` with bootstrap_wear)", lambda m: "wear.png" in m),
-    Need("a caption (txt)", "the `caption` stage", lambda m: "txt" in m or bool((annotation(m).get("caption") or {}).get("text"))),
+    Need("a caption (txt)", "the `caption` stage", lambda m: bool(caption(m))),
 ]
 
 
@@ -138,7 +138,7 @@ def evaluate_shoemodel(
         ext = next(e for e in IMAGE_EXTS if e in members)
         if not (real / f"{sid}.{ext}").is_file():
             (real / f"{sid}.{ext}").write_bytes(members[ext])
-        captions[f"{sid}.png"] = s.caption()
+        captions[f"{sid}.png"] = caption(members)
         with timed(step := {}, "s"):
             if not (folder / f"{sid}.png").is_file():
                 rgba = s.shoe_rgba()
@@ -146,7 +146,7 @@ def evaluate_shoemodel(
                 if not mask.any():
                     raise EvalError(f"{root}: test sample {sid} has an empty shoe.png (no pixel with alpha >= 128); rebuild the output")
                 shoe = S.Shoe(np.ascontiguousarray(rgba[..., :3]), mask, f"test sample {sid}")
-                result = model.generate(shoe, s.caption(), 1, seed=opts.seed + position[sid], say=gen_notes.append)
+                result = model.generate(shoe, captions[f"{sid}.png"], 1, seed=opts.seed + position[sid], say=gen_notes.append)
                 tmp = folder / f".{sid}.png.tmp"
                 Image.fromarray(result.images[0]).save(tmp, format="PNG")
                 tmp.replace(folder / f"{sid}.png")  # a killed run leaves no half-written image behind

@@ -63,6 +63,13 @@ class Need:
     present: Callable[[Members], bool]
 
 
+def caption(members: Members) -> str:
+    """The sample's caption: its ``txt`` member, else the annotation's caption ("" when neither)."""
+    from hoiforge.datasets.vm_sample import caption_of
+
+    return str(caption_of(members, annotation(members)) or "").strip()
+
+
 def annotation(members: Members) -> dict:
     try:
         return json.loads(members["json"]) if "json" in members else {}

@@ -40,7 +40,7 @@ from hoiforge.eval.pose import PersonPose
 from hoiforge.eval.runs import check_run, finite, prepare_report, settings_match, table_markdown, timed, tracked
 from hoiforge.eval.scoring import score_virtualmodel, virtualmodel_row
 from hoiforge.eval.tables import GenerationSettings, ResultRow, write_table
-from hoiforge.eval.test_split import Members, Need, annotation, check_test_split, samples, survey
+from hoiforge.eval.test_split import Members, Need, annotation, caption, check_test_split, samples, survey
 
 COMMAND = "hoiforge eval virtualmodel"
 IMAGE_EXTS = ("jpg", "png", "webp")
@@ -67,7 +67,7 @@ NEEDS = [
         lambda m: any(p.get("keypoints") for p in annotation(m).get("persons", [])),
     ),
     Need("product masks (products[].rle or mask.png)", "the `products` stage", _has_products),
-    Need("a caption (txt)", "the `caption` stage", lambda m: "txt" in m or bool((annotation(m).get("caption") or {}).get("text"))),
+    Need("a caption (txt)", "the `caption` stage", lambda m: bool(caption(m))),
 ]
 
 
@@ -140,7 +140,6 @@ def read_condition(sid: str, members: Members) -> Condition:
     ext = next(e for e in IMAGE_EXTS if e in members)
     with Image.open(io.BytesIO(members[ext])) as img:
         w, h = img.size
-    caption = members["txt"].decode("utf-8") if "txt" in members else ann["caption"]["text"]
     persons = [
         PersonPose(tuple(float(v) for v in p["box"]), np.asarray(p["keypoints"], np.float64).reshape(-1, 3))
         for p in ann.get("persons", [])
@@ -157,7 +156,7 @@ def read_condition(sid: str, members: Members) -> Condition:
         if pm.shape == mask.shape:
             mask |= pm
     labels = tuple(str(p.get("label", "")) for p in ann["products"])
-    return Condition(sid, ext, caption, persons, mask, labels)
+    return Condition(sid, ext, caption(members), persons, mask, labels)
 
 
 def condition_at(cond: Condition, photo: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
