@@ -64,3 +64,15 @@ def bad_dir(tmp_path: Path) -> Path:
     (d / "not_an_image.png").write_bytes(b"hello, I am a text file\n" * 20)
     (d / "bomb.png").write_bytes(png_with_declared_size(30000, 30000))
     return d
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Torch on one thread for a module: on a shared 2-core machine OpenMP threads spin against
+    each other, and one thread runs the tiny models 10-30x faster."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

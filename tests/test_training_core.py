@@ -12,14 +12,7 @@ from torch import nn
 
 from hoiforge.training.core import EMAConfig, OptimizerConfig, TrainConfig, Trainer, list_checkpoints, read_metrics
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # On a shared 2-core machine, OpenMP threads spin against each other: one thread is 10-30x faster here.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def make_model() -> nn.Module:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -20,15 +19,7 @@ pytestmark = pytest.mark.slow
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_hoihuman_shards_train_the_tiny_config_through_the_cli(ray_local, tmp_path, one_thread):
+def test_hoihuman_shards_train_the_tiny_config_through_the_cli(ray_local, tmp_path, torch_one_thread):
     # The recipe keeps people holding products; of the bundled photos that is the astronaut (her helmet).
     # Mirrored and rescaled copies are other images (other bytes, other ids) of the same kind, so a few are kept.
     photos = tmp_path / "photos"

@@ -19,16 +19,9 @@ from hoiforge.datasets.render import render_pose
 from hoiforge.datasets.vm_sample import SampleDecoder, SampleSpec, ShardDataError, product_mask, resize_crop, training_size
 from tests.vm_shards import write_out
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 SPEC = SampleSpec(resolution=64, view_size=32)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # On a shared 2-core machine, OpenMP threads spin against each other: one thread is 10-30x faster here.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
