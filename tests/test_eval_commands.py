@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -21,13 +20,7 @@ from tests.vm_shards import write_out as write_vm_out
 FAST = ["--fid-method", "eigh", "--no-progress"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny networks on a shared 2-core machine: one intra-op thread is many times faster than two fighting.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny networks on a shared 2-core machine
 
 
 def cli(*args):
