@@ -161,6 +161,7 @@ def virtualmodel_command(
     cfg: Annotated[Optional[float], typer.Option("--cfg", help="classifier-free guidance scale (default: the run's config, 7)")] = None,
     seed: Seed = 0,
     size: Annotated[Optional[int], typer.Option("--size", help="output short side, multiple of 8 (default: the run's resolution)")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="conditions of one output size generated together")] = 8,
     pose_estimator: Annotated[str, typer.Option("--pose-estimator", help="pose backend run on the generated images (AP/AR)")] = "mediapipe",
     oer_segmenter: Annotated[str, typer.Option("--oer-segmenter", help="box segmenter for OER's M: embedded | sam | hf-sam")] = "embedded",
     oer_box_scale: Annotated[
@@ -184,6 +185,7 @@ def virtualmodel_command(
         cfg=cfg,
         seed=seed,
         size=size,
+        gen_batch=batch,
         pose_estimator=pose_estimator,
         oer_segmenter=oer_segmenter,
         oer_box_scale=oer_box_scale,

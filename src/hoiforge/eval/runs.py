@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -69,8 +69,8 @@ def settings_match(folder: Path, settings: dict) -> bool:
         return False
 
 
-def tracked(items: Iterable[T], total: int, description: str, enabled: bool) -> Iterator[T]:
-    """``items`` with a rich progress bar on stderr."""
+def tracked(items: Iterable[T], total: int, description: str, enabled: bool, weight: Callable[[T], int] | None = None) -> Iterator[T]:
+    """``items`` with a rich progress bar on stderr; each item advances it by ``weight(item)`` (1 by default)."""
     if not enabled:
         yield from items
         return
@@ -82,7 +82,7 @@ def tracked(items: Iterable[T], total: int, description: str, enabled: bool) -> 
         task = bar.add_task(description, total=total)
         for item in items:
             yield item
-            bar.advance(task)
+            bar.advance(task, weight(item) if weight else 1)
 
 
 @contextmanager

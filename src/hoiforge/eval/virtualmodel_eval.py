@@ -7,8 +7,10 @@ drawn from the persons' 133 keypoints, the edges e and the close view v made fro
 pipeline (``VirtualModelPipeline``, as ``hoiforge generate virtualmodel`` does), and the caption.
 Everything is brought to the output size (the photo's aspect, short side ``size``, sides multiples
 of 8), one image is generated per condition with seed ``seed + i`` (i = the sample's position),
-Content Backfill applied, and saved as ``REPORT/generated/<variant>/<id>.png``. The pipeline
-takes one condition per call (conditions differ in size), so generation is not batched.
+Content Backfill applied, and saved as ``REPORT/generated/<variant>/<id>.png``. Conditions of
+the same output size are generated ``gen_batch`` at a time in one denoising loop (each image still
+starts from its own seed's noise; batching changes pixels by round-off only, so the batch size is
+recorded with the settings).
 
 Scoring (``scoring.score_virtualmodel``): FID/KID against the same samples' real images (exported
 to ``REPORT/real/``) at the generation short side, CLIP score against the captions, whole-body
@@ -84,7 +86,8 @@ class Options:
     clip_model: str | None = None
     clip_truncation: str = "torchmetrics"
     fid_method: str = "sqrtm"
-    batch_size: int = 16
+    batch_size: int = 16  # generated images per pose/OER batch
+    gen_batch: int = 8  # conditions of one output size per denoising loop
     cache_dir: str | None = None
     device: str | None = None
     compare: bool = False
@@ -200,6 +203,24 @@ def _check_segmenter(name: str) -> None:
     registry.check(b, typed)
 
 
+def batches(conditions: list[Condition], folder: Path, size: int, batch: int) -> list[list[tuple[int, Condition]]]:
+    """The conditions whose image is not in ``folder`` yet, as (position, condition) batches of one output size."""
+    from hoiforge.datasets.vm_sample import training_size
+
+    groups: dict[tuple[int, int], list[tuple[int, Condition]]] = {}
+    out = []
+    for i, c in enumerate(conditions):
+        if (folder / c.file).is_file():
+            continue
+        group = groups.setdefault(training_size(c.size[1], c.size[0], size), [])
+        group.append((i, c))
+        if len(group) == batch:
+            out.append(list(group))
+            group.clear()
+    out += [g for g in groups.values() if g]
+    return out
+
+
 def generate(
     pipe,
     conditions: list[Condition],
@@ -209,22 +230,34 @@ def generate(
     steps: int,
     guidance: float,
     seed: int,
-    progress: bool,
+    opts: Options,
     label: str,
 ) -> int:
-    """Generate the missing ``<id>.png`` in ``folder`` (each photo read back from ``real``); returns how many were made."""
+    """Generate the missing ``<id>.png`` in ``folder`` (each photo read back from ``real``), conditions of one output
+    size ``opts.gen_batch`` at a time; returns how many were made."""
     from hoiforge.training.virtualmodel.pipeline import backfill
 
+    todo = batches(conditions, folder, size, opts.gen_batch)
     made = 0
-    todo = [(i, c) for i, c in enumerate(conditions) if not (folder / c.file).is_file()]
-    for i, c in tracked(todo, len(todo), f"generate {label}", progress):
-        product, mask, pose = condition_at(c, _decode((real / f"{c.id}.{c.ext}").read_bytes()), size)
-        h, w = mask.shape
-        image = pipe(c.caption, height=h, width=w, product=product, mask=mask, pose=pose, steps=steps, guidance=guidance, seed=seed + i)
-        tmp = folder / f".{c.id}.png.tmp"
-        Image.fromarray(backfill(image, product, mask)).save(tmp, format="PNG")
-        tmp.replace(folder / c.file)  # a killed run leaves no half-written image behind
-        made += 1
+    for chunk in tracked(todo, sum(map(len, todo)), f"generate {label}", opts.progress, weight=len):
+        made_here = [condition_at(c, _decode((real / f"{c.id}.{c.ext}").read_bytes()), size) for _, c in chunk]
+        h, w = made_here[0][1].shape
+        images = pipe.batch(
+            [c.caption for _, c in chunk],
+            height=h,
+            width=w,
+            products=[p for p, _, _ in made_here],
+            masks=[m for _, m, _ in made_here],
+            poses=[q for _, _, q in made_here],
+            steps=steps,
+            guidance=guidance,
+            seeds=[seed + i for i, _ in chunk],
+        )
+        for (_, c), image, (product, mask, _) in zip(chunk, images, made_here, strict=True):
+            tmp = folder / f".{c.id}.png.tmp"
+            Image.fromarray(backfill(image, product, mask)).save(tmp, format="PNG")
+            tmp.replace(folder / c.file)  # a killed run leaves no half-written image behind
+            made += 1
     return made
 
 
@@ -248,6 +281,8 @@ def evaluate_virtualmodel(
     runs = [check_run(checkpoint, "virtualmodel"), *(check_run(r, "virtualmodel") for r in ablation_runs)]
     if opts.steps is not None and opts.steps < 1:
         raise EvalError(f"--steps {opts.steps}: give at least 1 DDIM step")
+    if opts.gen_batch < 1:
+        raise EvalError(f"--batch {opts.gen_batch}: give at least 1 condition per batch")
     if opts.size is not None and (opts.size < 16 or opts.size % 8):
         raise EvalError(f"--size {opts.size}: give a short side that is a multiple of 8, at least 16")
     variants: dict[str, Path] = {}
@@ -300,6 +335,7 @@ def evaluate_virtualmodel(
             "cfg": guidance,
             "size": size,
             "seed": seed_rule(opts.seed),
+            "batch": opts.gen_batch,  # batched convolutions round differently: part of what made the images
             "ids": [c.id for c in conditions],
         }
         if folder.is_dir() and not settings_match(folder, settings):
@@ -309,7 +345,7 @@ def evaluate_virtualmodel(
         (folder / "generation.json").write_text(json.dumps(settings, indent=2))
         timing: dict = {}
         with timed(timing, "generate_s"):
-            made = generate(pipe, conditions, real, folder, size, steps, guidance, opts.seed, opts.progress, variant)
+            made = generate(pipe, conditions, real, folder, size, steps, guidance, opts.seed, opts, variant)
         del pipe
         with timed(timing, "score_s"):
             scores = score_virtualmodel(
