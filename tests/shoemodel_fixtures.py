@@ -49,8 +49,15 @@ def shoeleg_samples(tmp: Path, wear: bool = True):
     return samples
 
 
-def write_out(out: Path, samples, drop_members: tuple[str, ...] = ()) -> Path:
-    """OUT/shards/train-000000.tar + OUT/index.train.json (wids), as a build writes them."""
+def write_out(
+    out: Path, samples, drop_members: tuple[str, ...] = (), split: str = "train", copies: int = 1, caption: str | None = None
+) -> Path:
+    """OUT/shards/<split>-000000.tar + OUT/index.<split>.json (wids), as a build writes them.
+
+    ``copies`` > 1 writes each sample that many times under distinct ids (the id's last two hex
+    digits replaced), ``caption`` adds a ``txt`` member: a test split of several captioned samples
+    from the one fixture photo.
+    """
     from hoiforge.datasets.contract import sample_id
     from hoiforge.pipeline.writer import sample_members, write_tar
 
@@ -58,13 +65,17 @@ def write_out(out: Path, samples, drop_members: tuple[str, ...] = ()) -> Path:
     rows = []
     for s in samples:
         members = {k: v for k, v in sample_members(s).items() if k not in drop_members}
-        rows.append((sample_id(s.image), members))
-    info = write_tar(out / "shards" / "train-000000.tar", rows)
+        if caption is not None:
+            members["txt"] = caption.encode()
+        key = sample_id(s.image)
+        rows += [(key if copies == 1 else f"{key[:-2]}{k:02x}", members) for k in range(copies)]
+    url = f"shards/{split}-000000.tar"
+    info = write_tar(out / url, rows)
     index = {
         "__kind__": "wids-shard-index-v1",
         "wids_version": 1,
-        "name": "out-train",
-        "shardlist": [{"url": "shards/train-000000.tar", "nsamples": len(rows), "filesize": info.get("filesize", 0)}],
+        "name": f"out-{split}",
+        "shardlist": [{"url": url, "nsamples": len(rows), "filesize": info.get("filesize", 0)}],
     }
-    (out / "index.train.json").write_text(json.dumps(index))
+    (out / f"index.{split}.json").write_text(json.dumps(index))
     return out

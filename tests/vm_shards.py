@@ -125,14 +125,15 @@ def write_out(
     views: int | None = None,
     drop: tuple[str, ...] = (),
     precompute: Callable[[dict, dict, np.ndarray], None] | None = None,
+    split: str = "train",
 ) -> list[str]:
-    """An OUT folder with ``n`` train samples in shards of ``per_shard``; the sample ids, in shard order."""
+    """An OUT folder with ``n`` ``split`` samples in shards of ``per_shard``; the sample ids, in shard order."""
     rng = np.random.default_rng(seed)
     photos = [np.asarray(Image.open(DATA / p).convert("RGB")) for p in PHOTOS]
     (root / "shards").mkdir(parents=True, exist_ok=True)
     shardlist, keys = [], []
     for first in range(0, n, per_shard):
-        url = f"shards/train-{first // per_shard:06d}.tar"
+        url = f"shards/{split}-{first // per_shard:06d}.tar"
         count = 0
         with tarfile.open(root / url, "w") as tar:
             for i in range(first, min(n, first + per_shard)):
@@ -151,6 +152,7 @@ def write_out(
                 count += 1
         shardlist.append({"url": url, "nsamples": count, "filesize": (root / url).stat().st_size})
     index = {"__kind__": "wids-shard-index-v1", "wids_version": 1, "name": root.name, "shardlist": shardlist}
-    (root / "index.train.json").write_text(json.dumps(index))
-    (root / "index.json").write_text(json.dumps(index))
+    (root / f"index.{split}.json").write_text(json.dumps(index))
+    if split == "train" or not (root / "index.json").exists():
+        (root / "index.json").write_text(json.dumps(index))
     return keys

@@ -8,6 +8,8 @@ hoiforge view OUT [--host H] [--port P]
 hoiforge models list|check|fetch
 hoiforge wear check IMAGES --labels-dir DIR | --coco FILE
 hoiforge eval metrics --real DIR --fake DIR [--captions CAPTIONS.jsonl] [--json]
+hoiforge eval virtualmodel --checkpoint RUN --data OUT [--n N] [--ablations] --out REPORT_DIR
+hoiforge eval shoemodel --checkpoint RUN --data OUT --out REPORT_DIR
 hoiforge train virtualmodel ...     (hoiforge/training/cli.py)
 hoiforge generate virtualmodel ...
 hoiforge train shoemodel --module wd|lps1|lps2|sw ...   (hoiforge/training/shoemodel/cli.py)

@@ -15,5 +15,7 @@ One module per thing:
 | ``metrics`` | FID + KID (+ CLIP) of two folders: ``hoiforge eval metrics`` |
 | ``scoring`` | generated folder vs a test split's conditions: Table 1/3/5 numbers and rows |
 | ``paper_tables`` / ``tables`` | the published numbers as data; markdown/CSV/JSON writers, ``--compare`` |
+| ``test_split`` / ``runs`` | a build's test split and the checks on it; run kinds, the report folder, progress |
+| ``virtualmodel_eval`` / ``shoemodel_eval`` | ``eval virtualmodel`` / ``eval shoemodel``: generate with a trained run, score, write the tables |
 | ``cli`` | the ``hoiforge eval`` typer app |
 """

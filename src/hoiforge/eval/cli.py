@@ -1,6 +1,8 @@
 """``hoiforge eval``: the papers' metrics from the command line.
 
 hoiforge eval metrics --real DIR --fake DIR [--captions CAPTIONS.jsonl] [--json]
+hoiforge eval virtualmodel --checkpoint RUN --data OUT [--n N] [--ablations] --out REPORT_DIR
+hoiforge eval shoemodel --checkpoint RUN --data OUT --out REPORT_DIR
 
 ``--real`` may also be a features ``.npz`` a previous run cached (its path is printed). With
 ``--json`` the last line of stdout is one JSON object: ``fid``, ``kid``, ``kid_std``, ``n_real``,
@@ -17,11 +19,14 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from hoiforge.errors import HoiforgeError
 
 eval_app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="Evaluate generated images: FID, KID, CLIP score (the papers' tables)."
+    add_completion=False,
+    no_args_is_help=True,
+    help="Evaluate generated images and trained runs: FID, KID, CLIP, pose AP/AR, OER, WD (the papers' tables).",
 )
 err = Console(stderr=True)
 
@@ -42,7 +47,7 @@ class FidMethod(str, Enum):
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, markup=True)
     raise typer.Exit(2)
 
 
@@ -112,3 +117,131 @@ def metrics_command(
         typer.echo(line)
     if as_json:
         typer.echo(json.dumps(result.to_json()))
+
+
+# -- generate on a test split, score, write the tables -----------------------------------------
+def _say(message: str) -> None:
+    style = "[yellow]warning:[/]" if message.startswith("warning: ") else None
+    text = message.removeprefix("warning: ") if style else message
+    err.print(f"{style} {escape(text)}" if style else escape(text), highlight=False, soft_wrap=True)
+
+
+def _logs() -> None:
+    from hoiforge.training.cli import training_logs
+
+    training_logs()
+
+
+Checkpoint = Annotated[Path, typer.Option("--checkpoint", help="the run folder of `hoiforge train ...` (--out RUN)")]
+Data = Annotated[Path, typer.Option("--data", help="the build output (hoiforge build --out OUT) whose test split is evaluated")]
+Report = Annotated[Path, typer.Option("--out", "-o", help="report folder: tables (.md/.csv/.json), report.json, generated/, real/")]
+N = Annotated[Optional[int], typer.Option("--n", help="evaluate the first N test samples (default: all)")]
+Seed = Annotated[int, typer.Option("--seed", help="seed of the first image; image i uses seed + i")]
+Compare = Annotated[bool, typer.Option("--compare", help="the paper's published numbers beside ours")]
+ClipModel = Annotated[
+    Optional[str], typer.Option("--clip-model", help="CLIP folder or cached hub id (default: the clip-vit-base-patch16 weights entry)")
+]
+CacheDir = Annotated[Optional[Path], typer.Option("--cache-dir", help="feature cache (default $HOIFORGE_CACHE/eval-features)")]
+Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")]
+Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="progress bars on stderr")]
+Method = Annotated[FidMethod, typer.Option("--fid-method", help="matrix square root: scipy sqrtm (standard) or symmetric eigh")]
+
+
+@eval_app.command("virtualmodel")
+def virtualmodel_command(
+    checkpoint: Checkpoint,
+    data: Data,
+    out: Report,
+    n: N = None,
+    ablations: Annotated[bool, typer.Option("--ablations", help="also Table 4: the run's variant and every --ablation-run")] = False,
+    ablation_run: Annotated[
+        Optional[list[Path]], typer.Option("--ablation-run", help="a run trained as an ablation (w/o CB, w/o IB, w/o C_v); repeatable")
+    ] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="DDIM steps (default: the run's config, 30)")] = None,
+    cfg: Annotated[Optional[float], typer.Option("--cfg", help="classifier-free guidance scale (default: the run's config, 7)")] = None,
+    seed: Seed = 0,
+    size: Annotated[Optional[int], typer.Option("--size", help="output short side, multiple of 8 (default: the run's resolution)")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="conditions of one output size generated together")] = 8,
+    pose_estimator: Annotated[str, typer.Option("--pose-estimator", help="pose backend run on the generated images (AP/AR)")] = "mediapipe",
+    oer_segmenter: Annotated[str, typer.Option("--oer-segmenter", help="box segmenter for OER's M: embedded | sam | hf-sam")] = "embedded",
+    oer_box_scale: Annotated[
+        float, typer.Option("--oer-box-scale", min=1.0, help="the box of m grown this much prompts the segmenter")
+    ] = 1.1,
+    compare: Compare = False,
+    clip_model: ClipModel = None,
+    clip_truncation: Annotated[Truncation, typer.Option("--clip-truncation")] = Truncation.torchmetrics,
+    fid_method: Method = FidMethod.sqrtm,
+    cache_dir: CacheDir = None,
+    device: Device = None,
+    progress: Progress = True,
+) -> None:
+    """VirtualModel Table 1 (and Table 4 with --ablations): generate on OUT's test split with RUN, score, write the tables."""
+    from hoiforge.eval.virtualmodel_eval import Options, evaluate_virtualmodel
+
+    _logs()
+    opts = Options(
+        n=n,
+        steps=steps,
+        cfg=cfg,
+        seed=seed,
+        size=size,
+        gen_batch=batch,
+        pose_estimator=pose_estimator,
+        oer_segmenter=oer_segmenter,
+        oer_box_scale=oer_box_scale,
+        clip_model=clip_model,
+        clip_truncation=clip_truncation.value,
+        fid_method=fid_method.value,
+        cache_dir=str(cache_dir) if cache_dir else None,
+        device=device,
+        compare=compare,
+        progress=progress,
+    )
+    try:
+        doc = evaluate_virtualmodel(checkpoint, data, out, ablations, ablation_run or [], opts, say=_say)
+    except HoiforgeError as e:
+        _fail(str(e))
+    typer.echo(doc["markdown"])
+    err.print(f"report: {Path(out) / 'report.json'}", highlight=False, soft_wrap=True)
+
+
+@eval_app.command("shoemodel")
+def shoemodel_command(
+    checkpoint: Checkpoint,
+    data: Data,
+    out: Report,
+    n: N = None,
+    seed: Seed = 0,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="DDIM steps of SW (default: the run's, 30)")] = None,
+    cfg: Annotated[Optional[float], typer.Option("--cfg", help="guidance scale of SW (default: the run's, 7)")] = None,
+    compare: Compare = False,
+    clip_model: ClipModel = None,
+    clip_truncation: Annotated[Truncation, typer.Option("--clip-truncation")] = Truncation.torchmetrics,
+    fid_method: Method = FidMethod.sqrtm,
+    cache_dir: CacheDir = None,
+    device: Device = None,
+    progress: Progress = True,
+) -> None:
+    """ShoeModel Table 3 (FID, KID, CLIP of the whole system) and Table 5 (WD against the wear labels) on OUT's test split."""
+    from hoiforge.eval.shoemodel_eval import Options, evaluate_shoemodel
+
+    _logs()
+    opts = Options(
+        n=n,
+        seed=seed,
+        steps=steps,
+        cfg=cfg,
+        compare=compare,
+        clip_model=clip_model,
+        clip_truncation=clip_truncation.value,
+        fid_method=fid_method.value,
+        cache_dir=str(cache_dir) if cache_dir else None,
+        device=device,
+        progress=progress,
+    )
+    try:
+        doc = evaluate_shoemodel(checkpoint, data, out, opts, say=_say)
+    except HoiforgeError as e:
+        _fail(str(e))
+    typer.echo(doc["markdown"])
+    err.print(f"report: {Path(out) / 'report.json'}", highlight=False, soft_wrap=True)

@@ -171,8 +171,13 @@ def score_virtualmodel(
         from hoiforge.models.segment_service import ProductSegmenter
 
         segment_service = ProductSegmenter(load_detector=False, **(segment_backends or {}))  # loaded once for all batches
+    from hoiforge.eval.runs import tracked
+
     gts, preds, sizes, gen_masks, given_masks = [], [], [], [], []
-    for chunk in _generated(fake_dir, conditions, batch_size):
+    batches = -(-len(conditions) // batch_size)
+    for chunk in tracked(
+        _generated(fake_dir, conditions, batch_size), batches, "pose + OER batches", image_metric_options.get("progress", True)
+    ):
         images, boxes, oer_images, oer_boxes = [], [], [], []
         for cond, rgb in chunk:
             h, w = rgb.shape[:2]

@@ -14,7 +14,7 @@ import csv
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,15 +158,24 @@ def json_doc(table: str | TableSpec, rows: list[ResultRow], compare: bool = Fals
         "title": spec.title,
         "columns": spec.keys,
         "rows": [_json_safe({spec.label: r.label, **r.label_values, **asdict(r)}) for r in rows],
+        "notes": list(spec.notes),
     }
     if compare:
         doc["paper"] = {"settings": spec.paper_settings, "rows": [_json_safe(dict(p)) for p in spec.paper_rows]}
     return doc
 
 
-def write_table(table: str | TableSpec, rows: list[ResultRow], out_dir: str | Path, compare: bool = False) -> dict[str, Path]:
-    """Write ``<name>.md``, ``.csv`` and ``.json`` into ``out_dir``; returns their paths."""
+def write_table(
+    table: str | TableSpec, rows: list[ResultRow], out_dir: str | Path, compare: bool = False, notes: tuple[str, ...] | list[str] = ()
+) -> dict[str, Path]:
+    """Write ``<name>.md``, ``.csv`` and ``.json`` into ``out_dir``; returns their paths.
+
+    ``notes`` are this evaluation's own lines (variants not evaluated, untrained models, skipped
+    samples): listed under the markdown table after the table's standing notes, and as ``notes`` in the JSON.
+    """
     spec = spec_of(table)
+    if notes:
+        spec = replace(spec, notes=(*spec.notes, *notes))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / f"{spec.name}.md", "csv": out / f"{spec.name}.csv", "json": out / f"{spec.name}.json"}

@@ -38,6 +38,10 @@ def product_conditions(product: np.ndarray, mask: np.ndarray, view_size: int, ma
     }
 
 
+def _one(x):
+    return None if x is None else [x]
+
+
 def _to_uint8(images: torch.Tensor) -> np.ndarray:
     return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
@@ -70,30 +74,62 @@ class VirtualModelPipeline:
         seed: int = 0,
     ) -> np.ndarray:
         """HxWx3 uint8 (before backfill). Without branches (stage 1) it is the base UNet's text-to-image."""
+        one = lambda x: None if x is None else [x]  # noqa: E731
+        return self.batch(
+            [prompt],
+            height=height,
+            width=width,
+            products=one(product),
+            masks=one(mask),
+            poses=one(pose),
+            steps=steps,
+            guidance=guidance,
+            seeds=[seed],
+        )[0]
+
+    @torch.no_grad()
+    def batch(
+        self,
+        prompts: list[str],
+        *,
+        height: int,
+        width: int,
+        products: list[np.ndarray] | None = None,
+        masks: list[np.ndarray] | None = None,
+        poses: list[np.ndarray] | None = None,
+        steps: int = 30,
+        guidance: float = 7.0,
+        seeds: list[int],
+    ) -> list[np.ndarray]:
+        """Several conditions of one size in one denoising loop; image k starts from the noise of ``seeds[k]``,
+        the noise a single call with that seed starts from."""
         if height % 8 or width % 8:
             raise ValueError(f"height and width must be multiples of 8, got {height}x{width}")
+        if len(seeds) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts for {len(seeds)} seeds")
         dev, dt = self.device, self.dtype
-        text = self.text.encode([prompt]).to(dev, dt)
-        null = self.text.empty().unsqueeze(0).to(dev, dt)
+        b = len(prompts)
+        text = self.text.encode(list(prompts)).to(dev, dt)
+        null = self.text.empty().unsqueeze(0).expand(b, -1, -1).to(dev, dt)
         conds, null_conds = {}, {}
         if self.branches is not None:
-            c = product_conditions(product, mask, self.dino_image_size)
             spec = self.branches.spec
+            per = [product_conditions(p, m, self.dino_image_size) for p, m in zip(products, masks, strict=True)]
             if spec.identity_branch:
-                conds["pose"] = torch.from_numpy(np.array(pose)).permute(2, 0, 1)[None].float().div(255)
-                conds["edges"] = torch.from_numpy(c["edges"])[None, None].float().div(255)
+                conds["pose"] = torch.from_numpy(np.stack(poses)).permute(0, 3, 1, 2).float().div(255)
+                conds["edges"] = torch.from_numpy(np.stack([c["edges"] for c in per]))[:, None].float().div(255)
                 if spec.close_view:
-                    v = torch.from_numpy(c["view"]).permute(2, 0, 1)[None].float().div(255)
+                    v = torch.from_numpy(np.stack([c["view"] for c in per])).permute(0, 3, 1, 2).float().div(255)
                     conds["view"] = encode_views(self.dino, v, self.dino_image_size)
             if spec.content_branch:
-                m = torch.from_numpy(c["mask"])[None, None].float()
-                conds["obj"] = torch.from_numpy(np.array(product)).permute(2, 0, 1)[None].float().div(127.5).sub(1) * m
+                m = torch.from_numpy(np.stack([c["mask"] for c in per]))[:, None].float()
+                conds["obj"] = torch.from_numpy(np.stack(products)).permute(0, 3, 1, 2).float().div(127.5).sub(1) * m
                 conds["mask"] = m
             conds = {k: v.to(dev, dt) for k, v in conds.items()}
             null_conds = {k: torch.zeros_like(v) for k, v in conds.items()}
 
-        generator = torch.Generator("cpu").manual_seed(seed)
-        latents = torch.randn((1, 4, height // 8, width // 8), generator=generator).to(dev, dt)
+        shape = (1, 4, height // 8, width // 8)
+        latents = torch.cat([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s)) for s in seeds]).to(dev, dt)
         self.scheduler.set_timesteps(steps, device=dev)
         latents = latents * self.scheduler.init_noise_sigma
         guided = guidance != 1.0
@@ -109,4 +145,4 @@ class VirtualModelPipeline:
             latents = self.scheduler.step(eps, t, latents).prev_sample
         scale = float(getattr(self.vae.config, "scaling_factor", 0.18215))
         images = self.vae.decode(latents.to(self.vae.dtype) / scale).sample
-        return _to_uint8(images)[0]
+        return list(_to_uint8(images))
