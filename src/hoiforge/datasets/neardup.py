@@ -113,20 +113,39 @@ def _permutation(table: int) -> np.ndarray:
     return np.random.default_rng(1000 + table).permutation(HASH_BITS)
 
 
+@lru_cache(maxsize=8)
+def _permutation_lut(table: int) -> np.ndarray:
+    """(8, 256) uint64: what each value of each input byte contributes to the permuted hash."""
+    perm = _permutation(table)  # output bit k (from the most significant) takes input bit perm[k]
+    lut = np.zeros((8, 256), dtype=np.uint64)
+    values = np.arange(256, dtype=np.uint64)
+    for out_bit, in_bit in enumerate(perm.tolist()):
+        byte, bit_in_byte = divmod(in_bit, 8)  # byte 0 = most significant
+        on = (values >> np.uint64(7 - bit_in_byte)) & np.uint64(1)
+        lut[byte] |= on << np.uint64(63 - out_bit)
+    return lut
+
+
 def permute_bits(hashes: np.ndarray, table: int) -> np.ndarray:
+    """The hashes with their bits permuted by table ``table``'s fixed permutation (8 table lookups)."""
     if table == 0:
         return hashes
-    bits = np.unpackbits(hashes.astype(">u8").view(np.uint8).reshape(-1, 8), axis=1)
-    packed = np.ascontiguousarray(np.packbits(bits[:, _permutation(table)], axis=1))
-    return packed.view(">u8").ravel().astype(np.uint64)
+    lut = _permutation_lut(table)
+    out = np.zeros(len(hashes), dtype=np.uint64)
+    for byte in range(8):
+        out |= lut[byte][((hashes >> np.uint64(56 - 8 * byte)) & np.uint64(255)).astype(np.intp)]
+    return out
 
 
 def band_keys(hashes: np.ndarray, bands: int, tables: int):
-    """Yield each (table, band)'s key array: candidates are equal keys."""
+    """Yield each (table, band)'s key array: candidates are equal keys. Keys use the narrowest
+    unsigned type, so sorting them is a radix sort for bands of up to 16 bits."""
     for t in range(tables):
         permuted = permute_bits(hashes, t)
         for shift, mask in _band_masks(bands):
-            yield (permuted >> np.uint64(shift)) & mask
+            keys = (permuted >> np.uint64(shift)) & mask
+            width = int(mask).bit_length()
+            yield keys.astype(np.uint8 if width <= 8 else np.uint16 if width <= 16 else np.uint32 if width <= 32 else np.uint64)
 
 
 def _near_in_band(keys: np.ndarray, hashes: np.ndarray, max_distance: int):
@@ -139,16 +158,20 @@ def _near_in_band(keys: np.ndarray, hashes: np.ndarray, max_distance: int):
     order = np.argsort(keys, kind="stable")
     ks = keys[order]
     hs = hashes[order]
-    active = np.flatnonzero(ks[1:] == ks[:-1])
+    # Where each position's run of equal keys ends: a pair (i, i+o) is inside a run iff i+o < end[i].
+    starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+    run_end = np.repeat(np.r_[starts[1:], len(ks)], np.diff(np.r_[starts, len(ks)]))
+    active = np.flatnonzero(run_end - np.arange(len(ks)) > 1)
+    h_active, end_active = hs[active], run_end[active]
     offset = 1
     while active.size:
-        d = np.bitwise_count(hs[active] ^ hs[active + offset])
+        d = np.bitwise_count(h_active ^ hs[active + offset])
         ok = d <= max_distance
         if ok.any():
             yield order[active[ok]], order[active[ok] + offset], d[ok].astype(np.int64)
         offset += 1
-        active = active[active + offset < len(ks)]
-        active = active[ks[active + offset] == ks[active]]
+        more = active + offset < end_active
+        active, h_active, end_active = active[more], h_active[more], end_active[more]
 
 
 def near_pairs(hashes: np.ndarray, max_distance: int, bands: int = 4, tables: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -34,7 +34,7 @@ from hoiforge.stages.base import Sample, Stage, StageParams
 
 
 class NeardupParams(StageParams):
-    max_distance: int = Field(10, ge=0, le=32, description="Hamming distance (bits of 64) at or below which two images are near-duplicates")
+    max_distance: int = Field(8, ge=0, le=32, description="Hamming distance (bits of 64) at or below which two images are near-duplicates")
     bands: int = Field(4, ge=1, le=64, description="LSH bands the 64 bits are split into; pairs closer than `bands` bits are always found")
     tables: int = Field(4, ge=1, le=16, description="LSH tables (bit permutations); more find more of the farther pairs, at linear cost")
     early: bool = Field(True, description="drop, in the stream, near-duplicates of samples kept by earlier runs of this output")
