@@ -298,7 +298,7 @@ class HashIndex:
         self.sorted = []
         for keys in band_keys(self.hashes, bands, tables):
             order = np.argsort(keys, kind="stable")
-            self.sorted.append((keys[order], order))
+            self.sorted.append((keys[order], order.astype(np.int32 if len(keys) < 2**31 else np.int64)))
 
     def __len__(self) -> int:
         return len(self.hashes)

@@ -41,12 +41,17 @@ class NeardupParams(StageParams):
 
 
 # One prior index per worker process and manifest version: tasks of one run share it.
-_INDEX_CACHE: dict[tuple[str, int, int, int, int], tuple[HashIndex, list[str]] | None] = {}
+_INDEX_CACHE: dict[tuple[str, int, int, int], tuple[HashIndex, np.ndarray] | None] = {}
 _INDEX_LOCK = threading.Lock()
 
 
-def load_prior_index(manifest: Path, bands: int, tables: int) -> tuple[HashIndex, list[str]] | None:
-    """The kept samples' hashes of a finalized manifest, indexed; None without one."""
+def load_prior_index(manifest: Path, bands: int) -> tuple[HashIndex, np.ndarray] | None:
+    """The kept samples' hashes of a finalized manifest, indexed; None without one.
+
+    One table only, whatever the recipe says: per worker process the index then holds ~50 bytes
+    per kept sample (3M: ~150 MB). Pairs only the other tables find are dropped at finalize, so
+    the stream's drops stay a subset of finalize's and the two never disagree.
+    """
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -54,7 +59,7 @@ def load_prior_index(manifest: Path, bands: int, tables: int) -> tuple[HashIndex
         st = manifest.stat()
     except FileNotFoundError:
         return None
-    key = (str(manifest), st.st_mtime_ns, st.st_size, bands, tables)
+    key = (str(manifest), st.st_mtime_ns, st.st_size, bands)
     with _INDEX_LOCK:
         if key in _INDEX_CACHE:
             return _INDEX_CACHE[key]
@@ -64,7 +69,8 @@ def load_prior_index(manifest: Path, bands: int, tables: int) -> tuple[HashIndex
             t = pq.read_table(manifest, columns=["index", "id", "status", "m.phash"])
             t = t.filter(pc.and_(pc.equal(t.column("status"), "kept"), pc.is_valid(t.column("m.phash"))))
             hashes = from_hex(t.column("m.phash").to_pylist())
-            index = (HashIndex(hashes, t.column("index").to_numpy(), bands, tables), t.column("id").to_pylist())
+            ids = np.array(t.column("id").to_pylist(), dtype="S")  # fixed-width bytes: no 3M Python strings
+            index = (HashIndex(hashes, t.column("index").to_numpy(), bands, 1), ids)
         _INDEX_CACHE.clear()  # an older manifest's index is stale
         _INDEX_CACHE[key] = index
         return index
@@ -96,14 +102,15 @@ class Neardup(Stage):
             self._drop_near_prior(samples, from_hex(hashes))
 
     def _drop_near_prior(self, samples: list[Sample], hashes: np.ndarray) -> None:
-        prior = load_prior_index(Path(self.out) / "manifest.parquet", self.params.bands, self.params.tables)
+        prior = load_prior_index(Path(self.out) / "manifest.parquet", self.params.bands)
         if prior is None or not len(prior[0]):
             return
         index, ids = prior
         pos, dist = index.nearest(hashes, self.params.max_distance)
         for s, p, d in zip(samples, pos.tolist(), dist.tolist()):
-            if p >= 0 and ids[p] != s.ann.get("id"):  # the same id is an exact duplicate: dedup's call
-                drop_near(s, ids[p], d)
+            keep_id = ids[p].decode() if p >= 0 else None
+            if keep_id is not None and keep_id != s.ann.get("id"):  # the same id is an exact duplicate: dedup's call
+                drop_near(s, keep_id, d)
 
 
 def reason_text(keep_id: str, distance: int) -> str:
