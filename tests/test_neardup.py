@@ -251,7 +251,7 @@ def test_near_duplicates_across_blocks_and_resumed_runs(tmp_path):
 
 def test_early_drop_agrees_with_finalize(tmp_path):
     """The same inputs dropped in the stream (against a finalized earlier run) or at finalize
-    (all in one run) end with the same statuses."""
+    (all in one run, in blocks of any size) end with the same statuses and reasons."""
     src = tmp_path / "src"
     src.mkdir()
     files = []
@@ -265,11 +265,13 @@ def test_early_drop_agrees_with_finalize(tmp_path):
     _run(tmp_path / "two", files[:2], start=0)
     _run(tmp_path / "two", files[2:], start=2)
     _run(tmp_path / "one", files, start=0)
+    _run(tmp_path / "blocks", files, start=0, block=1)
     status = {}
-    for name in ("two", "one"):
+    for name in ("two", "one", "blocks"):
         rows = pq.read_table(tmp_path / name / "manifest.parquet").to_pylist()
-        status[name] = sorted((Path(r["key"]).name, r["status"], r["reason_code"]) for r in rows)
-    assert status["two"] == status["one"]
+        status[name] = sorted((Path(r["key"]).name, r["status"], r["reason_code"], r["reason_params"]) for r in rows)
+    assert status["two"] == status["one"] == status["blocks"]
+    assert sum(s[1] == "dropped" for s in status["one"]) == 6
 
 
 def test_recipe_without_neardup_keeps_everything(tmp_path):
