@@ -7,7 +7,8 @@ near-dup cost per image = the pHash the decode stage adds (grey 32x32 thumbnail 
                         + this image's share of the finalize grouping of --hashes hashes;
 decode cost per image   = the decode stage per image without the pHash (its total minus the
                           pHash time measured above);
-both on the fixture photos (tests/data: three PNGs and one JPEG), best of --repeat rounds.
+both on the fixture photos (tests/data: three PNGs and one JPEG), least CPU time of --repeat
+rounds (every step here is single-threaded; CPU time is what an idle core would take).
 
     python bench/neardup_cost.py                      # 3.16M hashes, recipe LSH (4 bands x 4 tables)
     python bench/neardup_cost.py --hashes 300000      # quicker
@@ -35,11 +36,12 @@ PHOTOS = ("astronaut.png", "basketball1.png", "coffee.png", "scenetext01.jpg")
 
 
 def best_of(fn, repeat: int) -> float:
+    """Least CPU seconds of ``repeat`` calls: on a shared machine wall time measures the neighbours."""
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return min(times)
 
 
