@@ -243,10 +243,12 @@ def test_near_duplicates_across_blocks_and_resumed_runs(tmp_path):
             keeper = kept[json.loads(r["reason_params"])["keep_id"]]
             assert keeper["split"] == split_of(keeper["id"], 0.5)
 
-    # Finalize again (a rerun with nothing to do): the same accounting.
+    # Finalize again (a rerun with nothing to do): the same accounting, and no shard rewritten.
     before = pq.read_table(out / "manifest.parquet")
+    tars = {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.tar")}
     finalize(OutLayout(out), pa.table({"key": before.column("key")}), {})
     assert pq.read_table(out / "manifest.parquet").equals(before)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.tar")} == tars
 
 
 def test_early_drop_agrees_with_finalize(tmp_path):

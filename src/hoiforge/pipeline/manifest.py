@@ -182,7 +182,7 @@ def finalize(layout: OutLayout, listing: pa.Table, run_info: dict[str, Any]) -> 
         for s in part_shards(part):
             shard_infos.setdefault(s["url"], s)
     manifest, remove = settle_duplicates(_read_parts(parts))
-    manifest, near = settle_near_duplicates(manifest, neardup_params(layout))
+    manifest, near = settle_near_duplicates(manifest, neardup_params(layout), layout)
     for url, ids in near.items():
         remove[url] |= ids
 

@@ -12,7 +12,9 @@ committed parts alone, so a killed and resumed run ends with the same decisions.
 from __future__ import annotations
 
 import json
+import tarfile
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,8 +40,23 @@ def neardup_params(layout: OutLayout) -> dict[str, Any] | None:
     return None
 
 
-def settle_near_duplicates(table: pa.Table, params: dict[str, Any] | None) -> tuple[pa.Table, dict[str, set[str]]]:
-    """Mark near-duplicates of kept rows as dropped; returns the table and, per shard, the ids to remove."""
+def _keys_in(path: Path) -> set[str]:
+    """The sample keys a tar holds, from its headers only (tarfile seeks over the data)."""
+    if not path.exists():
+        return set()
+    with tarfile.open(path, "r:") as tar:
+        return {m.name.partition(".")[0] for m in tar}
+
+
+def settle_near_duplicates(
+    table: pa.Table, params: dict[str, Any] | None, layout: OutLayout | None = None
+) -> tuple[pa.Table, dict[str, set[str]]]:
+    """Mark near-duplicates of kept rows as dropped; returns the table and, per shard, the ids to remove.
+
+    The parts keep saying ``kept`` for a sample an earlier finalize already removed from its
+    shard, so with ``layout`` each shard's headers are checked and only ids still in it are
+    returned (an empty set: the shard is only re-described, not rewritten on every resume).
+    """
     remove: dict[str, set[str]] = defaultdict(set)
     if params is None or HASH_COLUMN not in table.column_names:
         return table, remove
@@ -76,6 +93,9 @@ def settle_near_duplicates(table: pa.Table, params: dict[str, Any] | None) -> tu
         codes[row] = "neardup.near_duplicate"
         rparams[row] = json.dumps({"distance": distance, "keep_id": keep_id}, separators=(",", ":"), sort_keys=True)
         remove[shards[k]].add(ids[k])
+    if layout is not None:
+        for url, gone in remove.items():
+            gone &= _keys_in(layout.root / url)
     m = pa.array(mask)
     for name, value in (("status", "dropped"), ("stage", "neardup"), ("shard", None), ("split", None)):
         column = table.column(name)
