@@ -151,9 +151,10 @@ RECIPE = {
 }
 
 
-def _run(out: Path, files: list[Path], start: int, block: int = 3) -> dict:
+def _run(out: Path, files: list[Path], start: int, block: int = 3, later_drops: tuple[str, ...] = ()) -> dict:
     """One build run without Ray: decode + neardup per block, each block written as a write task
-    writes it, then finalize (what runner.build does, minus the Ray plan)."""
+    writes it, then finalize (what runner.build does, minus the Ray plan). ``later_drops``: file
+    names a later filter stage drops."""
     layout = OutLayout(out)
     recipe = parse_recipe(RECIPE)
     prepare_output(layout, recipe)
@@ -170,6 +171,9 @@ def _run(out: Path, files: list[Path], start: int, block: int = 3) -> dict:
         batch = samples[lo : lo + block]
         for stage in stages:
             batch = run_stage(stage, batch)
+        for sample in batch:
+            if Path(sample.key).name in later_drops and sample.live:
+                sample.drop("person", "count", "0 persons", persons=0)
         write_part(layout, recipe.output, batch, take)
     listing = pa.table({"key": [str(f) for f in files]})
     return finalize(layout, listing, {})
@@ -298,3 +302,21 @@ def test_bundled_recipes_hash_before_the_model_stages():
     for name in ("hoihuman", "hoihuman-paper", "shoeleg", "shoeleg-paper"):
         names = load_recipe(name).stage_names()
         assert names.index("decode") < names.index("neardup") < names.index("person"), name
+
+
+def test_a_copy_stands_in_when_a_later_stage_drops_the_original(tmp_path):
+    """The rule applies to what the other stages kept: the earliest surviving copy is the keeper."""
+    src = tmp_path / "src"
+    src.mkdir()
+    files = [src / "astronaut.png"]
+    files[0].write_bytes((DATA / "astronaut.png").read_bytes())
+    for kind, data in variants("astronaut.png").items():
+        files.append(src / f"astronaut_{kind}.bin")
+        files[-1].write_bytes(data)
+    _run(tmp_path / "out", files, start=0, later_drops=("astronaut.png",))
+    rows = {Path(r["key"]).name: r for r in _check_consistent(tmp_path / "out")}
+    assert rows["astronaut.png"]["reason_code"] == "person.count"
+    assert rows["astronaut_q60.bin"]["status"] == "kept"
+    for kind in ("half", "crop"):
+        r = rows[f"astronaut_{kind}.bin"]
+        assert r["reason_code"] == "neardup.near_duplicate" and json.loads(r["reason_params"])["keep_id"] == rows["astronaut_q60.bin"]["id"]
