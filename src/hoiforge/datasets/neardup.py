@@ -190,7 +190,7 @@ def near_pairs(hashes: np.ndarray, max_distance: int, bands: int = 4, tables: in
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
     i, j, d = np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_d)
-    code, first = np.unique(i.astype(np.int64) * len(hashes) + j, return_index=True)
+    _, first = np.unique(i.astype(np.int64) * len(hashes) + j, return_index=True)
     return i[first].astype(np.int64), j[first].astype(np.int64), d[first]
 
 
