@@ -7,7 +7,8 @@ kinds of duplicates a distributed run can produce:
 - the same input committed twice (a write task retried after it had committed): the first part
   (by name) keeps it, the other copy is removed from its shard;
 - the same image under two inputs in different parts (exact duplicates): the lowest input index
-  keeps it, the others become ``dropped`` by ``dedup``.
+  keeps it, the others become ``dropped`` by ``dedup``;
+- near-duplicates (when the recipe has a ``neardup`` stage): pipeline/neardup_settle.py.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pyarrow.parquet as pq
 from hoiforge.datasets.contract import SHARD_NAME
 from hoiforge.datasets.layout import OutLayout, commit, tmp_path_for, write_atomic
 from hoiforge.datasets.reasons import reason_stats
+from hoiforge.pipeline.neardup_settle import neardup_params, settle_near_duplicates
 from hoiforge.pipeline.writer import PART_META_KEY
 
 WIDS_KIND = "wids-shard-index-v1"
@@ -180,6 +182,9 @@ def finalize(layout: OutLayout, listing: pa.Table, run_info: dict[str, Any]) -> 
         for s in part_shards(part):
             shard_infos.setdefault(s["url"], s)
     manifest, remove = settle_duplicates(_read_parts(parts))
+    manifest, near = settle_near_duplicates(manifest, neardup_params(layout), layout)
+    for url, ids in near.items():
+        remove[url] |= ids
 
     kept = manifest.filter(pc.equal(manifest.column("status"), "kept"))
     if remove:

@@ -46,6 +46,14 @@ def instantiate(recipe: Recipe) -> list[Stage]:
     return [stage_class(p.stage)(p) for p in recipe.stages]
 
 
+def bind_output(stages: list[Stage], layout: OutLayout) -> None:
+    """Stages that consult what earlier runs of this output kept (neardup) learn where it is."""
+    for stage in stages:
+        bind = getattr(stage, "bind_output", None)
+        if bind is not None:
+            bind(layout.root)
+
+
 def preflight(stages: list[Stage]) -> None:
     """Every backend says now, on the driver, whether it can run (BackendUnavailable if not)."""
     for stage in stages:
@@ -134,6 +142,7 @@ def build(
         prepare_output(layout, recipe)  # the recipe as written: another weights root is the same recipe
         listing = update_listing(layout, fresh)
         clean_uncommitted(layout)
+        bind_output(stages, layout)
         done = committed_keys(layout)
         todo = listing.filter(pc.invert(pc.is_in(listing.column("key"), pa.array(sorted(done), pa.string()))))
 

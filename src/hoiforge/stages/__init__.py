@@ -13,6 +13,7 @@ from hoiforge.stages.base import Sample, Stage, StageParams
 REGISTRY: dict[str, str] = {
     "decode": "hoiforge.stages.decode:Decode",
     "resolution": "hoiforge.stages.resolution:Resolution",
+    "neardup": "hoiforge.stages.neardup:Neardup",
     "person": "hoiforge.stages.person:Person",
     "pose": "hoiforge.stages.pose:Pose",
     "cleanup": "hoiforge.stages.cleanup:Cleanup",

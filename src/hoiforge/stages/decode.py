@@ -65,6 +65,7 @@ class Decode(Stage):
                 "source_format": img.source_format,
                 "source_mode": img.source_mode,
                 "reencoded": img.reencoded,
+                "phash": img.phash,
             },
         )
         s.metrics.update(width=img.width, height=img.height, reencoded=img.reencoded is not None)
