@@ -188,11 +188,13 @@ def write_part(layout: OutLayout, spec: OutputSpec, samples: list[Sample], take_
     for split, kept in sorted(by_split.items()):
         for group in _roll(kept, spec):
             name = shard_name(split, take_seq(split))
-            for s in group:
-                s.ann["shard"] = f"shards/{name}"
             final = layout.shards / name
             tmp = tmp_path_for(final)
+            # The json is written before the shard is known: compaction moves members byte for
+            # byte, so where a sample sits is the manifest's and the index's to say, not the json's.
             info = write_tar(tmp, [(s.ann["id"], sample_members(s)) for s in group])
+            for s in group:
+                s.ann["shard"] = f"shards/{name}"
             commit(tmp, final)
             shards.append({"url": f"shards/{name}", "split": split, "nsamples": len(group), **info})
 
