@@ -180,7 +180,7 @@ def compact(
             remaining[url] += 1
         readers: dict[str, _ShardReader] = {}
         sink: _TarSink | None = None
-        size = 0
+        new_url, size = "", 0
         for sid, url in zip(ids, shards):
             if url not in readers:
                 readers[url] = _ShardReader(layout.root / url)
