@@ -43,7 +43,9 @@ class BuildResult:
 
 
 def instantiate(recipe: Recipe) -> list[Stage]:
-    return [stage_class(p.stage)(p) for p in recipe.stages]
+    # The decode stage stores the image, so it is the one that encodes it as the output asks.
+    out = {"image_format": recipe.output.image_format, "image_quality": recipe.output.image_quality}
+    return [stage_class(p.stage)(p.model_copy(update=out) if p.stage == "decode" else p) for p in recipe.stages]
 
 
 def preflight(stages: list[Stage]) -> None:
@@ -55,8 +57,12 @@ def preflight(stages: list[Stage]) -> None:
 def recipe_fingerprint(document: dict) -> dict:
     """What must not change between a run and its resume: every stage setting that shapes the
     output. How it runs (resources: batch sizes, pools, GPUs) and the description may change."""
+    from hoiforge.pipeline.recipe import OutputSpec
+
     return {
         **{k: v for k, v in document.items() if k not in ("description", "stages")},
+        # Output keys added since an output was built compare as their defaults.
+        "output": OutputSpec.model_validate(document.get("output", {})).model_dump(mode="json"),
         "stages": [{k: v for k, v in stage.items() if k != "resources"} for stage in document["stages"]],
     }
 

@@ -108,6 +108,9 @@ MANIFEST_BASE = pa.schema(
         ("shard", pa.string()),
         ("sha256", pa.string()),
         ("bytes", pa.int64()),
+        ("image_format", pa.string()),  # the stored image member's format (jpg/png/webp)
+        ("source_format", pa.string()),  # the input's format as Pillow named it (JPEG, PNG, HEIF, ...)
+        ("reencoded", pa.string()),  # why the stored bytes differ from the input's, null when they are its bytes
     ]
 )
 
@@ -126,6 +129,7 @@ def manifest_table(samples: list[Sample]) -> pa.Table:
 
 def manifest_row(s: Sample) -> dict[str, Any]:
     source = s.ann.get("source", {})
+    image = s.ann.get("image", {})
     row = {
         "key": s.key,
         "index": s.index,
@@ -141,6 +145,9 @@ def manifest_row(s: Sample) -> dict[str, Any]:
         "shard": s.ann.get("shard"),
         "sha256": source.get("sha256"),
         "bytes": source.get("size"),
+        "image_format": image.get("ext") if s.status == OK else None,
+        "source_format": image.get("source_format"),
+        "reencoded": image.get("reencoded"),
     }
     for name, value in s.metrics.items():
         row[f"m.{name}"] = value
