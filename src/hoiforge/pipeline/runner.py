@@ -48,6 +48,12 @@ def instantiate(recipe: Recipe) -> list[Stage]:
     return [stage_class(p.stage)(p.model_copy(update=out) if p.stage == "decode" else p) for p in recipe.stages]
 
 
+def uniform_members(stages: list[Stage]) -> tuple[str, ...]:
+    """The optional members every kept sample of the build carries: all that its stages can write
+    (a sample a stage wrote nothing for gets a placeholder, datasets/placeholders.py)."""
+    return tuple(sorted({m for stage in stages for m in stage.members}))
+
+
 def preflight(stages: list[Stage]) -> None:
     """Every backend says now, on the driver, whether it can run (BackendUnavailable if not)."""
     for stage in stages:
@@ -231,7 +237,8 @@ def run_plan(
         # stages would run once per shard, serially, instead of streaming. Writing is mostly I/O.
         write_args = {"num_cpus": task_cpus / 2}
         try:
-            ds.write_datasink(ShardSink(str(layout.root), recipe.output, counter), ray_remote_args=write_args)
+            sink = ShardSink(str(layout.root), recipe.output, counter, uniform_members(stages))
+            ds.write_datasink(sink, ray_remote_args=write_args)
         except Exception as e:
             os_error = find_output_error(e)
             if os_error is None:
