@@ -62,7 +62,7 @@ def test_placeholders_make_the_member_set_uniform(tmp_path):
         names = tar.getnames()
         anns = [json.loads(tar.extractfile(n).read()) for n in names if n.endswith(".json")]
     assert sum(n.endswith(".mask.png") for n in names) == sum(n.endswith(".txt") for n in names) == 4
-    assert sorted(a.get("placeholders", []) for a in anns) == [["mask.png", "txt"]] * 3 + [["txt"]]
+    assert sorted(a["placeholders"] for a in anns) == [["mask.png", "txt"]] * 3 + [["txt"]]
     assert validate(layout.root) == []
 
 

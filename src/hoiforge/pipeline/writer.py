@@ -65,7 +65,7 @@ def sample_members(s: Sample, uniform: tuple[str, ...] = ()) -> dict[str, bytes]
     """The shard members of a kept sample, per the sample contract; ``uniform``: the members every
     sample of the build carries (a placeholder for each one this sample lacks, named in the json)."""
     filled = placeholders.fill(s.members, uniform, s.ann["image"]["width"], s.ann["image"]["height"])
-    if filled:
+    if uniform:  # always there when a build has optional members: one json schema for every sample
         s.ann["placeholders"] = filled
     members: dict[str, bytes] = {s.ann["image"]["ext"]: s.image}
     members["json"] = json.dumps(s.ann, ensure_ascii=False, separators=(",", ":")).encode()
