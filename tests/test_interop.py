@@ -8,31 +8,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
 from hoiforge import stages
 from hoiforge.datasets.validate import validate
 from hoiforge.pipeline.recipe import parse_recipe
 from hoiforge.pipeline.runner import build
 
+from .generated import generated_inputs
+
 pytestmark = pytest.mark.slow
-
-FORMATS = (("PNG", "png", "RGB"), ("JPEG", "jpg", "RGB"), ("WEBP", "webp", "RGB"), ("PNG", "png", "RGBA"), ("WEBP", "webp", "RGBA"))
-
-
-def generated_inputs(folder: Path, n: int, seed: int = 0) -> Path:
-    """``n`` small images in every format; every other one (by listing order) too small to keep."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        fmt, ext, mode = FORMATS[i % len(FORMATS)]
-        w, h = (int(rng.integers(64, 129)), int(rng.integers(96, 129))) if i % 2 == 0 else (int(rng.integers(64, 129)), 48)
-        arr = rng.integers(0, 255, (h, w, len(mode)), dtype=np.uint8)
-        Image.fromarray(arr, mode).save(folder / f"img-{i:04d}.{ext}", fmt)
-    return folder
 
 
 @pytest.fixture(scope="module")
