@@ -110,3 +110,33 @@ def test_ray_read_webdataset_yields_the_manifest(built, ray_local):
         rows = ray.data.read_webdataset(shard_files(built, split)).take_all()
         assert sorted(r["__key__"] for r in rows) == sorted(ids)
         assert all(r["mask.png"] is not None for r in rows)
+
+
+def test_hoihuman_recipe_on_mixed_formats_loads_with_hugging_face(ray_local, tmp_path, monkeypatch):
+    """The real hoihuman recipe (embedded backends) on the fixture photos stored as JPEG, PNG and
+    WebP: Hugging Face reads one row per kept sample, json and all."""
+    from PIL import Image, ImageOps
+
+    from hoiforge.pipeline.recipe import load_recipe
+
+    from .conftest import DATA
+
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for name, fmt in (("astronaut", "WEBP"), ("basketball1", "JPEG"), ("coffee", "PNG")):
+        img = Image.open(DATA / f"{name}.png").convert("RGB")
+        img.save(inputs / f"{name}.{fmt.lower()}", fmt, quality=92)
+        ImageOps.mirror(img).save(inputs / f"flip_{name}.png", "PNG")
+    out = tmp_path / "out"
+    build([str(inputs)], out, load_recipe("hoihuman"), progress=False)
+    assert validate(out) == []
+    rows = pq.read_table(out / "manifest.parquet").to_pylist()
+    kept = [r for r in rows if r["status"] == "kept"]
+    assert len({r["source_format"] for r in kept}) >= 2, [(r["key"], r["status"], r["reason"]) for r in rows]
+    files = {split: shard_files(out, split) for split in kept_ids(out)}
+    ds = datasets.load_dataset("webdataset", data_files=files, cache_dir=str(tmp_path / "hf"))
+    for split, ids in kept_ids(out).items():
+        assert set(ds[split]["__key__"]) == ids and ds[split].num_rows == len(ids)
+        assert {"jpg", "json", "txt", "pose.png", "mask.png", "edge.png"} <= set(ds[split].column_names)
