@@ -45,16 +45,16 @@ def listing(paths: list[Path]) -> pa.Table:
     return table.append_column("index", pa.array(range(table.num_rows), pa.int64()))
 
 
-def write_batches(layout: OutLayout, paths: list[Path], batch: int = 7, start: int = 0) -> None:
+def write_batches(layout: OutLayout, paths: list[Path], batch: int = 7, start: int = 0, spec: OutputSpec = SPEC, drop: bool = True) -> None:
     """What Ray's write tasks do: each gets ``batch`` rows (every other one dropped), writes its shards."""
     seqs = next_shard_seq(layout)
     counters = {split: count(seqs.get(split, 0)) for split in ("train", "test")}
     for lo in range(0, len(paths), batch):
         samples = [decoded(p, index=start + lo + i) for i, p in enumerate(paths[lo : lo + batch])]
         for s in samples:
-            if s.index % 2:
+            if drop and s.index % 2:
                 s.drop("resolution", "too_small", "too small")
-        write_part(layout, SPEC, samples, lambda split: next(counters[split]))
+        write_part(layout, spec, samples, lambda split: next(counters[split]))
 
 
 def shards_of(layout: OutLayout) -> dict[str, dict[str, bytes]]:
@@ -183,3 +183,17 @@ def test_copy_of_finished_output_validates(tmp_path, images):
     copy = tmp_path / "copy"
     shutil.copytree(layout.root, copy)
     assert validate(copy) == []
+
+
+def test_shards_fill_up_to_the_byte_limit(tmp_path, images):
+    """Samples of ~7 kB, 150 kB shards: merged shards stop at the byte limit, >= 90% full but the last."""
+    spec = OutputSpec(shard_max_count=1000, shard_max_bytes=150_000)
+    layout = OutLayout(tmp_path / "out")
+    layout.make()
+    write_batches(layout, images, spec=spec, drop=False)
+    finalize(layout, listing(images), {}, spec)
+    index = json.loads(layout.index.read_text())["shardlist"]
+    sizes = [s["filesize"] for s in index]
+    assert sum(s["nsamples"] for s in index) == 41 and max(sizes) <= spec.shard_max_bytes
+    assert sum(n < 0.9 * spec.shard_max_bytes for n in sizes) <= 1, sizes
+    assert validate(layout.root) == []

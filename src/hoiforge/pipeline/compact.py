@@ -172,6 +172,8 @@ def compact(
     made: list[dict[str, Any]] = []
     retired: list[str] = []
     seq = dict(next_seq)
+    # A tar ends with two zero blocks and is padded to whole 10 kB records: what members may take.
+    room = (max_bytes // TAR_RECORD) * TAR_RECORD - 2 * TAR_BLOCK
     for split, urls in sorted(by_split.items()):
         rows = present.filter(pc.is_in(present.column("shard"), pa.array(urls, pa.string()))).sort_by("index")
         ids, shards = rows.column("id").to_pylist(), rows.column("shard").to_pylist()
@@ -186,7 +188,7 @@ def compact(
                 readers[url] = _ShardReader(layout.root / url)
             reader = readers[url]
             nbytes = _tar_bytes(reader.sizes(sid))
-            if sink is not None and (sink.nsamples >= max_count or size + nbytes > max_bytes - 2 * TAR_RECORD):
+            if sink is not None and (sink.nsamples >= max_count or size + nbytes > room):
                 made.append({**sink.close(), "url": new_url, "open": False})
                 sink = None
             if sink is None:
