@@ -82,6 +82,11 @@ def main() -> None:
         for s in json.loads((out / "index.json").read_text())["shardlist"]:
             final[Path(s["url"]).name.split("-")[0]].append(s["nsamples"])
 
+        from hoiforge.datasets.layout import OutLayout
+        from hoiforge.pipeline import compact
+
+        made, _ = compact.named_by_records(OutLayout(out))
+        rewritten = sum(s["filesize"] for s in made.values())
         stats = result.stats
         limit = args.shard_max_count
         print(f"inputs {stats['inputs']}, kept {stats['kept']} ({stats['kept'] / stats['inputs']:.0%}), splits {stats['splits']}")
@@ -91,6 +96,7 @@ def main() -> None:
             print(
                 f"{split:5s} final:       {summary(final[split], limit)}  (fewest possible: {math.ceil(stats['splits'].get(split, 0) / limit)})"
             )
+        print(f"compaction rewrote {rewritten / 1e6:.1f} MB of {stats['shard_bytes'] / 1e6:.1f} MB of shards")
         shards = sum(len(v) for v in final.values())
         print(f"fill ratio (kept / (final shards x shard_max_count)): {stats['kept'] / (shards * limit):.3f}")
 
