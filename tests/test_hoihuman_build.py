@@ -26,7 +26,7 @@ def test_hoihuman_recipe_end_to_end(ray_local, photo_dir, tmp_path):
     assert astronaut["status"] == "kept", astronaut
     with tarfile.open(out / astronaut["shard"]) as tar:
         members = {m.name.split(".", 1)[1]: tar.extractfile(m).read() for m in tar if m.name.startswith(astronaut["id"])}
-    assert {"png", "json", "txt", "pose.png", "mask.png", "edge.png"} <= set(members)
+    assert {"jpg", "json", "txt", "pose.png", "mask.png", "edge.png"} <= set(members)  # image_format: jpg
     ann = json.loads(members["json"])
     assert ann["persons"] and len(ann["persons"][0]["keypoints"]) == 133
     assert ann["products"] and ann["caption"]["backend"] == "template"

@@ -42,7 +42,7 @@ def test_shoeleg_build_accounts_for_every_input(ray_local, tmp_path):
     (tar_path,) = sorted((out / "shards").glob("*.tar"))
     with tarfile.open(tar_path) as tar:
         members = {m.name.partition(".")[2]: tar.extractfile(m).read() for m in tar}
-    assert {"png", "json", "leg.json", "shoe.png", "shoemask.png", "wear.png", "pose.png"} <= set(members)
+    assert {"jpg", "json", "leg.json", "shoe.png", "shoemask.png", "wear.png", "pose.png"} <= set(members)  # image_format: jpg
     # In the shard: the shoe-only image's alpha is exactly the bootstrap "visible" class.
     alpha = np.asarray(Image.open(io.BytesIO(members["shoe.png"])))[..., 3]
     wear = np.asarray(Image.open(io.BytesIO(members["wear.png"])))

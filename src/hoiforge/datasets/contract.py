@@ -53,6 +53,7 @@ KNOWN_ANNOTATIONS = {
     "wear": "wearable-area label provenance and counts",
     "views": "size and count of the close-view tiles",
     "precompute": "models and settings of the precomputed members",
+    "placeholders": "members this sample had nothing for, stored as empty placeholders (datasets/placeholders.py)",
 }
 
 

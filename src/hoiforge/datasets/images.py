@@ -126,8 +126,32 @@ def _to_keepable_mode(img: Image.Image) -> tuple[Image.Image, str | None]:
     return img.convert("RGB"), f"{mode} converted to RGB"
 
 
-def normalise(data: bytes, max_pixels: int, jpeg_quality: int = 95) -> Normalised:
-    """Validate and normalise one image; raises BadImage with the reason."""
+# ``output.image_format``: what each stored image is encoded as ("source": as it came, when it can be).
+OUTPUT_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """RGB of any stored image; transparent pixels composited on white, as the decode stage does."""
+    if _has_alpha(img):
+        rgba = img.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def normalise(data: bytes, max_pixels: int, jpeg_quality: int = 95, image_format: str = "source", quality: int = 95) -> Normalised:
+    """Validate and normalise one image; raises BadImage with the reason.
+
+    ``image_format`` "jpg", "png" or "webp" stores every image in that format: a source already in
+    it with nothing to fix keeps its bytes (a JPEG stays byte-identical under "jpg"), the others are
+    re-encoded (JPEG and WebP at ``quality``), transparency composited on white for "jpg" and kept
+    for "png"/"webp" (every stage and loader still sees it composited on white, ``to_rgb``).
+    """
+    if image_format != "source":
+        return _normalise_to(data, max_pixels, image_format, quality)
     img = _open(data, max_pixels)
     source_format, source_mode = img.format or "unknown", img.mode
     reasons: list[str] = []
@@ -168,10 +192,55 @@ def normalise(data: bytes, max_pixels: int, jpeg_quality: int = 95) -> Normalise
     return Normalised(buf.getvalue(), ext, img.width, img.height, source_format, source_mode, "; ".join(reasons), phash)
 
 
+def _normalise_to(data: bytes, max_pixels: int, image_format: str, quality: int) -> Normalised:
+    if image_format not in OUTPUT_FORMATS:
+        raise ValueError(f"image_format {image_format!r}: use source, {', '.join(OUTPUT_FORMATS)}")
+    target = OUTPUT_FORMATS[image_format]
+    img = _open(data, max_pixels)
+    source_format, source_mode = img.format or "unknown", img.mode
+    reasons: list[str] = []
+    try:
+        n_frames = getattr(img, "n_frames", 1)
+        if n_frames > 1:
+            img.seek(0)
+            reasons.append(f"animated: first of {n_frames} frames")
+        img.load()
+        orientation = img.getexif().get(0x0112, 1)
+        if orientation not in (1, None):
+            img = ImageOps.exif_transpose(img)
+            reasons.append(f"EXIF orientation {orientation} applied")
+        alpha = _has_alpha(img) and target != "JPEG"
+        if alpha:
+            stored, why = img.convert("RGBA"), None if img.mode == "RGBA" else f"{img.mode} stored as RGBA"
+        else:
+            stored, why = _to_keepable_mode(img)
+    except BadImage:
+        raise
+    except Exception as e:  # noqa: BLE001 - truncated/corrupt data raises many types
+        raise BadImage(f"corrupt or truncated image data: {type(e).__name__}: {e}") from None
+    if why:
+        reasons.append(why)
+    depth = png_bit_depth(data) if source_format == "PNG" else None
+    if depth not in (None, 8) and not why:
+        reasons.append(f"{depth}-bit per channel PNG stored as 8-bit")
+    if source_format != target:
+        reasons.append(f"{source_format} stored as {image_format}" + (f" (quality {quality})" if target != "PNG" else ""))
+    if not reasons:
+        return Normalised(data, image_format, img.width, img.height, source_format, source_mode, None)
+    buf = io.BytesIO()
+    if target == "JPEG":
+        stored.save(buf, "JPEG", quality=quality, subsampling=0 if quality >= 90 else 2)
+    elif target == "WEBP":
+        stored.save(buf, "WEBP", quality=quality, method=4)
+    else:
+        stored.save(buf, "PNG", optimize=False)
+    return Normalised(buf.getvalue(), image_format, stored.width, stored.height, source_format, source_mode, "; ".join(reasons))
+
+
 def decode_rgb(data: bytes) -> np.ndarray:
-    """RGB uint8 HxWx3 of bytes the decode stage already normalised."""
+    """RGB uint8 HxWx3 of bytes the decode stage already normalised (alpha, if kept, on white)."""
     with open_image(data) as img:
-        return np.asarray(img.convert("RGB"))
+        return np.asarray(to_rgb(img))
 
 
 def encode_png(array: np.ndarray) -> bytes:

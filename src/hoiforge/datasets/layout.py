@@ -13,6 +13,7 @@ class OutLayout:
         self.shards = self.root / "shards"
         self.work = self.root / "_work"
         self.parts = self.work / "parts"
+        self.compactions = self.work / "compactions"  # shard compaction records (pipeline/compact.py)
         self.listing = self.work / "inputs.parquet"
         self.recipe = self.work / "recipe.json"
         self.manifest = self.root / "manifest.parquet"

@@ -82,6 +82,10 @@ def validate(out: str | Path, check_images: bool = True) -> list[str]:
         if r["status"] == "kept":
             expected[r["shard"]].add(r["id"])
 
+    # Under image_format: source each sample keeps its own image format; every other member, and
+    # the image member under jpg/png/webp, must be the same for every kept sample.
+    mixed_images = _image_format(layout) == "source"
+    member_sets: dict[frozenset, str] = {}
     indexed = {s["url"] for s in index.get("shardlist", [])}
     if indexed != set(expected):
         problems.append(f"index.json shards {sorted(indexed ^ set(expected))[:3]} disagree with the manifest")
@@ -116,7 +120,30 @@ def validate(out: str | Path, check_images: bool = True) -> list[str]:
             problems.append(f"{url}: {len(samples)} samples, index says {entry.get('nsamples')}")
         if set(samples) != expected.get(url, set()):
             problems.append(f"{url}: samples differ from the manifest's kept rows for this shard")
-        if check_images:
-            for key, members in samples.items():
+        for key, members in samples.items():
+            names = frozenset(e for e in members if not (mixed_images and e in IMAGE_EXTENSIONS))
+            member_sets.setdefault(names, f"{url}:{key}")
+            if check_images:
                 _check_sample(url, key, members, problems)
+    problems += _check_uniform(member_sets, mixed_images)
     return problems
+
+
+def _image_format(layout: OutLayout) -> str:
+    """The build's output.image_format ("source" for outputs built before it existed)."""
+    if not layout.recipe.exists():
+        return "source"
+    return json.loads(layout.recipe.read_text()).get("output", {}).get("image_format", "source")
+
+
+def _check_uniform(member_sets: dict[frozenset, str], mixed_images: bool) -> list[str]:
+    """Every kept sample names the same members (Hugging Face's webdataset builder refuses others)."""
+    if len(member_sets) <= 1:
+        return []
+    union = frozenset().union(*member_sets)
+    lines = []
+    for names, where in member_sets.items():
+        if names != union:
+            lines.append(f"{where}: members differ from other samples of the build: lacks {sorted(union - names)}")
+    note = "" if mixed_images else " (image_format: source would allow mixed image formats, nothing else)"
+    return [f"member sets are not uniform across the build: {len(member_sets)} different sets{note}", *lines[:5]]

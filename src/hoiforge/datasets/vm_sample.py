@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from hoiforge.datasets.contract import IMAGE_EXTENSIONS
+from hoiforge.datasets.images import to_rgb
 from hoiforge.datasets.precomputed import latent_image_size
 from hoiforge.datasets.render import render_pose
 from hoiforge.errors import HoiforgeError
@@ -128,7 +129,7 @@ def decode_image(data: bytes, at_least: tuple[int, int] | None = None) -> np.nda
     with Image.open(io.BytesIO(data)) as img:
         if at_least is not None and img.format == "JPEG":
             img.draft("RGB", at_least)
-        return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+        return np.asarray(to_rgb(img))  # a kept alpha channel (png/webp output) on white, as the stages saw it
 
 
 def _decode_png(data: bytes, flags: int) -> np.ndarray:

@@ -28,7 +28,9 @@ import pyarrow.parquet as pq
 from hoiforge.datasets.contract import SHARD_NAME
 from hoiforge.datasets.layout import OutLayout, commit, tmp_path_for, write_atomic
 from hoiforge.datasets.reasons import reason_stats
+from hoiforge.pipeline import compact
 from hoiforge.pipeline.neardup_settle import neardup_params, settle_near_duplicates
+from hoiforge.pipeline.recipe import OutputSpec
 from hoiforge.pipeline.writer import PART_META_KEY
 
 WIDS_KIND = "wids-shard-index-v1"
@@ -51,10 +53,13 @@ def committed_keys(layout: OutLayout) -> set[str]:
 
 
 def clean_uncommitted(layout: OutLayout) -> list[Path]:
-    """Delete temp files and shards no committed part names (leftovers of a killed run)."""
-    named = {Path(s["url"]).name for part in committed_parts(layout) for s in part_shards(part)}
+    """Delete temp files and shards no committed part or compaction record names (leftovers of a
+    killed run), and shards a committed compaction retired."""
+    made, retired = compact.named_by_records(layout)
+    named = {Path(s["url"]).name for part in committed_parts(layout) for s in part_shards(part) if s["url"] not in retired}
+    named |= {Path(url).name for url in made}
     removed = []
-    for folder in (layout.shards, layout.parts, layout.root):
+    for folder in (layout.shards, layout.parts, layout.compactions, layout.root):
         if not folder.exists():
             continue
         for p in folder.iterdir():
@@ -66,10 +71,14 @@ def clean_uncommitted(layout: OutLayout) -> list[Path]:
 
 
 def next_shard_seq(layout: OutLayout) -> dict[str, int]:
-    """The first free sequence number per split (after committed shards and any leftovers)."""
+    """The first free sequence number per split (after committed shards, any leftovers, and every
+    name a part or compaction record ever used: a retired name is never given to another shard)."""
     start: dict[str, int] = {}
-    for p in layout.shards.glob("*.tar") if layout.shards.exists() else []:
-        m = SHARD_NAME.match(p.name)
+    names = [p.name for p in layout.shards.glob("*.tar")] if layout.shards.exists() else []
+    names += [Path(url).name for url in compact.used_urls(layout)]
+    names += [Path(s["url"]).name for part in committed_parts(layout) for s in part_shards(part)]
+    for name in names:
+        m = SHARD_NAME.match(name)
         if m:
             start[m.group(1)] = max(start.get(m.group(1), 0), int(m.group(2)) + 1)
     return start
@@ -170,18 +179,49 @@ def settle_duplicates(table: pa.Table) -> tuple[pa.Table, dict[str, set[str]]]:
     return table, remove
 
 
-def finalize(layout: OutLayout, listing: pa.Table, run_info: dict[str, Any]) -> dict[str, Any]:
-    """Write manifest.parquet, index.json (+ per split) and stats.json; returns the stats."""
+def output_spec_of(layout: OutLayout) -> OutputSpec:
+    """The output settings the build was made with (recipe.json), the defaults without one."""
+    if layout.recipe.exists():
+        return OutputSpec.model_validate(json.loads(layout.recipe.read_text()).get("output", {}))
+    return OutputSpec()
+
+
+def compact_shards(
+    layout: OutLayout, manifest: pa.Table, kept: pa.Table, shard_infos: dict[str, dict[str, Any]], spec: OutputSpec
+) -> tuple[pa.Table, pa.Table]:
+    """Merge partial shards (pipeline/compact.py); the manifest and kept rows with shards moved,
+    ``shard_infos`` updated in place."""
+    counts = pc.value_counts(kept.column("shard"))
+    infos = {url: shard_infos[url] for url in counts.field("values").to_pylist()}
+    slim = kept.select(["index", "id", "shard"])
+    record = compact.compact(layout, slim, infos, spec.shard_max_count, spec.shard_max_bytes, next_shard_seq(layout))
+    if record is None:
+        return manifest, kept
+    meta = compact.record_meta(record)
+    for url in meta["retired"]:
+        shard_infos.pop(url, None)
+    shard_infos.update({s["url"]: s for s in meta["shards"]})
+    manifest = compact.apply(manifest, record)
+    return manifest, manifest.filter(pc.equal(manifest.column("status"), "kept"))
+
+
+def finalize(layout: OutLayout, listing: pa.Table, run_info: dict[str, Any], spec: OutputSpec | None = None) -> dict[str, Any]:
+    """Write manifest.parquet, index.json (+ per split) and stats.json; returns the stats.
+    Partial shards are merged first (``spec``: the output settings, by default the build's own)."""
     parts = committed_parts(layout)
     if not parts:
         from hoiforge.errors import OutputError
 
         raise OutputError(f"{layout.root}: no input has been committed yet, so there is nothing to finalize; run the build command again")
+    compact.delete_retired(layout)  # a kill may have come between a compaction's record and its deletions
+    made, retired = compact.named_by_records(layout)
     shard_infos: dict[str, dict[str, Any]] = {}
     for part in parts:
         for s in part_shards(part):
-            shard_infos.setdefault(s["url"], s)
-    manifest, remove = settle_duplicates(_read_parts(parts))
+            if s["url"] not in retired:
+                shard_infos.setdefault(s["url"], s)
+    shard_infos.update(made)
+    manifest, remove = settle_duplicates(compact.replay(_read_parts(parts), layout))
     manifest, near = settle_near_duplicates(manifest, neardup_params(layout), layout)
     for url, ids in near.items():
         remove[url] |= ids
@@ -197,6 +237,8 @@ def finalize(layout: OutLayout, listing: pa.Table, run_info: dict[str, Any]) -> 
             if path.exists():
                 info = _rewrite_without(path, ids) if ids else _shard_info_from_file(path)
                 shard_infos[url] = {**shard_infos.get(url, {"url": url}), **info}
+
+    manifest, kept = compact_shards(layout, manifest, kept, shard_infos, spec or output_spec_of(layout))
 
     buf = io.BytesIO()
     # Small row groups: the viewer reads one sample's row without decoding a million others.

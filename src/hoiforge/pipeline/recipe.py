@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -28,6 +28,12 @@ class OutputSpec(BaseModel):
     shard_max_count: int = Field(1000, ge=1, description="samples per shard at most")
     shard_max_bytes: int = Field(1_000_000_000, ge=1024, description="bytes per shard at most (one sample may exceed it alone)")
     test_size: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of ids held out for test")
+    image_format: Literal["source", "jpg", "png", "webp"] = Field(
+        "source",
+        description="format of every stored image: source keeps each input's own (jpg/png/webp); jpg, png or webp gives "
+        "every sample the same image member, which Hugging Face datasets needs (a JPEG stays byte-identical under jpg)",
+    )
+    image_quality: int = Field(95, ge=50, le=100, description="JPEG/WebP quality of images re-encoded for image_format")
 
 
 class Recipe(BaseModel):
@@ -130,9 +136,10 @@ def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
         raise RecipeError(f"{source}: stage(s) listed twice: {', '.join(sorted(dupes))}")
     check_order(stages, source)
     try:
-        return Recipe.model_validate({**data, "stages": stages})
+        recipe = Recipe.model_validate({**data, "stages": stages})
     except ValidationError as e:
         raise RecipeError(_format_error(source, e)) from None
+    return recipe
 
 
 def load_recipe(name_or_path: str) -> Recipe:

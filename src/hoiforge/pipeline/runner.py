@@ -43,7 +43,15 @@ class BuildResult:
 
 
 def instantiate(recipe: Recipe) -> list[Stage]:
-    return [stage_class(p.stage)(p) for p in recipe.stages]
+    # The decode stage stores the image, so it is the one that encodes it as the output asks.
+    out = {"image_format": recipe.output.image_format, "image_quality": recipe.output.image_quality}
+    return [stage_class(p.stage)(p.model_copy(update=out) if p.stage == "decode" else p) for p in recipe.stages]
+
+
+def uniform_members(stages: list[Stage]) -> tuple[str, ...]:
+    """The optional members every kept sample of the build carries: all that its stages can write
+    (a sample a stage wrote nothing for gets a placeholder, datasets/placeholders.py)."""
+    return tuple(sorted({m for stage in stages for m in stage.members}))
 
 
 def bind_output(stages: list[Stage], layout: OutLayout) -> None:
@@ -63,8 +71,12 @@ def preflight(stages: list[Stage]) -> None:
 def recipe_fingerprint(document: dict) -> dict:
     """What must not change between a run and its resume: every stage setting that shapes the
     output. How it runs (resources: batch sizes, pools, GPUs) and the description may change."""
+    from hoiforge.pipeline.recipe import OutputSpec
+
     return {
         **{k: v for k, v in document.items() if k not in ("description", "stages")},
+        # Output keys added since an output was built compare as their defaults.
+        "output": OutputSpec.model_validate(document.get("output", {})).model_dump(mode="json"),
         "stages": [{k: v for k, v in stage.items() if k != "resources"} for stage in document["stages"]],
     }
 
@@ -234,7 +246,8 @@ def run_plan(
         # stages would run once per shard, serially, instead of streaming. Writing is mostly I/O.
         write_args = {"num_cpus": task_cpus / 2}
         try:
-            ds.write_datasink(ShardSink(str(layout.root), recipe.output, counter), ray_remote_args=write_args)
+            sink = ShardSink(str(layout.root), recipe.output, counter, uniform_members(stages))
+            ds.write_datasink(sink, ray_remote_args=write_args)
         except Exception as e:
             os_error = find_output_error(e)
             if os_error is None:

@@ -23,6 +23,7 @@ import ray
 from ray.data.block import BlockAccessor
 from ray.data.datasource import Datasink
 
+from hoiforge.datasets import placeholders
 from hoiforge.datasets.contract import shard_name, split_of
 from hoiforge.datasets.layout import OutLayout, commit, tmp_path_for
 from hoiforge.pipeline.adapter import batch_to_samples
@@ -60,8 +61,12 @@ class _HashingFile:
         self.f.flush()
 
 
-def sample_members(s: Sample) -> dict[str, bytes]:
-    """The shard members of a kept sample, per the sample contract."""
+def sample_members(s: Sample, uniform: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """The shard members of a kept sample, per the sample contract; ``uniform``: the members every
+    sample of the build carries (a placeholder for each one this sample lacks, named in the json)."""
+    filled = placeholders.fill(s.members, uniform, s.ann["image"]["width"], s.ann["image"]["height"])
+    if uniform:  # always there when a build has optional members: one json schema for every sample
+        s.ann["placeholders"] = filled
     members: dict[str, bytes] = {s.ann["image"]["ext"]: s.image}
     members["json"] = json.dumps(s.ann, ensure_ascii=False, separators=(",", ":")).encode()
     for ext, data in s.members.items():
@@ -108,6 +113,9 @@ MANIFEST_BASE = pa.schema(
         ("shard", pa.string()),
         ("sha256", pa.string()),
         ("bytes", pa.int64()),
+        ("image_format", pa.string()),  # the stored image member's format (jpg/png/webp)
+        ("source_format", pa.string()),  # the input's format as Pillow named it (JPEG, PNG, HEIF, ...)
+        ("reencoded", pa.string()),  # why the stored bytes differ from the input's, null when they are its bytes
     ]
 )
 
@@ -126,6 +134,7 @@ def manifest_table(samples: list[Sample]) -> pa.Table:
 
 def manifest_row(s: Sample) -> dict[str, Any]:
     source = s.ann.get("source", {})
+    image = s.ann.get("image", {})
     row = {
         "key": s.key,
         "index": s.index,
@@ -141,6 +150,9 @@ def manifest_row(s: Sample) -> dict[str, Any]:
         "shard": s.ann.get("shard"),
         "sha256": source.get("sha256"),
         "bytes": source.get("size"),
+        "image_format": image.get("ext") if s.status == OK else None,
+        "source_format": image.get("source_format"),
+        "reencoded": image.get("reencoded"),
     }
     for name, value in s.metrics.items():
         row[f"m.{name}"] = value
@@ -148,10 +160,11 @@ def manifest_row(s: Sample) -> dict[str, Any]:
 
 
 class ShardSink(Datasink):
-    def __init__(self, out: str, spec: OutputSpec, counter):
+    def __init__(self, out: str, spec: OutputSpec, counter, uniform: tuple[str, ...] = ()):
         self.out = out
         self.spec = spec
         self.counter = counter
+        self.uniform = uniform
 
     @property
     def min_rows_per_write(self) -> int:
@@ -162,7 +175,7 @@ class ShardSink(Datasink):
 
     def write(self, blocks, ctx) -> dict[str, Any]:
         samples = [s for block in blocks for s in batch_to_samples(BlockAccessor.for_block(block).to_arrow())]
-        return write_part(OutLayout(self.out), self.spec, samples, lambda split: ray.get(self.counter.take.remote(split)))
+        return write_part(OutLayout(self.out), self.spec, samples, lambda split: ray.get(self.counter.take.remote(split)), self.uniform)
 
 
 def drop_duplicates_within(samples: list[Sample]) -> None:
@@ -176,7 +189,7 @@ def drop_duplicates_within(samples: list[Sample]) -> None:
             first[sid] = s
 
 
-def write_part(layout: OutLayout, spec: OutputSpec, samples: list[Sample], take_seq) -> dict[str, Any]:
+def write_part(layout: OutLayout, spec: OutputSpec, samples: list[Sample], take_seq, uniform: tuple[str, ...] = ()) -> dict[str, Any]:
     drop_duplicates_within(samples)
     by_split: dict[str, list[Sample]] = defaultdict(list)
     for s in sorted(samples, key=lambda s: s.index):
@@ -188,11 +201,13 @@ def write_part(layout: OutLayout, spec: OutputSpec, samples: list[Sample], take_
     for split, kept in sorted(by_split.items()):
         for group in _roll(kept, spec):
             name = shard_name(split, take_seq(split))
-            for s in group:
-                s.ann["shard"] = f"shards/{name}"
             final = layout.shards / name
             tmp = tmp_path_for(final)
-            info = write_tar(tmp, [(s.ann["id"], sample_members(s)) for s in group])
+            # The json is written before the shard is known: compaction moves members byte for
+            # byte, so where a sample sits is the manifest's and the index's to say, not the json's.
+            info = write_tar(tmp, [(s.ann["id"], sample_members(s, uniform)) for s in group])
+            for s in group:
+                s.ann["shard"] = f"shards/{name}"
             commit(tmp, final)
             shards.append({"url": f"shards/{name}", "split": split, "nsamples": len(group), **info})
 

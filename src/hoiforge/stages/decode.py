@@ -15,7 +15,11 @@ DEFAULT_MAX_PIXELS = 89_478_485
 class DecodeParams(StageParams):
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="width*height above this fails (decompression bombs)")
     max_bytes: int = Field(100_000_000, ge=1, description="files larger than this fail unread")
-    jpeg_quality: int = Field(95, ge=50, le=100, description="quality when a JPEG must be re-encoded")
+    jpeg_quality: int = Field(95, ge=50, le=100, description="quality when a JPEG must be re-encoded (image_format: source)")
+    # Set from the recipe's output section by parse_recipe (not recipe keys of this stage: excluded
+    # from dumps, so recipe.json and the resume fingerprint hold them once, under output).
+    image_format: str = Field("source", exclude=True)
+    image_quality: int = Field(95, exclude=True)
 
 
 class Decode(Stage):
@@ -49,7 +53,8 @@ class Decode(Stage):
         if s.ann.get("source", {}).get("path"):  # the path under the input folder/tar, which labels are matched by
             source["path"] = s.ann["source"]["path"]
         try:
-            img = normalise(data, self.params.max_pixels, self.params.jpeg_quality)
+            p = self.params
+            img = normalise(data, p.max_pixels, p.jpeg_quality, p.image_format, p.image_quality)
         except BadImage as e:
             self.fail(s, e.code, str(e))
             return
@@ -65,6 +70,7 @@ class Decode(Stage):
                 "source_format": img.source_format,
                 "source_mode": img.source_mode,
                 "reencoded": img.reencoded,
+                "format": img.ext,
                 "phash": img.phash,
             },
         )
