@@ -320,3 +320,17 @@ def test_a_copy_stands_in_when_a_later_stage_drops_the_original(tmp_path):
     for kind in ("half", "crop"):
         r = rows[f"astronaut_{kind}.bin"]
         assert r["reason_code"] == "neardup.near_duplicate" and json.loads(r["reason_params"])["keep_id"] == rows["astronaut_q60.bin"]["id"]
+
+
+@pytest.mark.parametrize("image_format", ["source", "jpg", "png", "webp"])
+def test_decode_hashes_the_image_in_every_output_format(image_format):
+    """The hash is taken at decode whatever the stored format, so the stage never decodes again;
+    formats that store the same pixels give the same hash."""
+    from hoiforge.datasets.images import normalise
+
+    for name in PHOTOS:
+        data = (DATA / name).read_bytes()
+        h = normalise(data, 10**8, image_format=image_format).phash
+        assert h is not None and len(h) == 16
+        d = bin(int(h, 16) ^ int(normalise(data, 10**8).phash, 16)).count("1")
+        assert d <= 4, (name, image_format, d)

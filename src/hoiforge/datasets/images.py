@@ -155,16 +155,8 @@ def normalise(data: bytes, max_pixels: int, jpeg_quality: int = 95, image_format
     img = _open(data, max_pixels)
     source_format, source_mode = img.format or "unknown", img.mode
     reasons: list[str] = []
-    n_frames = getattr(img, "n_frames", 1)
     try:
-        if n_frames > 1:
-            img.seek(0)
-            reasons.append(f"animated: first of {n_frames} frames")
-        img.load()
-        orientation = img.getexif().get(0x0112, 1)
-        if orientation not in (1, None):
-            img = ImageOps.exif_transpose(img)
-            reasons.append(f"EXIF orientation {orientation} applied")
+        img = _upright_first_frame(img, reasons)
         img, why = _to_keepable_mode(img)
     except BadImage:
         raise
@@ -173,7 +165,7 @@ def normalise(data: bytes, max_pixels: int, jpeg_quality: int = 95, image_format
     if why:
         reasons.append(why)
     # From the pixels decoded anyway: ~1% of the decode, where a later stage would decode again.
-    phash = to_hex(perceptual_hash(img))
+    phash = to_hex(perceptual_hash(to_rgb(img)))  # the pixels every stage sees
     depth = png_bit_depth(data) if source_format == "PNG" else None
     if depth not in (None, 8) and not why:
         # Pillow reads a 16-bit RGB PNG as "RGB" (high bytes), OpenCV as uint16: store 8 bits so every loader agrees.
@@ -192,6 +184,20 @@ def normalise(data: bytes, max_pixels: int, jpeg_quality: int = 95, image_format
     return Normalised(buf.getvalue(), ext, img.width, img.height, source_format, source_mode, "; ".join(reasons), phash)
 
 
+def _upright_first_frame(img: Image.Image, reasons: list[str]) -> Image.Image:
+    """The first frame of an animation, loaded, with its EXIF orientation applied (each change noted)."""
+    n_frames = getattr(img, "n_frames", 1)
+    if n_frames > 1:
+        img.seek(0)
+        reasons.append(f"animated: first of {n_frames} frames")
+    img.load()
+    orientation = img.getexif().get(0x0112, 1)
+    if orientation not in (1, None):
+        img = ImageOps.exif_transpose(img)
+        reasons.append(f"EXIF orientation {orientation} applied")
+    return img
+
+
 def _normalise_to(data: bytes, max_pixels: int, image_format: str, quality: int) -> Normalised:
     if image_format not in OUTPUT_FORMATS:
         raise ValueError(f"image_format {image_format!r}: use source, {', '.join(OUTPUT_FORMATS)}")
@@ -200,15 +206,7 @@ def _normalise_to(data: bytes, max_pixels: int, image_format: str, quality: int)
     source_format, source_mode = img.format or "unknown", img.mode
     reasons: list[str] = []
     try:
-        n_frames = getattr(img, "n_frames", 1)
-        if n_frames > 1:
-            img.seek(0)
-            reasons.append(f"animated: first of {n_frames} frames")
-        img.load()
-        orientation = img.getexif().get(0x0112, 1)
-        if orientation not in (1, None):
-            img = ImageOps.exif_transpose(img)
-            reasons.append(f"EXIF orientation {orientation} applied")
+        img = _upright_first_frame(img, reasons)
         alpha = _has_alpha(img) and target != "JPEG"
         if alpha:
             stored, why = img.convert("RGBA"), None if img.mode == "RGBA" else f"{img.mode} stored as RGBA"
@@ -220,13 +218,14 @@ def _normalise_to(data: bytes, max_pixels: int, image_format: str, quality: int)
         raise BadImage(f"corrupt or truncated image data: {type(e).__name__}: {e}") from None
     if why:
         reasons.append(why)
+    phash = to_hex(perceptual_hash(to_rgb(stored)))
     depth = png_bit_depth(data) if source_format == "PNG" else None
     if depth not in (None, 8) and not why:
         reasons.append(f"{depth}-bit per channel PNG stored as 8-bit")
     if source_format != target:
         reasons.append(f"{source_format} stored as {image_format}" + (f" (quality {quality})" if target != "PNG" else ""))
     if not reasons:
-        return Normalised(data, image_format, img.width, img.height, source_format, source_mode, None)
+        return Normalised(data, image_format, img.width, img.height, source_format, source_mode, None, phash)
     buf = io.BytesIO()
     if target == "JPEG":
         stored.save(buf, "JPEG", quality=quality, subsampling=0 if quality >= 90 else 2)
@@ -234,7 +233,7 @@ def _normalise_to(data: bytes, max_pixels: int, image_format: str, quality: int)
         stored.save(buf, "WEBP", quality=quality, method=4)
     else:
         stored.save(buf, "PNG", optimize=False)
-    return Normalised(buf.getvalue(), image_format, stored.width, stored.height, source_format, source_mode, "; ".join(reasons))
+    return Normalised(buf.getvalue(), image_format, stored.width, stored.height, source_format, source_mode, "; ".join(reasons), phash)
 
 
 def decode_rgb(data: bytes) -> np.ndarray:
