@@ -50,9 +50,9 @@ class ShardCounter:
 class _HashingFile:
     """A write-only file wrapper that keeps the md5 and size of what passes through.
 
-    The md5 runs on a helper thread (hashlib releases the GIL on large buffers), so hashing
-    overlaps the tar writes instead of adding to them: md5 is ~300 MB/s on one core, as slow as
-    the disk (bench/writer_throughput.py). ``hexdigest()`` waits for the thread.
+    The md5 runs on a helper thread (hashlib releases the GIL on large buffers), so on a node
+    with a free core hashing overlaps the tar writes instead of adding to them: md5 costs more
+    CPU than the tar write itself (bench/writer_throughput.py). ``hexdigest()`` waits for it.
     """
 
     def __init__(self, f):
@@ -108,8 +108,7 @@ def write_tar(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> dict[s
     with open(path, "wb") as raw:
         hashing = _HashingFile(raw)
         try:
-            # mode "w", not the stream mode "w|": the stream re-slices its 10 KB buffer on every write
-            # (about 1/3 of the writer's time, bench/writer_throughput.py); the bytes are the same.
+            # mode "w", not the stream mode "w|": same bytes, without the stream's 10 KB re-buffering.
             with tarfile.open(fileobj=hashing, mode="w", format=tarfile.USTAR_FORMAT) as tar:
                 for key, members in samples:
                     for ext in sorted(members):
