@@ -51,7 +51,15 @@ class TextReader(Protocol):
 
 
 class RapidOCRReader:
-    """PP-OCRv4 on onnxruntime. One image per call (the library batches the text lines inside)."""
+    """PP-OCRv4 on onnxruntime, batched across images where it can be exact.
+
+    The text detector (the costly model: the whole image at up to 2000 px) runs once per group of
+    images whose detector input has the same shape, as one onnxruntime call; a batch of photos
+    from one source mostly shares a size. Classification and recognition then run per image as
+    RapidOCR does (its recogniser pads each batch of lines to the widest, so mixing the lines of
+    several images would change the text read). Everything else is RapidOCR 1.4.4's own steps,
+    in its order, so a batch reads exactly what one image at a time reads (tests/test_ocr_batch.py).
+    """
 
     package = "rapidocr-onnxruntime"
 
@@ -71,13 +79,58 @@ class RapidOCRReader:
         require("onnxruntime", cls.INSTALL)
 
     def read(self, images: list[np.ndarray]) -> list[list[TextRegion]]:
-        return [self._read_one(img) for img in images]
+        ocr, det = self._ocr, self._ocr.text_det
+        # What RapidOCR.__call__ sets from its keyword arguments.
+        det.postprocess_op.box_thresh, det.postprocess_op.unclip_ratio = self.box_thresh, self.unclip_ratio
+        ocr.text_score = self.min_score
 
-    def _read_one(self, rgb: np.ndarray) -> list[TextRegion]:
-        # A numpy input is taken as BGR (OpenCV order) by RapidOCR.
-        bgr = np.ascontiguousarray(rgb[..., ::-1])
-        found, _ = self._ocr(bgr, box_thresh=self.box_thresh, unclip_ratio=self.unclip_ratio, text_score=self.min_score)
+        prepared, det_inputs = [], []
+        for rgb in images:
+            img = ocr.load_img(np.ascontiguousarray(rgb[..., ::-1]))  # a numpy input is taken as BGR
+            raw_h, raw_w = img.shape[:2]
+            img, ratio_h, ratio_w = ocr.preprocess(img)
+            img, record = ocr.maybe_add_letterbox(img, {"preprocess": {"ratio_h": ratio_h, "ratio_w": ratio_w}})
+            prepared.append((img, record, raw_h, raw_w))
+            det_inputs.append(det.get_preprocess(max(img.shape[0], img.shape[1]))(img))  # (1, 3, H, W) or None
+
+        maps: list[np.ndarray | None] = [None] * len(images)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, x in enumerate(det_inputs):
+            if x is not None:
+                by_shape.setdefault(x.shape, []).append(i)
+        for indices in by_shape.values():
+            preds = det.infer(np.concatenate([det_inputs[i] for i in indices]))[0]
+            for k, i in enumerate(indices):
+                maps[i] = preds[k : k + 1]
+        return [self._finish(ocr, det, *p, m) for p, m in zip(prepared, maps, strict=True)]
+
+    def _finish(self, ocr, det, img: np.ndarray, record: dict, raw_h: int, raw_w: int, pred: np.ndarray | None) -> list[TextRegion]:
+        """RapidOCR's steps after detection, for one image (TextDetector + RapidOCR.__call__)."""
+        if pred is None:
+            return []
+        shape = img.shape[0], img.shape[1]
+        boxes, _ = det.postprocess_op(pred, shape)
+        boxes = det.filter_tag_det_res(boxes, shape)
+        if boxes is None or len(boxes) < 1:
+            return []
+        boxes = ocr.sorted_boxes(boxes)
+        crops = ocr.get_crop_img_list(img, boxes)
+        cls_res = None
+        if ocr.use_cls:
+            crops, cls_res, _ = ocr.text_cls(crops)
+        rec_res, _ = ocr.text_rec(crops, False)
+        boxes = ocr._get_origin_points(boxes, record, raw_h, raw_w)
+        found, _ = ocr.get_final_res(boxes, cls_res, rec_res, 0.0, 0.0, 0.0)
         return [TextRegion([(float(x), float(y)) for x, y in quad], str(text), float(score)) for quad, text, score in found or []]
+
+    def read_one_by_one(self, images: list[np.ndarray]) -> list[list[TextRegion]]:
+        """RapidOCR's own per-image call: the reference the batched path is tested against."""
+        out = []
+        for rgb in images:
+            bgr = np.ascontiguousarray(rgb[..., ::-1])
+            found, _ = self._ocr(bgr, box_thresh=self.box_thresh, unclip_ratio=self.unclip_ratio, text_score=self.min_score)
+            out.append([TextRegion([(float(x), float(y)) for x, y in quad], str(text), float(score)) for quad, text, score in found or []])
+        return out
 
 
 class PaddleOCRReader:
