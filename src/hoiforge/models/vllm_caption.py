@@ -34,7 +34,7 @@ import numpy as np
 from hoiforge.models.base import require
 from hoiforge.models.hf_local import resolve_model_dir
 from hoiforge.models.registry import Weights
-from hoiforge.models.vlm_caption import PAPER_PROMPT
+from hoiforge.models.vlm_caption import PAPER_PROMPT, image_only_processor_class
 
 VLLM_HINT = "install it with `pip install 'hoiforge[vllm]'` on a CUDA machine, or choose captioner backend qwen2-vl"
 
@@ -149,7 +149,8 @@ class VllmCaptioner:
         )
         self.llm = LLM(**args)
         self.sampling = SamplingParams(**sampling_args(max_new_tokens, seed, sampling_kwargs))
-        self.prompt_text = chat_prompt(self.llm.get_tokenizer(), prompt)
+        # The transformers backend's processor and chat template: the very same prompt text.
+        self.prompt_text = chat_prompt(image_only_processor_class().from_pretrained(model_dir), prompt)
         self.prompt, self.max_new_tokens = prompt, max_new_tokens
         self.model_id = str(model)
 
