@@ -94,9 +94,9 @@ def stages(tmp: TmpFactory) -> dict:
         import tests.test_segment_backends as t
 
         gd, sam = fixture(t.tiny_grounding_dino, tmp), fixture(t.tiny_hf_sam, tmp)
-        return Products(Products.Params(stage="products", detector="grounding-dino", segmenter="hf-sam", prompt=t.PROMPT, box_threshold=0.0,
-                                        text_threshold=0.0, min_area=0.0, nms_iou=1.0, drop_if_none=False, detector_options={"model": gd},
-                                        segmenter_options={"model": sam}))  # fmt: skip
+        return Products(Products.Params(stage="products", prompt=t.PROMPT, min_area=0.0, nms_iou=1.0, drop_if_none=False,
+            detector={"backend": "grounding-dino", "options": {"model": gd, "box_threshold": 0.0, "text_threshold": 0.0}},
+            segmenter={"backend": "hf-sam", "options": {"model": sam}}))  # fmt: skip
 
     def pose():
         import tests.test_vitpose as t
