@@ -57,7 +57,9 @@ class _HashingFile:
 
     def __init__(self, f):
         self.f, self.size, self.md5 = f, 0, hashlib.md5()
-        self._chunks: queue.SimpleQueue = queue.SimpleQueue()
+        # Bounded: if hashing lags (a saturated node), the writer waits instead of queueing up to
+        # a whole shard in memory (tarfile writes 16 KB chunks: at most ~4 MB in flight).
+        self._chunks: queue.Queue = queue.Queue(maxsize=256)
         self._thread = threading.Thread(target=self._hash, name="shard-md5", daemon=True)
         self._thread.start()
 
