@@ -172,7 +172,7 @@ def main() -> None:
         "raw tar write": cpu_seconds(lambda: raw_tar(scratch, named, False)),
         "md5 of the same bytes": cpu_seconds(lambda: [hashlib.md5(d).digest() for _, d in named]),
         "annotation json + members": cpu_seconds(lambda: [sample_members(s) for s in samples]),
-        "write_tar (tar + md5, all threads)": cpu_seconds(lambda: write_tar(scratch, pairs)),
+        "write_tar (tar + md5)": cpu_seconds(lambda: write_tar(scratch, pairs)),
     }
     shutil.rmtree(scratch.parent, ignore_errors=True)
     print("CPU seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))

@@ -1,5 +1,5 @@
-"""write_tar: the bytes of webdataset's layout (what the stream-mode writer produced before), and
-the md5/size it reports (hashed on a helper thread) are the file's."""
+"""write_tar: webdataset's member layout written by plain tarfile, and the md5/size it reports for
+the index are the file's (the guard for any change to how the writer streams and hashes)."""
 
 from __future__ import annotations
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import queue
 import tarfile
-import threading
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -48,45 +46,18 @@ class ShardCounter:
 
 
 class _HashingFile:
-    """A write-only file wrapper that keeps the md5 and size of what passes through.
-
-    The md5 runs on a helper thread (hashlib releases the GIL on large buffers), so on a node
-    with a free core hashing overlaps the tar writes instead of adding to them: md5 costs more
-    CPU than the tar write itself (bench/writer_throughput.py). ``hexdigest()`` waits for it.
-    """
+    """A write-only file wrapper that keeps the md5 and size of what passes through."""
 
     def __init__(self, f):
-        self.f, self.size, self.md5 = f, 0, hashlib.md5()
-        # Bounded: if hashing lags (a saturated node), the writer waits instead of queueing up to
-        # a whole shard in memory (tarfile writes 16 KB chunks: at most ~4 MB in flight).
-        self._chunks: queue.Queue = queue.Queue(maxsize=256)
-        self._thread = threading.Thread(target=self._hash, name="shard-md5", daemon=True)
-        self._thread.start()
-
-    def _hash(self) -> None:
-        while (chunk := self._chunks.get()) is not None:
-            self.md5.update(chunk)
+        self.f, self.md5, self.size = f, hashlib.md5(), 0
 
     def write(self, data) -> int:
-        data = bytes(data)  # the thread reads it later: never a buffer the caller reuses
-        self._chunks.put(data)
+        self.md5.update(data)
         self.size += len(data)
         return self.f.write(data)
 
-    def tell(self) -> int:
-        return self.size
-
     def flush(self) -> None:
         self.f.flush()
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._chunks.put(None)
-            self._thread.join()
-
-    def hexdigest(self) -> str:
-        self.close()
-        return self.md5.hexdigest()
 
 
 def sample_members(s: Sample) -> dict[str, bytes]:
@@ -109,20 +80,16 @@ def write_tar(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> dict[s
     """
     with open(path, "wb") as raw:
         hashing = _HashingFile(raw)
-        try:
-            # mode "w", not the stream mode "w|": same bytes, without the stream's 10 KB re-buffering.
-            with tarfile.open(fileobj=hashing, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-                for key, members in samples:
-                    for ext in sorted(members):
-                        data = members[ext]
-                        info = tarfile.TarInfo(f"{key}.{ext}")
-                        info.size, info.mode, info.mtime = len(data), 0o444, 0
-                        info.uname = info.gname = "bigdata"
-                        tar.addfile(info, io.BytesIO(data))
-        finally:
-            hashing.close()
+        with tarfile.open(fileobj=hashing, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
+            for key, members in samples:
+                for ext in sorted(members):
+                    data = members[ext]
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size, info.mode, info.mtime = len(data), 0o444, 0
+                    info.uname = info.gname = "bigdata"
+                    tar.addfile(info, io.BytesIO(data))
         raw.flush()
-    return {"filesize": hashing.size, "md5sum": hashing.hexdigest()}
+    return {"filesize": hashing.size, "md5sum": hashing.md5.hexdigest()}
 
 
 MANIFEST_BASE = pa.schema(
