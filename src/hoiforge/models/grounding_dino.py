@@ -68,20 +68,30 @@ class GroundingDinoDetector:
         phrases = prompt_phrases(prompt)
         if not phrases:
             raise ValueError("grounding-dino needs a non-empty prompt")
+        if not images:
+            return []
         text = detection_prompt(phrases)
-        inputs = self.processor(
-            images=list(images),
-            text=[text] * len(images),
-            return_tensors="pt",
-            padding=True,
-        )
-        inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)) for k, v in inputs.items()}
-        with torch.inference_mode():
-            out = self.model(**inputs)
-        ids = inputs["input_ids"][0].cpu()
-        # B x queries x max_text_len; only the prompt's own tokens count (the rest is padding).
-        probs = out.logits.float().sigmoid().cpu()[..., : ids.numel()]
-        boxes = out.pred_boxes.float().cpu()  # B x queries x (cx, cy, w, h), relative to the image
+        # One forward per group of images the processor resizes to the same size: padding a
+        # smaller image up to a larger one changes what the backbone's windows and the
+        # deformable attention see, so a padded batch would give an image other products than it
+        # gets alone (tests/test_batch_equals_single.py). Photos of one source mostly share a size.
+        per_image = [self.processor(images=[im], text=[text], return_tensors="pt", padding=True) for im in images]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, enc in enumerate(per_image):
+            groups.setdefault(tuple(enc["pixel_values"].shape[-2:]), []).append(i)
+        logits: list = [None] * len(images)
+        pred_boxes: list = [None] * len(images)
+        for indices in groups.values():
+            inputs = {k: torch.cat([per_image[i][k] for i in indices]) for k in per_image[indices[0]].keys()}
+            inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)) for k, v in inputs.items()}
+            with torch.inference_mode():
+                out = self.model(**inputs)
+            for k, i in enumerate(indices):
+                logits[i], pred_boxes[i] = out.logits[k].float().cpu(), out.pred_boxes[k].float().cpu()
+        ids = per_image[0]["input_ids"][0].cpu()
+        # queries x max_text_len per image; only the prompt's own tokens count (the rest is padding).
+        probs = torch.stack(logits).sigmoid()[..., : ids.numel()]
+        boxes = torch.stack(pred_boxes)  # B x queries x (cx, cy, w, h), relative to the image
         phrase_of_token = self._phrase_of_token(ids)
         results = []
         for b, rgb in enumerate(images):

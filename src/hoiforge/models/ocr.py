@@ -57,7 +57,15 @@ class TextReader(Protocol):
 
 
 class RapidOCRReader:
-    """PP-OCRv4 on onnxruntime. One image per call (the library batches the text lines inside)."""
+    """PP-OCRv4 on onnxruntime, batched across images where it can be exact.
+
+    The text detector (the costly model: the whole image at up to 2000 px) runs once per group of
+    images whose detector input has the same shape, as one onnxruntime call; a batch of photos
+    from one source mostly shares a size. Classification and recognition then run per image as
+    RapidOCR does (its recogniser pads each batch of lines to the widest, so mixing the lines of
+    several images would change the text read). Everything else is RapidOCR 1.4.4's own steps,
+    in its order, so a batch reads exactly what one image at a time reads (tests/test_ocr_batch.py).
+    """
 
     package = "rapidocr-onnxruntime"
 
@@ -82,15 +90,59 @@ class RapidOCRReader:
         require("onnxruntime", cls.INSTALL)
 
     def read(self, images: list[np.ndarray]) -> list[list[TextRegion]]:
-        return [self._read_one(img) for img in images]
+        ocr, det = self._ocr, self._ocr.text_det
+        # What RapidOCR.__call__ sets from its keyword arguments.
+        det.postprocess_op.box_thresh, det.postprocess_op.unclip_ratio = self.box_thresh, self.unclip_ratio
+        ocr.text_score = self.min_score
+
+        prepared, det_inputs = [], []
+        for rgb in images:
+            img = ocr.load_img(np.ascontiguousarray(rgb[..., ::-1]))  # a numpy input is taken as BGR
+            raw_h, raw_w = img.shape[:2]
+            img, ratio_h, ratio_w = ocr.preprocess(img)
+            img, record = ocr.maybe_add_letterbox(img, {"preprocess": {"ratio_h": ratio_h, "ratio_w": ratio_w}})
+            prepared.append((img, record, raw_h, raw_w))
+            det_inputs.append(det.get_preprocess(max(img.shape[0], img.shape[1]))(img))  # (1, 3, H, W) or None
+
+        maps: list[np.ndarray | None] = [None] * len(images)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, x in enumerate(det_inputs):
+            if x is not None:
+                by_shape.setdefault(x.shape, []).append(i)
+        for indices in by_shape.values():
+            preds = det.infer(np.concatenate([det_inputs[i] for i in indices]))[0]
+            for k, i in enumerate(indices):
+                maps[i] = preds[k : k + 1]
+        return [self._finish(ocr, det, *p, m) for p, m in zip(prepared, maps, strict=True)]
+
+    def _finish(self, ocr, det, img: np.ndarray, record: dict, raw_h: int, raw_w: int, pred: np.ndarray | None) -> list[TextRegion]:
+        """RapidOCR's steps after detection, for one image (TextDetector + RapidOCR.__call__)."""
+        if pred is None:
+            return []
+        shape = img.shape[0], img.shape[1]
+        boxes, det_scores = self._boxes_with_scores(det, pred, shape)
+        if boxes is None:
+            return []
+        crops = ocr.get_crop_img_list(img, boxes)
+        cls_res = None
+        if ocr.use_cls:
+            crops, cls_res, _ = ocr.text_cls(crops)
+        rec_res, _ = ocr.text_rec(crops, False)
+        boxes = ocr._get_origin_points(boxes, record, raw_h, raw_w)
+        found, _ = ocr.get_final_res(boxes, cls_res, rec_res, 0.0, 0.0, 0.0)
+        return self._regions(found, det_scores)
 
     def _read_one(self, rgb: np.ndarray) -> list[TextRegion]:
+        """RapidOCR's own per-image call (with the detection scores kept by ``_detect``)."""
         # A numpy input is taken as BGR (OpenCV order) by RapidOCR.
         bgr = np.ascontiguousarray(rgb[..., ::-1])
         self._det_scores = []
         found, _ = self._ocr(bgr, box_thresh=self.box_thresh, unclip_ratio=self.unclip_ratio, text_score=0.0)
-        # With text_score 0 RapidOCR keeps every detected box, in the order _detect returned them.
-        scores = self._det_scores if len(self._det_scores) == len(found or []) else [None] * len(found or [])
+        return self._regions(found, self._det_scores)
+
+    def _regions(self, found, det_scores: list[float]) -> list[TextRegion]:
+        # With text_score 0 RapidOCR keeps every detected box, in the order the detection returned them.
+        scores = det_scores if len(det_scores) == len(found or []) else [None] * len(found or [])
         return [
             TextRegion([(float(x), float(y)) for x, y in quad], str(text), float(score), det)
             for (quad, text, score), det in zip(found or [], scores, strict=True)
@@ -100,11 +152,17 @@ class RapidOCRReader:
     def _detect(self, img: np.ndarray):
         """RapidOCR's ``auto_text_det`` (TextDetector.__call__ + sorted_boxes), keeping the box scores."""
         det = self._ocr.text_det
-        h, w = img.shape[:2]
-        prepared = det.get_preprocess(max(h, w))(img)
+        prepared = det.get_preprocess(max(img.shape[:2]))(img)
         if prepared is None:
             return None, 0.0
-        boxes, scores = det.postprocess_op(det.infer(prepared)[0], (h, w))
+        ordered, scores = self._boxes_with_scores(det, det.infer(prepared)[0], img.shape[:2])
+        self._det_scores = scores
+        return ordered, 0.0
+
+    def _boxes_with_scores(self, det, pred: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray | None, list[float]]:
+        """The detector's post-processing, sliver filter and reading order, each box with its score."""
+        h, w = shape
+        boxes, scores = det.postprocess_op(pred, (h, w))
         kept = []
         for box, score in zip(boxes, scores, strict=True):
             box = det.clip_det_res(det.order_points_clockwise(box), h, w)
@@ -112,13 +170,17 @@ class RapidOCRReader:
                 continue  # as filter_tag_det_res: slivers are no text
             kept.append((box, float(score)))
         if not kept:
-            return None, 0.0
+            return None, []
         ordered = self._ocr.sorted_boxes(np.array([b for b, _ in kept]))
-        remaining = list(kept)
+        remaining, ordered_scores = list(kept), []
         for box in ordered:  # sorted_boxes reorders (and may swap) boxes: find each one's score
             k = next(i for i, (b, _) in enumerate(remaining) if np.array_equal(b, box))
-            self._det_scores.append(remaining.pop(k)[1])
-        return ordered, 0.0
+            ordered_scores.append(remaining.pop(k)[1])
+        return ordered, ordered_scores
+
+    def read_one_by_one(self, images: list[np.ndarray]) -> list[list[TextRegion]]:
+        """RapidOCR's own per-image call: the reference the batched path is tested against."""
+        return [self._read_one(img) for img in images]
 
 
 class PaddleOCRReader:

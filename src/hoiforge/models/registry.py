@@ -68,6 +68,7 @@ BACKENDS: dict[str, dict[str, str]] = {
     "captioner": {
         "template": "hoiforge.models.template_caption:TemplateCaptioner",
         "qwen2-vl": "hoiforge.models.vlm_caption:QwenVLCaptioner",
+        "vllm": "hoiforge.models.vllm_caption:VllmCaptioner",
     },
     "translator": {
         "marian": "hoiforge.models.translate:MarianTranslator",

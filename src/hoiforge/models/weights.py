@@ -202,7 +202,7 @@ _ENTRIES: list[WeightSpec] = [
                "No publisher sha256; the pinned one (205,803,670 bytes) is what many public projects verify for "
                "this v0.1.0 release asset (code search, 2026)."),
     # -- captions and aesthetics ------------------------------------------------------
-    _hf("qwen2-vl-7b-instruct", [Use("caption", "qwen2-vl", "model")], "Qwen/Qwen2-VL-7B-Instruct",
+    _hf("qwen2-vl-7b-instruct", [Use("caption", "qwen2-vl", "model"), Use("caption", "vllm", "model")], "Qwen/Qwen2-VL-7B-Instruct",
         ("config.json", "generation_config.json", "model.safetensors.index.json",
          *(f"model-0000{i}-of-00005.safetensors" for i in range(1, 6)),
          "preprocessor_config.json", "chat_template.json", "tokenizer.json", "tokenizer_config.json",

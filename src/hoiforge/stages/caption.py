@@ -15,9 +15,11 @@ sentence, texts without the source script kept as they are; models/translate.py)
   options: ``model`` (local dir or cached hub id), ``prompt``, ``max_new_tokens``, ``device``, ``dtype``
   (default bf16 where supported, else fp32; fp16 refused), ``min_pixels``/``max_pixels`` (default
   448²/672²), ``generate_kwargs``.
+- ``vllm`` (at scale): the same model and prompt served by a vLLM engine inside the actor, with
+  continuous batching and bounded image tokens (models/vllm_caption.py; ``pip install
+  'hoiforge[vllm]'``, CUDA only). Give the stage a large ``resources.batch_size`` (e.g. 256).
 
 A VLM that returns an empty caption drops the sample (a training pair needs its text).
-TODO: a vLLM backend through ray.data.llm for large runs (thousands of captions per GPU-hour).
 """
 
 from __future__ import annotations
