@@ -60,13 +60,14 @@ def sequential_seconds(folder: Path, recipe) -> tuple[float, float]:
 def measure(inputs: Path, out: Path, recipe, n: int, cpus: int) -> float:
     import ray
 
+    from hoiforge.pipeline.cluster import connect
     from hoiforge.pipeline.runner import build
 
     sequential, cpu_seconds = sequential_seconds(inputs, recipe)
     ideal = cpu_seconds / cpus
     t0 = time.perf_counter()
     os.environ["HOIFORGE_KEEP_RAY"] = "1"
-    ray.init(include_dashboard=False, logging_level="ERROR")
+    connect()  # as `hoiforge build` starts a local Ray
     startup = time.perf_counter() - t0
     t0 = time.perf_counter()
     result = build([str(inputs)], out, recipe, progress=False)

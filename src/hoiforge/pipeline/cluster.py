@@ -33,8 +33,21 @@ def connect(address: str | None = None, verbose: bool = False) -> bool:
     if address:
         ray.init(address=address, logging_level=logging.WARNING, runtime_env=runtime_env, log_to_driver=verbose)
     else:
-        ray.init(include_dashboard=False, logging_level=logging.WARNING, runtime_env=runtime_env, log_to_driver=verbose)
+        ray.init(
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            runtime_env=runtime_env,
+            log_to_driver=verbose,
+            _system_config=LOCAL_SYSTEM_CONFIG,
+        )
     return True
+
+
+# Idle worker processes Ray keeps beyond one per CPU. Actor pools take processes of their own, and
+# without headroom Ray kills the idle task workers a second after they finish, so the shard write
+# at the end of a run waits for a fresh Python process and its imports (seconds on a small
+# machine) while every actor sits idle. Only settable when this process starts Ray.
+LOCAL_SYSTEM_CONFIG = {"num_workers_soft_limit": (os.cpu_count() or 1) + 8}
 
 
 @dataclass

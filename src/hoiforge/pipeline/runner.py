@@ -250,6 +250,9 @@ def run_plan(
         # the last task stages into the write, which first bundles a whole shard's rows, so those
         # stages would run once per shard, serially, instead of streaming. Writing is mostly I/O.
         write_args = {"num_cpus": task_cpus / 2}
+        # A worker with the writer imported, ready when the first shard's rows are: started now,
+        # while the actors load their models, instead of after the last batch (cluster.py).
+        ray.remote(warm_writer).options(**write_args).remote()
         try:
             ds.write_datasink(ShardSink(str(layout.root), recipe.output, counter), ray_remote_args=write_args)
             if profile is not None:
@@ -265,6 +268,10 @@ def run_plan(
     finally:
         if started_here and not os.environ.get("HOIFORGE_KEEP_RAY"):
             ray.shutdown()
+
+
+def warm_writer() -> None:
+    import hoiforge.pipeline.writer  # noqa: F401 - the import is the point
 
 
 def plan_profile(ds, segments, started: float) -> dict[str, Any]:
