@@ -22,6 +22,7 @@ import os
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -57,6 +58,43 @@ def sequential_seconds(folder: Path, recipe) -> tuple[float, float]:
     return time.perf_counter() - started, time.process_time() - cpu
 
 
+class TreeCPU:
+    """CPU seconds used by this process and every process it started (Ray's raylet, GCS and
+    workers), sampled twice a second so that workers that exit (actors at the end of a plan)
+    still count up to their last sample."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._psutil, self._seen, self._stop = psutil, {}, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        me = self._psutil.Process()
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                t = proc.cpu_times()
+                self._seen[(proc.pid, proc.create_time())] = t.user + t.system
+            except self._psutil.Error:
+                pass
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self._sample()
+
+    def __enter__(self) -> TreeCPU:
+        self._sample()
+        self.start = dict(self._seen)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._sample()
+        self._stop.set()
+        self._thread.join()
+        self.seconds = sum(v - self.start.get(k, 0.0) for k, v in self._seen.items())
+
+
 def measure(inputs: Path, out: Path, recipe, n: int, cpus: int) -> float:
     import ray
 
@@ -70,7 +108,8 @@ def measure(inputs: Path, out: Path, recipe, n: int, cpus: int) -> float:
     connect()  # as `hoiforge build` starts a local Ray
     startup = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result = build([str(inputs)], out, recipe, progress=False)
+    with TreeCPU() as cpu:
+        result = build([str(inputs)], out, recipe, progress=False)
     pipeline = time.perf_counter() - t0
     ray.shutdown()
     shutil.rmtree(out, ignore_errors=True)
@@ -80,6 +119,10 @@ def measure(inputs: Path, out: Path, recipe, n: int, cpus: int) -> float:
     print(f"ideal (CPU time / {cpus} CPUs)     : {ideal:8.2f} s")
     print(f"ray start-up                   : {startup:8.2f} s")
     print(f"pipeline build()               : {pipeline:8.2f} s  ({1000 * pipeline / n:.0f} ms/image)")
+    # On a shared machine other users' load stretches wall time, not CPU time: these two lines say
+    # how much of a high ratio is the pipeline's own overhead and how much is the machine's load.
+    print(f"pipeline CPU (driver + Ray)    : {cpu.seconds:8.2f} s  ({cpu.seconds / cpu_seconds:.2f}x the stages' CPU time)")
+    print(f"pipeline / (sequential wall / {cpus}): {pipeline / (sequential / cpus):6.2f}x   (the same under the same load)")
     print(f"pipeline / ideal               : {pipeline / ideal:8.2f}x   (load average now {os.getloadavg()[0]:.1f})", flush=True)
     return pipeline / ideal
 

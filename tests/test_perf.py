@@ -229,7 +229,13 @@ def test_build_profile_into_stats_and_report(ray_local, photo_dir, tmp_path):
     assert profile["segments"][0]["stages"][:2] == ["decode", "resolution"]
     ops = {o["operator"]: o for o in profile["operators"]}
     chain = ops["MapBatches(decode+resolution+person+pose+edges+caption)"]
-    assert chain["rows"] == 2 and chain["busy_s"] > 0 and chain["actors"] == 2 and chain["actor_idle_s"] >= 0
+    assert (
+        0 <= chain["start_delay_s"] < chain["end_s"]
+        and chain["rows"] == 2
+        and chain["busy_s"] > 0
+        and chain["actors"] == 2
+        and chain["actor_idle_s"] >= 0
+    )
     assert "Write" in ops
     assert set(profile["stage_seconds_per_image"]) == {"decode", "resolution", "person", "pose", "edges", "caption"}
     assert profile["setup_s"]["person"]["workers"] >= 1 and profile["setup_s"]["person"]["total"] > 0

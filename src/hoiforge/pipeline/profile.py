@@ -39,7 +39,9 @@ def operator_stats(summary, pools: dict[str, int], started: float | None = None)
 
     ``summary``: ``Dataset.get_stats_summary()``; ``pools``: actor pool size by a substring of the
     operator name (the chain's class is named in it), for the idle time; ``started``: when the
-    plan was submitted (time.time()), for each operator's start delay (worker and actor start-up).
+    plan was submitted, on ``time.perf_counter()``'s clock, which Ray Data stamps its task starts
+    with: each operator's start delay (worker and actor start-up). That clock is the node's
+    monotonic clock, so the delays of tasks on other nodes of a cluster are only indicative.
     """
     chain = []
     node = summary

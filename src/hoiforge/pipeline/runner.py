@@ -245,7 +245,7 @@ def run_plan(
                     **common,
                 )
         counter = ShardCounter.remote(next_shard_seq(layout))
-        plan_started = time.time()
+        plan_started = time.perf_counter()  # Ray Data stamps task starts with perf_counter (one clock per node)
         # Writers get other remote args than the task stages on purpose: with equal ones Ray fuses
         # the last task stages into the write, which first bundles a whole shard's rows, so those
         # stages would run once per shard, serially, instead of streaming. Writing is mostly I/O.
@@ -276,7 +276,7 @@ def warm_writer() -> None:
 
 def plan_profile(ds, segments, started: float) -> dict[str, Any]:
     """How the plan ran: its segments (which stages share an operator, tasks or actors, how many)
-    and Ray Data's per-operator stats (pipeline/profile.py)."""
+    and Ray Data's per-operator stats (pipeline/profile.py). ``started``: time.perf_counter()."""
     from hoiforge.pipeline.profile import operator_stats
 
     described = []
@@ -294,10 +294,14 @@ def plan_profile(ds, segments, started: float) -> dict[str, Any]:
     try:
         summary = ds.get_stats_summary()
     except Exception as e:  # noqa: BLE001 - a Ray version without the summary still gets the rest
-        return {"plan_seconds": round(time.time() - started, 3), "segments": described, "operators_error": repr(e)}
+        return {"plan_seconds": round(time.perf_counter() - started, 3), "segments": described, "operators_error": repr(e)}
     # Operators are named after their chain class, "MapBatches(decode+resolution+...)".
     pools = {f"({seg.name})": seg.run.concurrency for seg in segments if seg.run.concurrency is not None}
-    return {"plan_seconds": round(time.time() - started, 3), "segments": described, "operators": operator_stats(summary, pools, started)}
+    return {
+        "plan_seconds": round(time.perf_counter() - started, 3),
+        "segments": described,
+        "operators": operator_stats(summary, pools, started),
+    }
 
 
 OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
