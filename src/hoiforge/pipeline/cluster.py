@@ -40,7 +40,34 @@ def connect(address: str | None = None, verbose: bool = False) -> bool:
             log_to_driver=verbose,
             _system_config=LOCAL_SYSTEM_CONFIG,
         )
+    warm_ray_data()
     return True
+
+
+def warm_ray_data() -> None:
+    """Run a one-row dataset, so Ray Data's per-cluster helper actors (its stats actor, the
+    autoscaling coordinator, the actor location tracker) exist before the build's plan starts. Each is a Python process that
+    costs about a CPU-second to start: paid once per cluster (a cluster joined with ``--address``
+    has them already), it belongs to Ray's start-up, not inside the first plan, where on a small
+    machine it competes with the actors loading their models."""
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    bars, ctx.enable_progress_bars = ctx.enable_progress_bars, False
+    logger = logging.getLogger("ray.data")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # "execution finished" of a dataset the user never asked for
+    try:
+        ray.data.range(1).materialize()
+        try:  # and the actor pools' location tracker (internal API: best effort)
+            from ray.data._internal.execution.node_trackers.actor_location import get_or_create_actor_location_tracker
+
+            ray.get(get_or_create_actor_location_tracker().__ray_ready__.remote())
+        except Exception:  # noqa: BLE001 - another Ray version: the plan creates it itself
+            pass
+    finally:
+        ctx.enable_progress_bars = bars
+        logger.setLevel(level)
 
 
 # Idle worker processes Ray keeps beyond one per CPU. Actor pools take processes of their own, and
