@@ -40,17 +40,18 @@ def connect(address: str | None = None, verbose: bool = False) -> bool:
             log_to_driver=verbose,
             _system_config=LOCAL_SYSTEM_CONFIG,
         )
-    warm_ray_data()
+        warm_ray_data()  # a cluster joined by address has had its helpers since its first dataset
     return True
 
 
 def warm_ray_data() -> None:
     """Run a one-row dataset, so Ray Data's per-cluster helper actors (its stats actor, the
-    autoscaling coordinator, the actor location tracker) exist before the build's plan starts. Each is a Python process that
-    costs about a CPU-second to start: paid once per cluster (a cluster joined with ``--address``
-    has them already), it belongs to Ray's start-up, not inside the first plan, where on a small
-    machine it competes with the actors loading their models."""
+    autoscaling coordinator, the actor location tracker) exist before the build's plan starts.
+    Each is a Python process that costs about a CPU-second to start: paid once per cluster (a
+    cluster joined with ``--address`` has them already), it belongs to Ray's start-up, not inside
+    the first plan, where on a small machine it competes with the actors loading their models."""
     import ray
+    import ray.data
 
     ctx = ray.data.DataContext.get_current()
     bars, ctx.enable_progress_bars = ctx.enable_progress_bars, False
