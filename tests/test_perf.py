@@ -242,3 +242,48 @@ def test_build_profile_into_stats_and_report(ray_local, photo_dir, tmp_path):
     assert page["figures"]["profile"]["segments"] == profile["segments"]
     html = page["html"].read_text()
     assert 'id="profile"' in html and "actor idle" in html
+
+
+def test_profile_figures_from_stats_and_manifest_without_ray():
+    from types import SimpleNamespace as NS
+
+    import pyarrow as pa
+
+    from hoiforge.pipeline.profile import manifest_profile, operator_stats
+
+    def op(name, start, end, walls, cpu):
+        stat = NS(sum=sum(walls), count=len(walls), mean=sum(walls) / len(walls))
+        return NS(
+            operator_name=name,
+            is_sub_operator=False,
+            earliest_start_time=start,
+            latest_end_time=end,
+            wall_time=stat,
+            cpu_time=NS(sum=cpu),
+            output_num_rows=NS(sum=8),
+        )
+
+    read = NS(operators_stats=[op("FromArrow", 100.0, 100.5, [0.1], 0.1)], parents=[], extra_metrics={})
+    chain = NS(
+        operators_stats=[op("MapBatches(decode+person)", 101.0, 111.0, [4.0, 5.0, 6.0, 3.0], 12.0)],
+        parents=[read],
+        extra_metrics={"task_scheduling_time_s": 1.5},
+    )
+    rows = operator_stats(chain, {"(decode+person)": 2}, started=100.0)
+    assert [r["operator"] for r in rows] == ["FromArrow", "MapBatches(decode+person)"]
+    pool = rows[1]
+    assert pool["start_delay_s"] == 1.0 and pool["span_s"] == 10.0 and pool["busy_s"] == 18.0 and pool["scheduling_s"] == 1.5
+    assert pool["actors"] == 2 and pool["actor_idle_s"] == 2.0 and pool["actor_utilisation"] == 0.9
+    assert "actors" not in rows[0]
+
+    manifest = pa.table(
+        {
+            "m.time.person": [0.1, 0.3, None],
+            "m.wait.pose": [0.0, 2.0, 1.0],
+            "m.setup.person": [1.5, None, 0.5],
+        }
+    )
+    prof = manifest_profile(manifest)
+    assert prof["stage_seconds_per_image"]["person"]["count"] == 2 and prof["stage_seconds_per_image"]["person"]["mean"] == 0.2
+    assert prof["queue_wait_s"]["pose"]["max"] == 2.0
+    assert prof["setup_s"]["person"] == {"workers": 2, "mean": 1.0, "p50": 1.0, "p95": 1.45, "max": 1.5, "total": 2.0}
