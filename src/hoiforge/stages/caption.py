@@ -81,7 +81,9 @@ class Caption(Stage):
 
     def process(self, samples: list[Sample]) -> None:
         captioner, translator = self.backends["captioner"], self.backends.get("translator")
-        texts = captioner.caption([s.rgb() for s in samples], [s.ann for s in samples])
+        # ``input_size``: the longer side the captioner needs; a JPEG is decoded reduced to it.
+        size = getattr(captioner, "input_size", None)
+        texts = captioner.caption([s.rgb(size) for s in samples], [s.ann for s in samples])
         docs = [
             {
                 "text": str(t),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import Field
 
 from hoiforge.datasets.contract import ID_LENGTH, SCHEMA, sample_id
-from hoiforge.datasets.images import BadImage, normalise
+from hoiforge.datasets.images import BadImage, normalise, to_rgb
 from hoiforge.stages.base import Sample, Stage, StageParams
 
 # PIL's own default limit (89.5 MP); e-commerce photos are far below it.
@@ -75,4 +76,7 @@ class Decode(Stage):
             },
         )
         s.metrics.update(width=img.width, height=img.height, reencoded=img.reencoded is not None)
-        s.set_image(img.data)
+        # Bytes kept as they came: the pixels just decoded are exactly what a later decode of them
+        # would give, so the later stages of this worker chain use them instead of decoding again.
+        # Re-encoded bytes (a lossy JPEG) decode to other pixels: those stages decode the new bytes.
+        s.set_image(img.data, rgb=None if img.pixels is None else np.asarray(to_rgb(img.pixels)))

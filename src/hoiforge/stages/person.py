@@ -40,8 +40,18 @@ class Person(Stage):
 
     def process(self, samples: list[Sample]) -> None:
         p = self.params
-        found = self.backends["detector"].detect([s.rgb() for s in samples])
-        for s, dets in zip(samples, found, strict=True):
+        detector = self.backends["detector"]
+        # A backend that resizes its input anyway says how large it needs it (``input_size``, the
+        # longer side): a JPEG is then decoded reduced, and the boxes are mapped back to full pixels.
+        images = [s.rgb(getattr(detector, "input_size", None)) for s in samples]
+        found = detector.detect(images)
+        for s, rgb, dets in zip(samples, images, found, strict=True):
+            sx, sy = s.to_full(rgb)
+            if (sx, sy) != (1.0, 1.0):
+                w, h = s.full_size()
+                for d in dets:
+                    x0, y0, x1, y1 = d.box
+                    d.box = (min(w, x0 * sx), min(h, y0 * sy), min(w, x1 * sx), min(h, y1 * sy))
             persons = [d for d in dets if d.score >= p.min_score]
             persons.sort(key=lambda d: -d.score)
             s.ann["persons"] = [{**d.to_json(), "close_view": square_box(d.box, p.close_view_margin)} for d in persons]
