@@ -14,6 +14,8 @@ from __future__ import annotations
 import io
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -157,13 +159,9 @@ def normalise(data: bytes, max_pixels: int, jpeg_quality: int = 95, image_format
     img = _open(data, max_pixels)
     source_format, source_mode = img.format or "unknown", img.mode
     reasons: list[str] = []
-    try:
+    with _corrupt_data_is_bad_image():
         img = _upright_first_frame(img, reasons)
         img, why = _to_keepable_mode(img)
-    except BadImage:
-        raise
-    except Exception as e:  # noqa: BLE001 - truncated/corrupt data raises many types
-        raise BadImage(f"corrupt or truncated image data: {type(e).__name__}: {e}") from None
     if why:
         reasons.append(why)
     # From the pixels decoded anyway: ~1% of the decode, where a later stage would decode again.
@@ -184,6 +182,17 @@ def normalise(data: bytes, max_pixels: int, jpeg_quality: int = 95, image_format
         img.save(buf, "PNG", optimize=False)
         ext = "png"
     return Normalised(buf.getvalue(), ext, img.width, img.height, source_format, source_mode, "; ".join(reasons), phash)
+
+
+@contextmanager
+def _corrupt_data_is_bad_image() -> Iterator[None]:
+    """Pixels are decoded lazily: truncated or corrupt data raises many types, all a BadImage."""
+    try:
+        yield
+    except BadImage:
+        raise
+    except Exception as e:  # noqa: BLE001 - truncated/corrupt data raises many types
+        raise BadImage(f"corrupt or truncated image data: {type(e).__name__}: {e}") from None
 
 
 def _upright_first_frame(img: Image.Image, reasons: list[str]) -> Image.Image:
@@ -207,17 +216,12 @@ def _normalise_to(data: bytes, max_pixels: int, image_format: str, quality: int)
     img = _open(data, max_pixels)
     source_format, source_mode = img.format or "unknown", img.mode
     reasons: list[str] = []
-    try:
+    with _corrupt_data_is_bad_image():
         img = _upright_first_frame(img, reasons)
-        alpha = _has_alpha(img) and target != "JPEG"
-        if alpha:
+        if _has_alpha(img) and target != "JPEG":
             stored, why = img.convert("RGBA"), None if img.mode == "RGBA" else f"{img.mode} stored as RGBA"
         else:
             stored, why = _to_keepable_mode(img)
-    except BadImage:
-        raise
-    except Exception as e:  # noqa: BLE001 - truncated/corrupt data raises many types
-        raise BadImage(f"corrupt or truncated image data: {type(e).__name__}: {e}") from None
     if why:
         reasons.append(why)
     phash = to_hex(perceptual_hash(to_rgb(stored)))
