@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -186,3 +189,40 @@ def test_clear_errors_for_outputs_that_cannot_feed_the_trainer(tmp_path):
             vm_loader([out], SPEC, batch_size=1, workers=0)
     with pytest.raises(ShardDataError, match="'latent.npy'.*`precompute` stage"):
         vm_loader([tmp_path / "no-txt"], SPEC, batch_size=1, workers=0, require=("latent.npy",))
+
+
+ABANDON = """
+import sys
+from hoiforge.datasets.loader import vm_loader
+from hoiforge.datasets.vm_sample import SampleSpec
+
+def main():
+    spec = SampleSpec(resolution=64, view_size=32)
+    loader = vm_loader([sys.argv[1]], spec, batch_size=2, mode="train", workers=2, shuffle_buffer=4)
+    first = iter(loader)
+    for _ in range(3):
+        next(first)
+    del first  # stopped mid-stream with batches in flight, as a trainer does at --max-steps
+    second = iter(loader)
+    next(second)
+    return second  # this one is still running when the interpreter exits
+
+if __name__ == "__main__":
+    keep = main()
+    print("stopped")
+"""
+
+
+def test_a_script_that_stops_iterating_exits_cleanly(out10, tmp_path):
+    """Workers told to stop with a batch still in their queue's feeder thread used to die of SIGABRT
+    ("terminate called without an active exception") and the parent printed a traceback from ``__del__``."""
+    out, _ = out10
+    script = tmp_path / "abandon.py"
+    script.write_text(ABANDON)
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stopped"
+    for line in ("Traceback", "terminate called", "Aborted"):
+        assert line not in done.stderr, done.stderr
