@@ -26,6 +26,7 @@ from hoiforge.datasets.vm_sample import (
     crop_padded,
     decode_image,
     jpeg_scale,
+    mask_u8,
     product_mask,
     resize_crop,
     training_size,
@@ -271,3 +272,16 @@ def test_fast_close_view_shrink_stays_within_a_few_grey_levels_of_inter_area():
         assert fast.shape == reference.shape == (224, 224, 3)
         assert np.abs(fast.astype(int) - reference).mean() < 6, side
     assert np.array_equal(crop_padded(photo, (0, 0, 224, 224), 224, fast=True), photo[:224, :224])  # no resize: untouched
+
+
+def test_rle_mask_to_uint8_in_row_order_is_exact():
+    """RLE masks decode column-major; mask_u8 turns them row-major 0/255 without numpy's slow strided copy."""
+    from tests.vm_shards import _rle
+
+    rng = np.random.default_rng(0)
+    mask = rng.random((47, 61)) > 0.6
+    decoded = product_mask({"products": [{"rle": _rle(mask.astype(np.uint8))}]}, 0, None)
+    assert decoded.flags.f_contiguous and not decoded.flags.c_contiguous  # pycocotools' layout, the case that matters
+    for m in (decoded, mask):
+        out = mask_u8(m)
+        assert out.flags.c_contiguous and out.dtype == np.uint8 and np.array_equal(out, mask.astype(np.uint8) * 255)

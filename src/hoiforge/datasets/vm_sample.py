@@ -104,13 +104,14 @@ def caption_of(sample: dict[str, Any], ann: dict[str, Any]) -> str | None:
     return cap.get("text") if isinstance(cap, dict) else cap
 
 
-def missing_members(sample: dict[str, Any], spec: SampleSpec) -> list[str]:
-    """Members ``spec`` needs that this raw sample lacks (after the fallbacks described in the module docstring)."""
+def missing_members(sample: dict[str, Any], spec: SampleSpec, ann: dict[str, Any] | None = None) -> list[str]:
+    """Members ``spec`` needs that this raw sample lacks (after the fallbacks described in the module docstring);
+    ``ann``: the sample's parsed json when the caller has it."""
     if image_member(sample) is None:
         return ["jpg"]
     if "json" not in sample:
         return ["json"]
-    ann = json.loads(sample["json"])
+    ann = json.loads(sample["json"]) if ann is None else ann
     missing = []
     for member in spec.required_members():
         if member == "txt" and caption_of(sample, ann):
@@ -232,6 +233,16 @@ def product_mask(ann: dict[str, Any], index: int, instance_map: np.ndarray | Non
     return instance_map == product.get("mask_index", index + 1)
 
 
+def mask_u8(mask: np.ndarray) -> np.ndarray:
+    """A bool mask as C-ordered uint8 0/255. An RLE decodes column-major (Fortran order), which OpenCV
+    would first copy to row order with numpy's strided copy (~0.8 ms for 1 MP, 8% of a sample);
+    cv2.transpose of its transpose gives the same array ~10x faster."""
+    u8 = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)
+    if mask.ndim == 2 and not mask.flags.c_contiguous and mask.flags.f_contiguous:
+        u8 = cv2.transpose(u8.T)
+    return u8 * np.uint8(255)
+
+
 def close_view(ann: dict[str, Any], index: int, image: np.ndarray, scale: float, views: bytes | None, size: int, margin: float):
     """The product's close view v, size x size RGB."""
     info = ann.get("views") or {}
@@ -256,10 +267,10 @@ class SampleDecoder:
         self.spec = spec
 
     def __call__(self, sample: dict[str, Any], rng: np.random.Generator | None) -> dict[str, Any]:
-        missing = missing_members(sample, self.spec)
+        ann = json.loads(sample["json"]) if "json" in sample else None  # parsed once, for the check and the decode
+        missing = missing_members(sample, self.spec, ann)
         if missing:
             raise ShardDataError(f"sample {sample.get('__key__')} lacks {', '.join(missing)}")
-        ann = json.loads(sample["json"])
         if self.spec.mode == "humans":
             return self._human(sample, ann, rng)
         return self._products(sample, ann, rng)
@@ -329,7 +340,7 @@ class SampleDecoder:
         instance_map = _decode_png(sample["mask.png"], cv2.IMREAD_UNCHANGED) if "mask.png" in sample and not has_rle else None
         if instance_map is not None and instance_map.ndim == 3:
             instance_map = instance_map[..., 2]  # a colour-coded map: its first (R) channel, as masks.decode_mask reads it
-        whole = product_mask(ann, index, instance_map).astype(np.uint8) * 255
+        whole = mask_u8(product_mask(ann, index, instance_map))
         mask = resize_crop(whole, size, x0, y0, side) >= 128
 
         out: dict[str, Any] = {
