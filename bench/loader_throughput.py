@@ -11,6 +11,10 @@ edges, caption members) unless --out holds some, then measures in samples/s:
   pose, edges, close view, crop and collation into batches of 8; timed once every worker has
   delivered (worker start-up happens once per training run).
 
+It also prints the per-sample CPU time of the worker path (the same stream in this process, one
+thread) against raw's: unlike samples/s, that ratio does not move with the other load on a
+shared machine.
+
 The last line is loader / raw (target >= 0.9).
 """
 
@@ -42,6 +46,30 @@ def raw_read(urls: list[str]) -> int:
                         np.asarray(img.convert("RGB"))
                     n += 1
     return n
+
+
+def cpu_per_sample(urls: list[str], spec, batch: int, n: int, repeats: int) -> tuple[float, float]:
+    """Best-of-``repeats`` CPU seconds per sample: (raw read + decode, the loader's worker path in-process)."""
+    import cv2
+    import torch
+
+    from hoiforge.datasets.loader import ShardStream
+    from hoiforge.datasets.vm_sample import SampleDecoder
+
+    cv2.setNumThreads(1)  # as in a worker
+    torch.set_num_threads(1)
+    raw = loader = float("inf")
+    stream = iter(ShardStream(urls, SampleDecoder(spec), batch_size=batch, mode="train", shuffle_buffer=100))
+    next(stream)
+    for _ in range(repeats):
+        t = time.process_time()
+        count = raw_read(urls)
+        raw = min(raw, (time.process_time() - t) / count)
+        t, counted = time.process_time(), 0
+        while counted < n:
+            counted += len(next(stream)["key"])
+        loader = min(loader, (time.process_time() - t) / counted)
+    return raw, loader
 
 
 def main() -> None:
@@ -87,6 +115,10 @@ def main() -> None:
         del batches, loader
     print(f"raw tar read + JPEG decode, 1 process: {n_raw} samples ({size_mb:.0f} MB), best {raw_sps:.1f} samples/s")
     print(f"vm_loader (train mode), {args.workers} workers, 512 short side, batches of {args.batch}: best {loader_sps:.1f} samples/s")
+    raw_cpu, loader_cpu = cpu_per_sample(urls, spec, args.batch, n_raw, args.repeats)
+    print(
+        f"CPU per sample, 1 thread: raw {1e3 * raw_cpu:.2f} ms, loader worker path {1e3 * loader_cpu:.2f} ms, raw / loader = {raw_cpu / loader_cpu:.2f}"
+    )
     print(f"loader / raw = {loader_sps / raw_sps:.2f}")
 
 

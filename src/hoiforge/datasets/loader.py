@@ -12,12 +12,14 @@ Shard urls come from ``OUT/index.<split>.json`` (relative to OUT). Per-sample de
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import json
 import logging
 import os
 import random
+import sys
 import tarfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -137,10 +139,31 @@ def normalise(batch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _exit_now() -> None:
+    """A worker's last atexit step: flush what it wrote, then leave without interpreter finalization.
+
+    When the trainer stops iterating (max steps, end of a bench), torch tells the workers to stop and
+    closes their result queue without draining it, so a worker can exit while its queue's daemon feeder
+    thread is still inside torch's C++ (pickling a shared-memory batch). Finalization then ends that
+    thread with pthread_exit, whose unwinding through a noexcept C++ frame calls std::terminate:
+    "terminate called without an active exception", the worker dies of SIGABRT and the parent's
+    ``__del__`` prints "DataLoader worker ... is killed by signal: Aborted". Nothing is left to do at
+    this point (torch already closed the queues and the batch is unwanted), so skip finalization.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
+
+
 def _worker_init(_: int) -> None:
     import cv2
 
     cv2.setNumThreads(1)  # the workers are the parallelism; OpenCV's own pool only contends with them
+    # Registered last, so it runs first at exit (atexit is LIFO); multiprocessing's own exit hook
+    # (_exit_function) has already run by then, from Process._bootstrap.
+    atexit.register(_exit_now)
 
 
 class ShardStream(IterableDataset):

@@ -34,7 +34,7 @@ def product_conditions(product: np.ndarray, mask: np.ndarray, view_size: int, ma
     return {
         "mask": m.astype(np.uint8),
         "edges": np.where(m, edges, 0).astype(np.uint8),
-        "view": crop_padded(product, square_box(box, margin), view_size),
+        "view": crop_padded(product, square_box(box, margin), view_size, fast=True),  # as the training loader shrinks it
     }
 
 
