@@ -180,27 +180,18 @@ def condition_at(cond: Condition, photo: np.ndarray, size: int) -> tuple[np.ndar
 
 
 # -- the command -------------------------------------------------------------------------------
-def _pose_backend(name: str):
+def _checked_backend(task: str, name: str, flag: str):
+    """The registry backend ``name`` for ``task`` with default options, checked before any work;
+    a wrong name is an EvalError naming the command-line ``flag``."""
     from hoiforge.models import registry
 
     try:
-        b = registry.backend("pose-estimator", name)
+        b = registry.backend(task, name)
         typed = registry.validate_options(b, {})
     except (KeyError, ValueError) as e:
-        raise EvalError(f"--pose-estimator: {e.args[0]}") from None
+        raise EvalError(f"{flag}: {e.args[0]}") from None
     registry.check(b, typed)
-    return registry.instantiate(b, typed)
-
-
-def _check_segmenter(name: str) -> None:
-    from hoiforge.models import registry
-
-    try:
-        b = registry.backend("box-segmenter", name)
-        typed = registry.validate_options(b, {})
-    except (KeyError, ValueError) as e:
-        raise EvalError(f"--oer-segmenter: {e.args[0]}") from None
-    registry.check(b, typed)
+    return b, typed
 
 
 def batches(conditions: list[Condition], folder: Path, size: int, batch: int) -> list[list[tuple[int, Condition]]]:
@@ -296,14 +287,17 @@ def evaluate_virtualmodel(
     report_dir = prepare_report(report)
     # Everything that can refuse to run refuses now, before any image is generated.
     resolve_clip(opts.clip_model)
-    _check_segmenter(opts.oer_segmenter)
-    pose = _pose_backend(opts.pose_estimator)
+    _checked_backend("box-segmenter", opts.oer_segmenter, "--oer-segmenter")
+    from hoiforge.models import registry
+
+    pose = registry.instantiate(*_checked_backend("pose-estimator", opts.pose_estimator, "--pose-estimator"))
 
     # The real set (FID/KID) and the conditions, in one streamed pass over the kept samples.
     real = report_dir / "real"
     real.mkdir(exist_ok=True)
+    kept_ids = set(kept)
     for stale in real.iterdir():  # a previous evaluation of other samples
-        if stale.is_file() and stale.stem not in set(kept):
+        if stale.is_file() and stale.stem not in kept_ids:
             stale.unlink()
     conditions = []
     for sid, members in samples(root, opts.n, set(kept)):
