@@ -300,7 +300,7 @@ def evaluate_virtualmodel(
         if stale.is_file() and stale.stem not in kept_ids:
             stale.unlink()
     conditions = []
-    for sid, members in samples(root, opts.n, set(kept)):
+    for sid, members in samples(root, opts.n, kept_ids):
         cond = read_condition(sid, members)
         if not (real / f"{sid}.{cond.ext}").is_file():
             (real / f"{sid}.{cond.ext}").write_bytes(members[cond.ext])
