@@ -155,3 +155,21 @@ def test_tars_are_byte_identical_to_webdataset_tarwriter(tmp_path):
     ours = (tmp_path / "ours.tar").read_bytes()
     assert ours == (tmp_path / "wds.tar").read_bytes()
     assert info["filesize"] == len(ours)
+
+
+def test_shard_counter_is_one_per_cluster_and_keeps_builds_apart(ray_local):
+    """Every driver finds the same counter by name; two builds (run ids) number their shards
+    independently, each from its own start, and a finished build's numbers are forgotten."""
+    from hoiforge.pipeline.writer import shard_counter
+
+    ray = ray_local
+    first, second = shard_counter(), shard_counter()
+    assert first._actor_id == second._actor_id
+    ray.get(first.begin.remote("build-a", {"train": 7}))
+    ray.get(second.begin.remote("build-b", {}))
+    assert [ray.get(first.take.remote("build-a", "train")) for _ in range(2)] == [7, 8]
+    assert ray.get(second.take.remote("build-b", "train")) == 0
+    assert ray.get(second.take.remote("build-a", "test")) == 0
+    ray.get(first.end.remote("build-a"))
+    with pytest.raises(ray.exceptions.RayTaskError):
+        ray.get(first.take.remote("build-a", "train"))

@@ -41,7 +41,18 @@ def connect(address: str | None = None, verbose: bool = False) -> bool:
             _system_config=LOCAL_SYSTEM_CONFIG,
         )
         warm_ray_data()  # a cluster joined by address has had its helpers since its first dataset
+    start_shard_counter()
     return True
+
+
+def start_shard_counter() -> None:
+    """The cluster's shard counter (pipeline/writer.py), started with Ray rather than inside the
+    first plan, for the reason warm_ray_data gives."""
+    import ray
+
+    from hoiforge.pipeline.writer import shard_counter
+
+    ray.get(shard_counter().__ray_ready__.remote())
 
 
 def warm_ray_data() -> None:

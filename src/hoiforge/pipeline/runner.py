@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,7 +214,7 @@ def run_plan(
     from hoiforge.pipeline.cluster import connect, plan_segments
     from hoiforge.pipeline.read import read_batch
     from hoiforge.pipeline.visibility import check_out_visible
-    from hoiforge.pipeline.writer import ShardCounter, ShardSink
+    from hoiforge.pipeline.writer import ShardSink, shard_counter
 
     started_here = connect(address, verbose)
     if not verbose:  # Ray Data's own INFO lines (plan, "execution finished") repeat what the summary says
@@ -237,7 +238,10 @@ def run_plan(
         if pool_batches:
             rows_per_block = min(rows_per_block, min(pool_batches))
         blocks = [todo.slice(i, rows_per_block) for i in range(0, todo.num_rows, rows_per_block)]
-        ds = ray.data.from_arrow(blocks)
+        # from_blocks, not from_arrow: from_arrow runs one remote task per block for its metadata
+        # (1.3 s before the first batch at 240 images, hours of tasks at millions); the driver
+        # holds the blocks and knows it.
+        ds = ray.data.from_blocks(blocks)
         # The read step stops at the decode stage's byte limit: a huge file is never read whole.
         max_bytes = next((getattr(s.params, "max_bytes", None) for s in stages if s.name == "decode"), None)
         read = functools.partial(read_batch, max_bytes=max_bytes)
@@ -265,7 +269,8 @@ def run_plan(
                     num_gpus=run.num_gpus or None,
                     **common,
                 )
-        counter = ShardCounter.remote(next_shard_seq(layout))
+        counter, run_id = shard_counter(), uuid.uuid4().hex
+        ray.get(counter.begin.remote(run_id, next_shard_seq(layout)))
         plan_started = time.perf_counter()  # Ray Data stamps task starts with perf_counter (one clock per node)
         # Writers get other remote args than the task stages on purpose: with equal ones Ray fuses
         # the last task stages into the write, which first bundles a whole shard's rows, so those
@@ -275,7 +280,8 @@ def run_plan(
         # while the actors load their models, instead of after the last batch (cluster.py).
         ray.remote(warm_writer).options(**write_args).remote()
         try:
-            ds.write_datasink(ShardSink(str(layout.root), recipe.output, counter, uniform_members(stages)), ray_remote_args=write_args)
+            sink = ShardSink(str(layout.root), recipe.output, counter, run_id, uniform_members(stages))
+            ds.write_datasink(sink, ray_remote_args=write_args)
             if profile is not None:
                 profile.update(plan_profile(ds, segments, plan_started))
         except Exception as e:
@@ -286,6 +292,8 @@ def run_plan(
                 f"writing to {layout.root} failed: {os_error.strerror or os_error}. Shards committed so far are intact; "
                 "fix the output (free space, permissions) and rerun the same command to resume"
             ) from None
+        finally:
+            counter.end.remote(run_id)
     finally:
         if started_here and not os.environ.get("HOIFORGE_KEEP_RAY"):
             ray.shutdown()

@@ -35,15 +35,36 @@ PART_META_KEY = b"hoiforge.shards"
 
 @ray.remote(num_cpus=0)
 class ShardCounter:
-    """Hands out shard sequence numbers per split, so parallel write tasks never collide."""
+    """Hands out shard sequence numbers per build and split, so parallel write tasks never collide.
 
-    def __init__(self, start: dict[str, int]):
-        self.next_seq = dict(start)
+    One per cluster, started with Ray (``shard_counter()`` from ``cluster.connect``) like Ray
+    Data's own helper actors: an actor is a Python process of about a CPU-second to start, which
+    inside a build competes with the actors loading their models. Builds are told apart by a run id.
+    """
 
-    def take(self, split: str) -> int:
-        seq = self.next_seq.get(split, 0)
-        self.next_seq[split] = seq + 1
+    def __init__(self) -> None:
+        self.next_seq: dict[str, dict[str, int]] = {}
+
+    def begin(self, run: str, start: dict[str, int]) -> None:
+        self.next_seq[run] = dict(start)
+
+    def take(self, run: str, split: str) -> int:
+        seqs = self.next_seq[run]
+        seq = seqs.get(split, 0)
+        seqs[split] = seq + 1
         return seq
+
+    def end(self, run: str) -> None:
+        self.next_seq.pop(run, None)
+
+
+def shard_counter():
+    """The cluster's shard counter, created on first use: named, so every driver finds the same one,
+    and detached (as Ray Data's stats actor is), so it lives as long as the cluster, not the handle."""
+    from hoiforge import __version__
+
+    name = f"hoiforge-shard-counter-{__version__}"
+    return ShardCounter.options(name=name, namespace="hoiforge", get_if_exists=True, lifetime="detached").remote()
 
 
 class _HashingFile:
@@ -160,10 +181,11 @@ def manifest_row(s: Sample) -> dict[str, Any]:
 
 
 class ShardSink(Datasink):
-    def __init__(self, out: str, spec: OutputSpec, counter, uniform: tuple[str, ...] = ()):
+    def __init__(self, out: str, spec: OutputSpec, counter, run: str, uniform: tuple[str, ...] = ()):
         self.out = out
         self.spec = spec
         self.counter = counter
+        self.run = run
         self.uniform = uniform
 
     @property
@@ -175,7 +197,9 @@ class ShardSink(Datasink):
 
     def write(self, blocks, ctx) -> dict[str, Any]:
         samples = [s for block in blocks for s in batch_to_samples(BlockAccessor.for_block(block).to_arrow())]
-        return write_part(OutLayout(self.out), self.spec, samples, lambda split: ray.get(self.counter.take.remote(split)), self.uniform)
+        return write_part(
+            OutLayout(self.out), self.spec, samples, lambda split: ray.get(self.counter.take.remote(self.run, split)), self.uniform
+        )
 
 
 def drop_duplicates_within(samples: list[Sample]) -> None:
