@@ -2,7 +2,7 @@
 
 The writer under test is ``pipeline.writer.write_part``, what every Ray write task runs: exact
 dedup, split assignment, rolling into shards by count and bytes, tar members laid out as
-webdataset does (sorted extensions, USTAR), md5 + size of every tar for the wids index, atomic
+webdataset does (sorted extensions, USTAR), sha256 + size of every tar for the index, atomic
 rename, and the parquet manifest part (the commit marker). The baseline writes the very same
 ``(name, bytes)`` members with ``tarfile.open(path, "w")`` and nothing else. Samples look like
 HoIHuman's: a ~250 KB JPEG-sized payload, the json annotations, a caption, an edge PNG and a
@@ -98,14 +98,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
     ap.add_argument("--no-fsync", action="store_true", help="baseline without fsync (the writer always fsyncs its tars)")
-    ap.add_argument("--no-md5", action="store_true", help="attribution: the writer with its md5 (wids index md5sum) replaced by a no-op")
+    ap.add_argument("--no-hash", action="store_true", help="attribution: the writer with its sha256 (index checksum) replaced by a no-op")
     args = ap.parse_args()
 
     from hoiforge.datasets.layout import OutLayout
     from hoiforge.pipeline.recipe import OutputSpec
     from hoiforge.pipeline.writer import sample_members, write_part, write_tar
 
-    if args.no_md5:
+    if args.no_hash:
         import hoiforge.pipeline.writer as writer_module
 
         class _NoHash:
@@ -115,7 +115,7 @@ def main() -> None:
             def hexdigest(self) -> str:
                 return ""
 
-        writer_module.hashlib = type("hashlib", (), {"md5": _NoHash})
+        writer_module.hashlib = type("hashlib", (), {"sha256": _NoHash})
 
     spec = OutputSpec(shard_max_count=args.shard_max_count, test_size=0.0016)
     samples = synthetic_samples(args.samples)
@@ -170,16 +170,16 @@ def main() -> None:
     pairs = [(s.ann["id"], sample_members(s)) for s in samples]
     cpu = {
         "raw tar write": cpu_seconds(lambda: raw_tar(scratch, named, False)),
-        "md5 of the same bytes": cpu_seconds(lambda: [hashlib.md5(d).digest() for _, d in named]),
+        "sha256 of the same bytes": cpu_seconds(lambda: [hashlib.sha256(d).digest() for _, d in named]),
         "annotation json + members": cpu_seconds(lambda: [sample_members(s) for s in samples]),
-        "write_tar (tar + md5)": cpu_seconds(lambda: write_tar(scratch, pairs)),
+        "write_tar (tar + sha256 on its thread)": cpu_seconds(lambda: write_tar(scratch, pairs)),
     }
     shutil.rmtree(scratch.parent, ignore_errors=True)
     print("CPU seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
 
     mb = payload / 1e6
     writer, raw = mb / best["writer"], mb / best["raw"]
-    what = "tars + manifest part, md5 OFF" if args.no_md5 else "tars + md5 + manifest part"
+    what = "tars + manifest part, hash OFF" if args.no_hash else "tars + sha256 + manifest part"
     print(f"shard writer (write_part: {what}): {writer:.0f} MB/s ({best['writer']:.2f} s)")
     print(f"raw tarfile write of the same members{'' if args.no_fsync else ' + fsync'}:        {raw:.0f} MB/s ({best['raw']:.2f} s)")
     print(f"writer/raw MB/s: {writer / raw:.2f}")

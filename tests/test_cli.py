@@ -63,7 +63,7 @@ def test_validate_passes_then_catches_a_tampered_shard(built, tmp_path):
                 tar.addfile(m, __import__("io").BytesIO(data))
     result = runner.invoke(app, ["validate", str(copy)])
     assert result.exit_code == 1
-    assert "no .json annotation" in result.output and "md5 differs" in result.output
+    assert "no .json annotation" in result.output and "sha256 differs" in result.output
 
 
 def test_recipe_errors_are_one_line_and_exit_2(tmp_path):

@@ -49,9 +49,9 @@ def reference(inputs, tmp_path_factory):
 
 
 def layout(out: Path) -> list[tuple[str, int, str]]:
-    """The shards as (split, samples, md5): what they hold, whatever they are named."""
+    """The shards as (split, samples, sha256): what they hold, whatever they are named."""
     index = json.loads((out / "index.json").read_text())["shardlist"]
-    return sorted((Path(s["url"]).name.split("-")[0], s["nsamples"], s["md5sum"]) for s in index)
+    return sorted((Path(s["url"]).name.split("-")[0], s["nsamples"], s["sha256"]) for s in index)
 
 
 def test_every_shard_but_one_per_split_is_full(reference):

@@ -46,10 +46,10 @@ def test_disk_full_mid_run(ray_local, small_disk, tmp_path):
 
     layout = OutLayout(out)
     parts = committed_parts(layout)
-    for part in parts:  # every committed shard is whole: size and md5 as the writer recorded them
+    for part in parts:  # every committed shard is whole: size and sha256 as the writer recorded them
         for shard in part_shards(part):
             data = (out / shard["url"]).read_bytes()
-            assert len(data) == shard["filesize"] and hashlib.md5(data).hexdigest() == shard["md5sum"]
+            assert len(data) == shard["filesize"] and hashlib.sha256(data).hexdigest() == shard["sha256"]
 
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
     result = build([str(inputs)], out, parse_recipe(RECIPE), progress=False)

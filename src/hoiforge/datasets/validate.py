@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from PIL import Image
 
-from hoiforge.datasets.contract import IMAGE_EXTENSIONS, SCHEMA, SHARD_NAME, split_member_name
+from hoiforge.datasets.contract import CHECKSUM_KEYS, IMAGE_EXTENSIONS, SCHEMA, SHARD_NAME, split_member_name
 from hoiforge.datasets.layout import OutLayout
 
 SIZED_MEMBERS = ("pose.png", "mask.png", "edge.png", "wear.png", "shoe.png", "shoemask.png", "wearconf.png")
@@ -100,8 +100,9 @@ def validate(out: str | Path, check_images: bool = True) -> list[str]:
         data = path.read_bytes()
         if len(data) != entry.get("filesize"):
             problems.append(f"{url}: size {len(data)} != index {entry.get('filesize')}")
-        if entry.get("md5sum") and hashlib.md5(data).hexdigest() != entry["md5sum"]:
-            problems.append(f"{url}: md5 differs from index")
+        for key, algorithm in CHECKSUM_KEYS.items():
+            if entry.get(key) and hashlib.new(algorithm, data).hexdigest() != entry[key]:
+                problems.append(f"{url}: {algorithm} differs from index")
         samples: dict[str, dict[str, bytes]] = defaultdict(dict)
         order: list[str] = []
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:

@@ -21,7 +21,6 @@ At most one shard per split stays under ``FULL`` after a compaction: the last on
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from collections import defaultdict
@@ -102,30 +101,25 @@ def _tar_bytes(sizes: list[int]) -> int:
 
 
 class _TarSink:
-    """A shard written sample by sample (write_tar's layout: sorted members, USTAR, mode 0444, mtime 0)."""
+    """A shard written sample by sample (pipeline/writer.py ShardTar), renamed into place on close."""
 
     def __init__(self, final: Path):
-        from hoiforge.pipeline.writer import _HashingFile
+        from hoiforge.pipeline.writer import ShardTar
 
         self.final, self.tmp = final, tmp_path_for(final)
-        self.raw = open(self.tmp, "wb")
-        self.hashing = _HashingFile(self.raw)
-        self.tar = tarfile.open(fileobj=self.hashing, mode="w|", format=tarfile.USTAR_FORMAT)
-        self.nsamples = 0
+        self.tar = ShardTar(self.tmp)
+
+    @property
+    def nsamples(self) -> int:
+        return self.tar.nsamples
 
     def add(self, key: str, members: list[tuple[str, bytes]]) -> None:
-        for ext, data in sorted(members):
-            info = tarfile.TarInfo(f"{key}.{ext}")
-            info.size, info.mode, info.mtime = len(data), 0o444, 0
-            info.uname = info.gname = "bigdata"
-            self.tar.addfile(info, io.BytesIO(data))
-        self.nsamples += 1
+        self.tar.add(key, members)
 
     def close(self) -> dict[str, Any]:
-        self.tar.close()
-        self.raw.close()
+        info = self.tar.close()
         commit(self.tmp, self.final)
-        return {"filesize": self.hashing.size, "md5sum": self.hashing.md5.hexdigest(), "nsamples": self.nsamples}
+        return {**info, "nsamples": self.tar.nsamples}
 
 
 class _ShardReader:

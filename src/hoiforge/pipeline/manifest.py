@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hoiforge.datasets.contract import SHARD_NAME
+from hoiforge.datasets.contract import CHECKSUM_KEYS, SHARD_NAME
 from hoiforge.datasets.layout import OutLayout, commit, tmp_path_for, write_atomic
 from hoiforge.datasets.reasons import reason_stats
 from hoiforge.pipeline import compact
@@ -104,7 +104,7 @@ def _rewrite_without(path: Path, remove: set[str]) -> dict[str, Any]:
                 kept.setdefault(key, {})[ext] = tar.extractfile(info).read()
     if not kept:
         path.unlink()
-        return {"filesize": 0, "md5sum": None, "nsamples": 0}
+        return {"filesize": 0, "sha256": None, "nsamples": 0}
     tmp = tmp_path_for(path)
     info = write_tar(tmp, list(kept.items()))
     commit(tmp, path)
@@ -114,13 +114,11 @@ def _rewrite_without(path: Path, remove: set[str]) -> dict[str, Any]:
 def _shard_info_from_file(path: Path) -> dict[str, Any]:
     import hashlib
 
-    md5 = hashlib.md5()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            md5.update(chunk)
+        sha256 = hashlib.file_digest(f, "sha256")
     with tarfile.open(path, "r:") as tar:
         keys = {m.name.partition(".")[0] for m in tar}
-    return {"filesize": path.stat().st_size, "md5sum": md5.hexdigest(), "nsamples": len(keys)}
+    return {"filesize": path.stat().st_size, "sha256": sha256.hexdigest(), "nsamples": len(keys)}
 
 
 def settle_duplicates(table: pa.Table) -> tuple[pa.Table, dict[str, set[str]]]:
@@ -257,7 +255,8 @@ def finalize(layout: OutLayout, listing: pa.Table, run_info: dict[str, Any], spe
                 "url": url,
                 "nsamples": info["nsamples"],
                 "filesize": info["filesize"],
-                "md5sum": info["md5sum"],
+                # sha256 since the writer hashes with it; parts committed by older versions say md5sum
+                **{key: info[key] for key in CHECKSUM_KEYS if info.get(key)},
                 "split": url.split("/")[-1].split("-")[0],
             }
         )
