@@ -4,7 +4,8 @@ ideal    = the CPU time of the same stages run in one process on the same images
            divided by the number of CPUs (perfect parallel scaling, no I/O, no scheduling); CPU
            time, not wall time, because the model libraries already use several threads. The
            stages run as one chain (pipeline/adapter.py ChainAdapter), as the pipeline runs them:
-           each image is decoded once, so the ideal is not inflated by decodes the pipeline skips;
+           each image is decoded once, so the ideal is not inflated by decodes the pipeline skips,
+           in the batches the pipeline's actors get;
 pipeline = the wall time of `build()` on a started local Ray (start-up measured separately).
 
 The machine's load (other users' processes) stretches the pipeline's wall time but not the
@@ -32,30 +33,40 @@ DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 
 
 def make_inputs(folder: Path, n: int) -> None:
-    """n distinct real photos: the fixtures, mirrored, rotated and rescaled."""
+    """n distinct real photos: the fixtures, mirrored and rescaled (1x to 3.95x); past 240 images
+    the same sizes again, each round cropped by one more pixel column so no two files are equal."""
     sources = [Image.open(DATA / name).convert("RGB") for name in ("astronaut.png", "basketball1.png")]
     for i in range(n):
         img = sources[i % len(sources)]
         img = ImageOps.mirror(img) if (i // 2) % 2 else img
-        scale = 1.0 + 0.05 * (i // 4)
+        img = img.crop((i // 240, 0, img.width, img.height))
+        scale = 1.0 + 0.05 * ((i // 4) % 60)
         img.resize((int(img.width * scale), int(img.height * scale))).save(folder / f"img{i:04d}.jpg", quality=92)
 
 
 def sequential_seconds(folder: Path, recipe) -> tuple[float, float]:
     """(wall, CPU) seconds of the stages run one after the other in this process."""
-    from hoiforge.pipeline.adapter import ChainAdapter, samples_to_batch
+    from hoiforge.pipeline.adapter import ChainAdapter, samples_to_batch, stage_batch_size
     from hoiforge.pipeline.runner import instantiate
     from hoiforge.stages.testing import sample_from_file
 
     chain = ChainAdapter(instantiate(recipe))
-    samples = [sample_from_file(p, i) for i, p in enumerate(sorted(folder.iterdir()))]
     for stage in chain.stages:  # load models outside the timing, as actors do once
         stage.setup()
         stage.ready = True
-    batch = samples_to_batch(samples)
-    started, cpu = time.perf_counter(), time.process_time()
-    chain(batch)
-    return time.perf_counter() - started, time.process_time() - cpu
+    files = sorted(folder.iterdir())
+    # Batches as the pipeline's actors get them (the chain's largest stage batch): one batch of
+    # every image would hold all their decoded pixels at once (GBs at 240 images; slower, and
+    # killed at 960), which is not what the pipeline runs.
+    size = max(stage_batch_size(s) for s in chain.stages)
+    wall = cpu = 0.0
+    for start in range(0, len(files), size):
+        batch = samples_to_batch([sample_from_file(p, start + i) for i, p in enumerate(files[start : start + size])])
+        started, cpu_started = time.perf_counter(), time.process_time()
+        chain(batch)
+        wall += time.perf_counter() - started
+        cpu += time.process_time() - cpu_started
+    return wall, cpu
 
 
 class TreeCPU:
