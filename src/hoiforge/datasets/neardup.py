@@ -67,12 +67,6 @@ def phash(img: Image.Image) -> int:
     return phash_grey(thumbnail(img))
 
 
-def dhash(img: Image.Image) -> int:
-    """dHash: 8 rows of 9 grey pixels, one bit per horizontal gradient sign."""
-    grey = thumbnail(img, (9, 8))
-    return _bits_to_int(grey[:, 1:] > grey[:, :-1])
-
-
 def phash_bytes(data: bytes) -> int:
     """pHash straight from encoded bytes; JPEGs decode at 1/8 scale (draft), so it stays cheap."""
     with Image.open(io.BytesIO(data)) as img:

@@ -85,7 +85,7 @@ class ShardTar:
     """
 
     def __init__(self, path: Path):
-        self.path, self.size, self.nsamples = Path(path), 0, 0
+        self.size, self.nsamples = 0, 0
         self._file = open(path, "wb", buffering=1 << 20)
         self._sha256 = hashlib.sha256()
         self._chunks: queue.SimpleQueue = queue.SimpleQueue()
