@@ -46,10 +46,10 @@ def main() -> None:
 
     import torch
 
-    from hoiforge.eval.features import extract_folder
-    from hoiforge.eval.fid import fid
-    from hoiforge.eval.inception import InceptionV3Features
-    from hoiforge.eval.kid import kid
+    from hoiforge.metrics.features import extract_folder
+    from hoiforge.metrics.fid import fid
+    from hoiforge.metrics.inception import InceptionV3Features
+    from hoiforge.metrics.kid import kid
 
     extractor = InceptionV3Features(resolution=args.resolution, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:

@@ -31,8 +31,8 @@ def main() -> None:
 
     import torch
 
-    from hoiforge.eval.features import extract_images
-    from hoiforge.eval.inception import InceptionV3Features
+    from hoiforge.metrics.features import extract_images
+    from hoiforge.metrics.inception import InceptionV3Features
 
     photos = [np.asarray(Image.open(DATA / n).convert("RGB")) for n in PHOTOS]
     images = [(str(i), photos[i % len(photos)]) for i in range(args.images)]

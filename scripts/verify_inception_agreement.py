@@ -76,7 +76,7 @@ def convert(script_state: dict[str, torch.Tensor], target_state: dict[str, torch
 
 def test_images() -> list[np.ndarray]:
     """The fixture photos plus crops and flips: varied real content at varied sizes."""
-    from hoiforge.eval.image_folder import decode_image
+    from hoiforge.metrics.image_folder import decode_image
 
     out = []
     for p in IMAGES:
@@ -126,8 +126,8 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=512)
     args = ap.parse_args()
 
-    from hoiforge.eval.features import extract_images
-    from hoiforge.eval.inception import InceptionV3Features, short_side_resize
+    from hoiforge.metrics.features import extract_images
+    from hoiforge.metrics.inception import InceptionV3Features, short_side_resize
 
     FidelityInception, TorchmetricsInception = load_reference_modules(args.ref_path)
     images = test_images()
@@ -161,7 +161,7 @@ def main() -> None:
                     ref = np.concatenate([tm(x).numpy() for x in uint8])
                 mode = "antialias-bilinear" if antialias else "tf1-bilinear"
                 compare(f"torchmetrics 1.9.0 NoTrainInceptionV3(antialias={antialias}) vs ours {mode}", ours, ref)
-    from hoiforge.eval.fid import fid
+    from hoiforge.metrics.fid import fid
 
     half = len(images) // 2  # originals + crops of the first photos vs the rest: two different sets
     ours_fid, ref_fid = fid(f_tf1[:half], f_tf1[half:], method="sqrtm"), fid(fidelity_ref[:half], fidelity_ref[half:], method="sqrtm")

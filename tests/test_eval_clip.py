@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from hoiforge.errors import BackendUnavailable
-from hoiforge.eval.clip_score import ClipScorer, clip_score, resolve_clip
+from hoiforge.metrics.clip_score import ClipScorer, clip_score, resolve_clip
 from tests.eval_helpers import build_tiny_clip
 
 DATA = Path(__file__).parent / "data"

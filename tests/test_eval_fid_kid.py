@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from hoiforge.errors import EvalError
-from hoiforge.eval.features import Features, FeatureSettings
-from hoiforge.eval.fid import fid, frechet_distance
-from hoiforge.eval.kid import kid, polynomial_mmd2
+from hoiforge.metrics.features import Features, FeatureSettings
+from hoiforge.metrics.fid import fid, frechet_distance
+from hoiforge.metrics.kid import kid, polynomial_mmd2
 
 D = 64
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from hoiforge.eval.feature_cache import cached_folder_features
-from hoiforge.eval.features import Features, extract_folder, extract_images
-from hoiforge.eval.fid import fid
-from hoiforge.eval.image_folder import skipped_line
-from hoiforge.eval.inception import InceptionV3Features, short_side_resize, tf1_resize_bilinear
+from hoiforge.metrics.feature_cache import cached_folder_features
+from hoiforge.metrics.features import Features, extract_folder, extract_images
+from hoiforge.metrics.fid import fid
+from hoiforge.metrics.image_folder import skipped_line
+from hoiforge.metrics.inception import InceptionV3Features, short_side_resize, tf1_resize_bilinear
 
 DATA = Path(__file__).parent / "data"
 PHOTOS = ("astronaut.png", "basketball1.png", "coffee.png", "scenetext01.jpg")

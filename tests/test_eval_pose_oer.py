@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hoiforge.eval.oer import generated_product_masks, mask_box, oer, oer_scores
-from hoiforge.eval.pose import EVAL_PARTS, PersonPose, estimate_poses, pose_ap
+from hoiforge.metrics.oer import generated_product_masks, mask_box, oer, oer_scores
+from hoiforge.metrics.pose import EVAL_PARTS, PersonPose, estimate_poses, pose_ap
 
 DATA = Path(__file__).parent / "data"
 

@@ -14,7 +14,6 @@ from PIL import Image
 from hoiforge.datasets import keypoints as K
 from hoiforge.datasets.contract import sample_id
 from hoiforge.datasets.masks import encode_mask
-from hoiforge.eval.pose import PersonPose
 from hoiforge.eval.scoring import (
     VirtualModelCondition,
     iter_split_samples,
@@ -25,6 +24,7 @@ from hoiforge.eval.scoring import (
     write_split_images,
 )
 from hoiforge.eval.tables import GenerationSettings, markdown
+from hoiforge.metrics.pose import PersonPose
 from tests.eval_helpers import build_tiny_clip
 
 DATA = Path(__file__).parent / "data"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hoiforge.eval.segmentation import confusion_matrix, segmentation_scores
+from hoiforge.metrics.segmentation import confusion_matrix, segmentation_scores
 
 NAMES = ["background", "visible", "wearable"]
 

@@ -82,8 +82,8 @@ def metrics_command(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bars on stderr")] = True,
 ) -> None:
     """FID and KID (and CLIP score with --captions) of generated images against real ones."""
-    from hoiforge.eval.captions import read_captions
-    from hoiforge.eval.metrics import image_metrics
+    from hoiforge.metrics.captions import read_captions
+    from hoiforge.metrics.image_metrics import image_metrics
 
     if resolution < 0 or 0 < resolution < 16:
         _fail(f"--resolution {resolution}: give a short side of at least 16 pixels, or 0 to keep the images' own size")

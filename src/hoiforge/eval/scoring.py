@@ -28,12 +28,12 @@ from PIL import Image
 from hoiforge.datasets.contract import split_member_name
 from hoiforge.datasets.masks import decode_mask
 from hoiforge.errors import EvalError
-from hoiforge.eval.image_folder import decode_image
-from hoiforge.eval.metrics import ImageMetrics, image_metrics
-from hoiforge.eval.oer import generated_product_masks, mask_box, oer_scores
-from hoiforge.eval.pose import PersonPose, estimate_poses, pose_ap
-from hoiforge.eval.segmentation import segmentation_scores
 from hoiforge.eval.tables import GenerationSettings, ResultRow
+from hoiforge.metrics.image_folder import decode_image
+from hoiforge.metrics.image_metrics import ImageMetrics, image_metrics
+from hoiforge.metrics.oer import generated_product_masks, mask_box, oer_scores
+from hoiforge.metrics.pose import PersonPose, estimate_poses, pose_ap
+from hoiforge.metrics.segmentation import segmentation_scores
 
 Box = tuple[float, float, float, float]
 

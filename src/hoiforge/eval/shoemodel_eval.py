@@ -26,10 +26,10 @@ import numpy as np
 from PIL import Image
 
 from hoiforge.errors import EvalError
+from hoiforge.eval.held_out import Need, caption, check_test_split, samples, survey
 from hoiforge.eval.runs import check_run, finite, prepare_report, settings_match, table_markdown, timed, tracked
 from hoiforge.eval.scoring import score_shoemodel, shoemodel_row, wd_row
 from hoiforge.eval.tables import GenerationSettings, write_table
-from hoiforge.eval.test_split import Need, caption, check_test_split, samples, survey
 
 COMMAND = "hoiforge eval shoemodel"
 IMAGE_EXTS = ("jpg", "png", "webp")
@@ -65,8 +65,8 @@ def evaluate_shoemodel(
     import torch
 
     from hoiforge.datasets import wearable as W
-    from hoiforge.eval.clip_score import resolve_clip
-    from hoiforge.eval.segmentation import confusion_matrix, segmentation_scores
+    from hoiforge.metrics.clip_score import resolve_clip
+    from hoiforge.metrics.segmentation import confusion_matrix, segmentation_scores
     from hoiforge.training.shoemodel import system as S
     from hoiforge.training.shoemodel import wd
     from hoiforge.training.shoemodel.data import ShoeLegSample

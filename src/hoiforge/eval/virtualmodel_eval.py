@@ -38,11 +38,11 @@ import numpy as np
 from PIL import Image
 
 from hoiforge.errors import EvalError
-from hoiforge.eval.pose import PersonPose
+from hoiforge.eval.held_out import Members, Need, annotation, caption, check_test_split, samples, survey
 from hoiforge.eval.runs import check_run, finite, prepare_report, settings_match, table_markdown, timed, tracked
 from hoiforge.eval.scoring import score_virtualmodel, virtualmodel_row
 from hoiforge.eval.tables import GenerationSettings, ResultRow, write_table
-from hoiforge.eval.test_split import Members, Need, annotation, caption, check_test_split, samples, survey
+from hoiforge.metrics.pose import PersonPose
 
 COMMAND = "hoiforge eval virtualmodel"
 IMAGE_EXTS = ("jpg", "png", "webp")
@@ -262,7 +262,7 @@ def evaluate_virtualmodel(
     say: Callable[[str], None] = print,
 ) -> dict:
     """Generate, score and write the tables; returns the report document (also ``REPORT/report.json``)."""
-    from hoiforge.eval.clip_score import resolve_clip
+    from hoiforge.metrics.clip_score import resolve_clip
     from hoiforge.training.virtualmodel.config import load_config
     from hoiforge.training.virtualmodel.generate import load_run
 

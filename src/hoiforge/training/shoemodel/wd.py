@@ -6,7 +6,7 @@ model directory (``save_pretrained`` + a ``preprocessor_config.json`` with the s
 normalisation) is what ``hoiforge.models.wd_segmenter.SegformerWearSegmenter`` loads, so the
 `wear_labels` stage and `generate shoemodel` run the trained model through the same code.
 
-Scores: per-class IoU/Acc, mIoU, mAcc, aAcc from a confusion matrix (hoiforge.eval.segmentation,
+Scores: per-class IoU/Acc, mIoU, mAcc, aAcc from a confusion matrix (hoiforge.metrics.segmentation,
 mmseg's definitions, ShoeModel Table 5).
 """
 
@@ -102,7 +102,7 @@ def score(model, crops: list[tuple[np.ndarray, np.ndarray, np.ndarray]], batch_s
     """Table 5's scores (percent) of ``model`` on unaugmented (rgb, labels, alpha) crops."""
     import torch
 
-    from hoiforge.eval.segmentation import confusion_matrix, segmentation_scores
+    from hoiforge.metrics.segmentation import confusion_matrix, segmentation_scores
 
     cm = np.zeros((3, 3), np.int64)
     with torch.no_grad():

@@ -16,9 +16,9 @@ import json
 import os
 from pathlib import Path
 
-from hoiforge.eval.features import Features, extract_folder, settings_of
-from hoiforge.eval.image_folder import ImageFolder, list_images
-from hoiforge.eval.inception import InceptionV3Features
+from hoiforge.metrics.features import Features, extract_folder, settings_of
+from hoiforge.metrics.image_folder import ImageFolder, list_images
+from hoiforge.metrics.inception import InceptionV3Features
 
 CACHE_ENV = "HOIFORGE_CACHE"
 

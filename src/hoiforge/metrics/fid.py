@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from hoiforge.errors import EvalError
-from hoiforge.eval.features import Features, check_same_settings
+from hoiforge.metrics.features import Features, check_same_settings
 
 METHODS = ("sqrtm", "eigh")
 

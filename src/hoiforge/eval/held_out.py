@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hoiforge.errors import EvalError
-from hoiforge.eval.fid import MIN_IMAGES
 from hoiforge.eval.scoring import iter_split_samples
+from hoiforge.metrics.fid import MIN_IMAGES
 
 Members = dict[str, bytes]
 TEST_SPLIT_HINT = (

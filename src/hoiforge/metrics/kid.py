@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hoiforge.errors import EvalError
-from hoiforge.eval.features import Features, check_same_settings
+from hoiforge.metrics.features import Features, check_same_settings
 
 NUM_SUBSETS, SUBSET_SIZE = 100, 1000
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hoiforge.errors import EvalError
-from hoiforge.eval.clip_score import ClipScorer, ClipScoreResult, clip_score
-from hoiforge.eval.features import Features, FeatureSettings, check_same_settings, extract_folder, settings_of
-from hoiforge.eval.fid import MIN_IMAGES, fid
-from hoiforge.eval.image_folder import iter_images, list_images, skipped_line
-from hoiforge.eval.kid import KID, NUM_SUBSETS, SUBSET_SIZE, kid
+from hoiforge.metrics.clip_score import ClipScorer, ClipScoreResult, clip_score
+from hoiforge.metrics.features import Features, FeatureSettings, check_same_settings, extract_folder, settings_of
+from hoiforge.metrics.fid import MIN_IMAGES, fid
+from hoiforge.metrics.image_folder import iter_images, list_images, skipped_line
+from hoiforge.metrics.kid import KID, NUM_SUBSETS, SUBSET_SIZE, kid
 
 
 @dataclass
@@ -82,7 +82,7 @@ def real_features(
     real: str | Path, extractor, cache: bool, cache_dir, batch_size: int, progress: bool
 ) -> tuple[Features, bool, str | None]:
     """(features of the real set, from cache?, cache or features path)."""
-    from hoiforge.eval.feature_cache import cached_folder_features, content_key, default_cache_dir
+    from hoiforge.metrics.feature_cache import cached_folder_features, content_key, default_cache_dir
 
     path = Path(real).expanduser()
     if path.is_file() and path.suffix == ".npz":
@@ -113,8 +113,8 @@ def image_metrics(
     device: str | None = None,
     progress: bool = True,
 ) -> ImageMetrics:
-    from hoiforge.eval.captions import match_captions
-    from hoiforge.eval.inception import InceptionV3Features
+    from hoiforge.metrics.captions import match_captions
+    from hoiforge.metrics.inception import InceptionV3Features
 
     fake_listing = list_images(fake)
     _check_count(len(fake_listing.files), len(fake_listing.files), str(fake_listing.root))

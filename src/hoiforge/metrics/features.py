@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from hoiforge.errors import EvalError, InputError
-from hoiforge.eval.image_folder import ImageFolder, iter_images, list_images
-from hoiforge.eval.inception import FEATURE_DIM, InceptionV3Features
+from hoiforge.metrics.image_folder import ImageFolder, iter_images, list_images
+from hoiforge.metrics.inception import FEATURE_DIM, InceptionV3Features
 
 
 @dataclass(frozen=True)
