@@ -252,14 +252,18 @@ def shoe(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
-def test_eval_shoemodel_end_to_end(shoe, clip, tmp_path):
+def test_eval_shoemodel_worn_shoe_mode_is_labelled_and_not_compared(shoe, clip, tmp_path):
     out, run = shoe
     report = tmp_path / "report"
-    code, stdout, err = cli("eval", "shoemodel", "--checkpoint", run, "--data", out, "--out", report, "--clip-model", clip,
-                            "--cache-dir", tmp_path / "cache", "--steps", "2", "--compare", *FAST)  # fmt: skip
+    args = ["eval", "shoemodel", "--checkpoint", run, "--data", out, "--out", report, "--clip-model", clip,
+            "--cache-dir", tmp_path / "cache", "--steps", "2", *FAST]  # fmt: skip
+    fails(*args, "--compare", match="--compare needs --shoes DIR: without it the shoes are cut from the very test photos")
+    assert not (report / "generated").exists()
+    code, stdout, err = cli(*args)
     assert code == 0, stdout + err
     assert "tiny random modules" in err and "ShoeModel: 2 image(s) generated" in err
-    assert "| ShoeModel |" in stdout and "| ShoeModel (paper) | 22.54 |" in stdout and "| WD (3 classes) |" in stdout
+    assert "## ShoeModel Table 3 — worn-shoe input, not the paper's protocol" in stdout
+    assert "| ShoeModel (worn-shoe input, not the paper's protocol) |" in stdout and "| WD (3 classes) |" in stdout
 
     generated = sorted((report / "generated" / "shoemodel").glob("*.png"))
     assert len(generated) == 2
@@ -269,8 +273,10 @@ def test_eval_shoemodel_end_to_end(shoe, clip, tmp_path):
 
     t3 = json.loads((report / "shoemodel-table3.json").read_text())
     (row,) = t3["rows"]
-    assert row["method"] == "ShoeModel" and set(row["metrics"]) == {"fid", "kid_x1k", "clip"}
+    assert t3["title"].endswith("worn-shoe input, not the paper's protocol")
+    assert row["method"] == "ShoeModel (worn-shoe input, not the paper's protocol)" and set(row["metrics"]) == {"fid", "kid_x1k", "clip"}
     assert row["metrics"]["fid"] > 0 and row["settings"]["steps"] == 2 and row["settings"]["n"] == 2
+    assert "ShoeModel (worn-shoe input" in (report / "shoemodel-table3.csv").read_text()  # the CSV row says it too
     t5 = json.loads((report / "shoemodel-table5.json").read_text())
     (wd_row,) = t5["rows"]
     assert wd_row["model"] == "WD (3 classes)" and wd_row["settings"]["n"] == 2
@@ -278,8 +284,110 @@ def test_eval_shoemodel_end_to_end(shoe, clip, tmp_path):
     assert all(0 <= m[k] <= 100 for k in ("aacc", "macc", "bg_acc"))
     assert any("label sources: annotation 2" in n for n in t5["notes"])
     doc = json.loads((report / "report.json").read_text())
+    assert doc["protocol"] == "worn"
     cm = np.asarray(doc["wd"]["confusion_matrix"])
     assert cm.shape == (3, 3) and cm.sum() == doc["wd"]["pixels"] and np.trace(cm) / cm.sum() * 100 == pytest.approx(m["aacc"])
+
+
+@pytest.mark.slow
+def test_eval_shoemodel_with_shoes_writes_table3_from_shoe_only_images(shoe, clip, tmp_path):
+    out, run = shoe
+    shots = tmp_path / "shots"
+    code, stdout, err = cli("eval", "product-shots", "--data", out, "--out", shots)
+    assert code == 0, stdout + err
+    files = sorted(shots.glob("*.png"))
+    assert len(files) == 2 and "2 product shot(s)" in stdout
+    prompts = [json.loads(line) for line in (shots / "prompts.jsonl").read_text().splitlines()]
+    assert [p["file"] for p in prompts] == [f.name for f in files]
+    (shots / "prompts.jsonl").write_text("".join(json.dumps({"file": f.name, "caption": f"a runner in shoe {i}"}) + "\n"
+                                                for i, f in enumerate(files)))  # fmt: skip
+
+    report = tmp_path / "report"
+    code, stdout, err = cli("eval", "shoemodel", "--checkpoint", run, "--data", out, "--shoes", shots, "--prompts",
+                            shots / "prompts.jsonl", "--out", report, "--clip-model", clip, "--cache-dir", tmp_path / "cache",
+                            "--steps", "2", "--compare", *FAST)  # fmt: skip
+    assert code == 0, stdout + err
+    assert "## ShoeModel Table 3 — 2k shoe test set" in stdout and "| ShoeModel |" in stdout
+    assert "| ShoeModel (paper) | 22.54 |" in stdout and "worn-shoe" not in stdout
+
+    gen = json.loads((report / "generated" / "shoemodel" / "generation.json").read_text())
+    assert gen["protocol"] == "shoes" and gen["ids"] == [f.stem for f in files]
+    assert gen["prompts"] == ["a runner in shoe 0", "a runner in shoe 1"]
+    for f in files:
+        shot = np.asarray(Image.open(f))
+        made = np.asarray(Image.open(report / "generated" / "shoemodel" / f.name).convert("RGB"))
+        assert made.shape[:2] == shot.shape[:2] and shot.shape[0] == shot.shape[1]  # at the product shot's (square) size
+        shoe_px = shot[..., 3] >= 128
+        assert shoe_px.any() and (shot[~shoe_px, :3] == 255).all()  # a shoe on white
+        # Backfill keeps the visible shoe pixels: most shoe pixels of the product shot are in the output unchanged.
+        assert (made[shoe_px] == shot[shoe_px, :3]).all(axis=1).mean() > 0.5
+    t3 = json.loads((report / "shoemodel-table3.json").read_text())
+    (row,) = t3["rows"]
+    assert row["method"] == "ShoeModel" and row["settings"]["n"] == 2 and row["details"]["n_real"] == 2
+    assert any("shoe-only images" in n for n in t3["notes"])
+    assert json.loads((report / "report.json").read_text())["protocol"] == "shoes"
+
+    # Prompts must name the images there; a folder of one image is too few for FID.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"file": "nope.png", "caption": "x"}) + "\n")
+    base = ("eval", "shoemodel", "--checkpoint", run, "--data", out, "--out", tmp_path / "r2", "--clip-model", clip)
+    fails(*base, "--shoes", shots, "--prompts", bad, match="image(s) in")
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / files[0].name).write_bytes(files[0].read_bytes())
+    fails(*base, "--shoes", one, match="FID and KID need at least 2 shoe images")
+    fails(*base, "--prompts", bad, match="--prompts gives the prompts of the --shoes images")
+
+
+def with_wear_source(out: Path, dest: Path, source: str) -> Path:
+    """A copy of ``out``'s test split whose wear labels claim to come from ``source``."""
+    from hoiforge.eval.scoring import iter_split_samples
+
+    (dest / "shards").mkdir(parents=True)
+    with tarfile.open(dest / "shards" / "test-000000.tar", "w") as tar:
+        for key, members in iter_split_samples(out, "test"):
+            ann = json.loads(members["json"])
+            ann["wear"]["source"] = source
+            for ext, data in {**members, "json": json.dumps(ann).encode()}.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    (dest / "index.test.json").write_text((out / "index.test.json").read_text())
+    return dest
+
+
+@pytest.mark.slow
+def test_eval_shoemodel_table5_refuses_bootstrap_labels(shoe, clip, tmp_path):
+    out, run = shoe
+    boot = with_wear_source(out, tmp_path / "boot", "bootstrap")
+    report = tmp_path / "report"
+    args = ["eval", "shoemodel", "--checkpoint", run, "--data", boot, "--out", report, "--clip-model", clip,
+            "--cache-dir", tmp_path / "cache", "--steps", "1", *FAST]  # fmt: skip
+    fails(*args, match="Table 5: 2 of 2 test samples carry bootstrap wear labels")
+    err = fails(*args, match="`hoiforge wear check`")
+    assert "--allow-bootstrap" in err and not (report / "generated").exists()
+    code, stdout, err = cli(*args, "--allow-bootstrap")
+    assert code == 0, stdout + err
+    t5 = json.loads((report / "shoemodel-table5.json").read_text())
+    assert "bootstrap wear labels" in t5["title"] and "not the paper's measure" in t5["title"]
+    assert t5["rows"][0]["model"] == "WD (3 classes, bootstrap wear labels)"
+    assert "## ShoeModel Table 5 — WD module against bootstrap wear labels" in stdout
+
+
+def test_product_shot_puts_the_shoe_pair_on_white(tmp_path):
+    from hoiforge.eval.product_shots import product_shot
+
+    rgba = np.zeros((40, 60, 4), np.uint8)
+    rgba[10:20, 5:25] = (200, 30, 30, 255)  # a 20 x 10 shoe pair
+    rgba[10, 5, 3] = 100  # a faint edge pixel: not shoe
+    shot = product_shot(rgba, margin=0.25)
+    assert shot.shape == (30, 30, 4)  # the longer side 20 grown by 25 % on each side
+    shoe_px = shot[..., 3] == 255
+    assert shoe_px.sum() == 20 * 10 - 1 and (shot[shoe_px, :3] == (200, 30, 30)).all()
+    assert (shot[~shoe_px] == (255, 255, 255, 0)).all()
+    ys, xs = np.nonzero(shoe_px)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (10, 19, 5, 24)  # centred: (30 - 10) / 2, (30 - 20) / 2
+    assert product_shot(np.zeros((8, 8, 4), np.uint8)) is None
 
 
 def test_generation_batches_hold_conditions_of_one_output_size(tmp_path):

@@ -2,7 +2,8 @@
 
 hoiforge eval metrics --real DIR --fake DIR [--captions CAPTIONS.jsonl] [--json]
 hoiforge eval virtualmodel --checkpoint RUN --data OUT [--n N] [--ablations] --out REPORT_DIR
-hoiforge eval shoemodel --checkpoint RUN --data OUT --out REPORT_DIR
+hoiforge eval shoemodel --checkpoint RUN --data OUT --shoes DIR [--prompts P.jsonl] --out REPORT_DIR
+hoiforge eval product-shots --data OUT --out DIR
 
 ``--real`` may also be a features ``.npz`` a previous run cached (its path is printed). With
 ``--json`` the last line of stdout is one JSON object: ``fid``, ``kid``, ``kid_std``, ``n_real``,
@@ -210,6 +211,21 @@ def shoemodel_command(
     checkpoint: Checkpoint,
     data: Data,
     out: Report,
+    shoes: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--shoes", help="folder of shoe-only images (the paper's Table 3 protocol); without it: worn-shoe input, no --compare"
+        ),
+    ] = None,
+    prompts: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--prompts", help='JSON Lines, one {"file": NAME, "caption": PROMPT} per --shoes image (default: OUT\'s test captions)'
+        ),
+    ] = None,
+    allow_bootstrap: Annotated[
+        bool, typer.Option("--allow-bootstrap", help="score Table 5 against bootstrap wear labels (no wearable class); titled so")
+    ] = False,
     n: N = None,
     seed: Seed = 0,
     steps: Annotated[Optional[int], typer.Option("--steps", help="DDIM steps of SW (default: the run's, 30)")] = None,
@@ -222,13 +238,16 @@ def shoemodel_command(
     device: Device = None,
     progress: Progress = True,
 ) -> None:
-    """ShoeModel Table 3 (FID, KID, CLIP of the whole system) and Table 5 (WD against the wear labels) on OUT's test split."""
+    """ShoeModel Table 3 (FID, KID, CLIP of the whole system on --shoes images vs OUT's test photos) and Table 5 (WD vs wear labels)."""
     from hoiforge.eval.shoemodel_eval import Options, evaluate_shoemodel
 
     _logs()
     opts = Options(
         n=n,
         seed=seed,
+        shoes=str(shoes) if shoes else None,
+        prompts=str(prompts) if prompts else None,
+        allow_bootstrap=allow_bootstrap,
         steps=steps,
         cfg=cfg,
         compare=compare,
@@ -245,3 +264,21 @@ def shoemodel_command(
         _fail(str(e))
     typer.echo(doc["markdown"])
     err.print(f"report: {Path(out) / 'report.json'}", highlight=False, soft_wrap=True)
+
+
+@eval_app.command("product-shots")
+def product_shots_command(
+    data: Annotated[Path, typer.Option("--data", help="a shoe-leg build (hoiforge build --out OUT) whose samples hold shoe.png")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for <id>.png product shots and prompts.jsonl")],
+    split: Annotated[str, typer.Option("--split", help="which split's samples: test, train, ...")] = "test",
+    n: N = None,
+    margin: Annotated[float, typer.Option("--margin", help="white space around the shoe pair, a fraction of its longer side")] = 0.25,
+) -> None:
+    """Shoe-only product shots (the shoe pair on white, alpha kept) cut from a shoe-leg build: input for `eval shoemodel --shoes`."""
+    from hoiforge.eval.product_shots import write_product_shots
+
+    try:
+        made = write_product_shots(data, out, split, n, margin)
+    except HoiforgeError as e:
+        _fail(str(e))
+    typer.echo(f"{made} product shot(s) in {out}")
