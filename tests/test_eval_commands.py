@@ -18,6 +18,7 @@ from tests.eval_helpers import build_tiny_clip
 from tests.vm_shards import write_out as write_vm_out
 
 FAST = ["--fid-method", "eigh", "--no-progress"]
+EMBEDDED = ["--pose-estimator", "mediapipe", "--oer-segmenter", "embedded"]  # no paper-grade weights on a test machine
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tiny networks on a shared 2-core machine
@@ -147,6 +148,18 @@ def test_missing_clip_weights_fail_before_generation(vm_out, tmp_path, monkeypat
     assert not (report / "generated").exists()
 
 
+def test_paper_grade_estimators_are_the_default_and_missing_weights_fail_before_work(vm_out, clip, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOIFORGE_WEIGHTS", str(tmp_path / "no-weights"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "no-hf"))
+    report = tmp_path / "report"
+    err = fails("eval", "virtualmodel", "--checkpoint", fake_vm_run(tmp_path / "run"), "--data", vm_out, "--out", report,
+                "--clip-model", clip, match="the paper-grade estimators (--pose-estimator vitpose, --oer-segmenter sam) need weights")  # fmt: skip
+    joined = " ".join(err.split())
+    assert "vitpose-h-wholebody, sam-vit-h" in joined and "hoiforge models fetch" in joined
+    assert "--pose-estimator mediapipe --oer-segmenter embedded" in joined
+    assert not (report / "generated").exists()
+
+
 # -- end to end --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def vm_runs(vm_out, tmp_path_factory) -> dict[str, Path]:
@@ -166,14 +179,20 @@ def vm_runs(vm_out, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.slow
 def test_eval_virtualmodel_end_to_end(vm_runs, vm_out, clip, tmp_path):
+    from hoiforge.eval.scoring import iter_split_samples
+
     report = tmp_path / "report"
     args = ["eval", "virtualmodel", "--checkpoint", vm_runs["full"], "--data", vm_out, "--out", report, "--ablations",
             "--ablation-run", vm_runs["wo-cb"], "--steps", "2", "--seed", "5", "--clip-model", clip,
-            "--cache-dir", tmp_path / "cache", "--compare", *FAST]  # fmt: skip
+            "--cache-dir", tmp_path / "cache", *EMBEDDED, *FAST]  # fmt: skip
+    fails(*args, "--compare", match="--compare needs the paper-grade estimators: --pose-estimator mediapipe and --oer-segmenter")
+    assert not (report / "generated").exists()
     code, out, err = cli(*args)
     assert code == 0, out + err
     assert "UNTRAINED" in err and "VirtualModel: 3 image(s) generated" in err and "w/o CB: 3 image(s) generated" in err
-    assert "| VirtualModel | OHG |" in out and "| VirtualModel (paper) | OHG | 18.37 |" in out and "| w/o CB |" in out
+    tag = "[embedded estimators, not the paper's]"
+    assert f"| VirtualModel {tag} | OHG |" in out and f"| w/o CB {tag} |" in out and "(paper)" not in out
+    assert "## VirtualModel Table 1 — HoIHuman-5k test set — embedded estimators, not the paper's" in out
 
     real = sorted(p.stem for p in (report / "real").iterdir())
     assert len(real) == 3
@@ -183,10 +202,11 @@ def test_eval_virtualmodel_end_to_end(vm_runs, vm_out, clip, tmp_path):
         for p in folder.glob("*.png"):
             assert min(Image.open(p).size) == 64  # the tiny run's resolution, the photo's aspect
         gen = json.loads((folder / "generation.json").read_text())
-        assert (gen["steps"], gen["cfg"], gen["size"], gen["seed"], gen["ids"]) == (2, 7.0, 64, "5 + sample position", gen["ids"])
+        assert (gen["steps"], gen["cfg"], gen["size"], gen["seed"]) == (2, 7.0, 64, "5 + sample position")
+        assert gen["ids"] == [sid for sid, _ in iter_split_samples(vm_out, "test")]  # every test sample, in shard order
+        assert sorted(gen["ids"]) == real and gen["product"].startswith("products[0]")
 
     # Content Backfill: inside m every generated pixel is the product's (the photo at the output size).
-    from hoiforge.eval.scoring import iter_split_samples
     from hoiforge.eval.virtualmodel_eval import condition_at, read_condition
 
     sid, members = next(iter_split_samples(vm_out, "test"))
@@ -197,18 +217,19 @@ def test_eval_virtualmodel_end_to_end(vm_runs, vm_out, clip, tmp_path):
 
     t1 = json.loads((report / "virtualmodel-table1.json").read_text())
     (row,) = t1["rows"]
-    assert row["method"] == "VirtualModel" and row["task"] == "OHG"
+    assert row["method"] == f"VirtualModel {tag}" and row["task"] == "OHG"
     assert set(row["metrics"]) == {"fid", "kid_x1k", "clip", "ap", "ar", "oer_pct"}
     assert row["metrics"]["fid"] > 0 and 0 <= row["metrics"]["clip"] <= 100 and 0 <= row["metrics"]["ap"] <= 100
     assert row["settings"] == {"sampler": "DDIM", "steps": 2, "cfg": 7.0, "resolution": "short side 64", "seed": 5, "n": 3}
     assert row["details"]["n_real"] == row["details"]["n_fake"] == 3 and "wholebody" in row["details"]["pose"]
-    assert row["details"]["oer_n"] == 3  # every test sample has a product mask
-    assert any("untrained" in n for n in t1["notes"])
+    assert row["details"]["oer_n"] == 3  # one product per test sample (products[0]), each scored on its own
+    assert any("untrained" in n for n in t1["notes"]) and any("Embedded estimators" in n for n in t1["notes"])
+    assert any("one product per sample as in training (products[0]" in n for n in t1["notes"])
     csv_head = (report / "virtualmodel-table1.csv").read_text().splitlines()[0]
     assert "fid" in csv_head and "steps" in csv_head and "seed" in csv_head
 
     t4 = json.loads((report / "virtualmodel-table4.json").read_text())
-    assert [r["variant"] for r in t4["rows"]] == ["VirtualModel", "w/o CB"]
+    assert [r["variant"] for r in t4["rows"]] == [f"VirtualModel {tag}", f"w/o CB {tag}"]
     assert set(t4["rows"][1]["metrics"]) == {"ap", "ar", "oer_pct"}
     assert any(n.startswith("w/o IB: not evaluated") for n in t4["notes"]) and not any(n.startswith("w/o CB: not") for n in t4["notes"])
     doc = json.loads((report / "report.json").read_text())
@@ -225,7 +246,7 @@ def test_eval_virtualmodel_end_to_end(vm_runs, vm_out, clip, tmp_path):
 def test_eval_virtualmodel_without_ablations_writes_table1_only(vm_runs, vm_out, clip, tmp_path):
     report = tmp_path / "report"
     code, out, err = cli("eval", "virtualmodel", "--checkpoint", vm_runs["full"], "--data", vm_out, "--out", report, "--n", "2",
-                         "--steps", "1", "--clip-model", clip, "--cache-dir", tmp_path / "cache", *FAST)  # fmt: skip
+                         "--steps", "1", "--clip-model", clip, "--cache-dir", tmp_path / "cache", *EMBEDDED, *FAST)  # fmt: skip
     assert code == 0, out + err
     assert (report / "virtualmodel-table1.md").is_file() and not (report / "virtualmodel-table4.md").exists()
     assert len(list((report / "generated" / "virtualmodel").glob("*.png"))) == 2

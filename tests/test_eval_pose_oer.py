@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hoiforge.metrics.oer import generated_product_masks, mask_box, oer, oer_scores
+from hoiforge.metrics.oer import generated_product_masks, mask_box, oer, oer_scores, product_oer
 from hoiforge.metrics.pose import EVAL_PARTS, PersonPose, estimate_poses, pose_ap
 
 DATA = Path(__file__).parent / "data"
@@ -135,7 +135,7 @@ def test_generated_product_masks_use_the_products_segmenter():
     pytest.importorskip("mediapipe")
     rgb = np.asarray(Image.open(DATA / "coffee.png").convert("RGB"))
     m = np.asarray(Image.open(DATA / "coffee_cup_mask.png").convert("L")) > 127
-    (M,) = generated_product_masks([rgb], boxes=[[mask_box(m, 1.1)]], segmenter="embedded")
+    ((M,),) = generated_product_masks([rgb], boxes=[[mask_box(m, 1.1)]], segmenter="embedded")
     assert M.shape == m.shape and M.dtype == bool and M.any()
     # The real cup segmented on the real photo stays close to the traced mask; a bigger product would not.
     assert oer(M, m) < 0.3
@@ -143,3 +143,29 @@ def test_generated_product_masks_use_the_products_segmenter():
     ys, xs = np.nonzero(m)
     smaller[ys.min() + 40 : ys.max() - 40, xs.min() + 40 : xs.max() - 40] = m[ys.min() + 40 : ys.max() - 40, xs.min() + 40 : xs.max() - 40]
     assert oer(M, smaller) > oer(M, m) + 0.2
+
+
+def test_oer_is_per_product_and_averaged_not_on_the_union():
+    a, b = square(40, 5, 5, 10), square(40, 15, 5, 10)  # two products side by side
+    drawn_a = a.copy()
+    drawn_a[15:19, 5:15] = True  # product A drawn spilling 4 rows (40 px) into B's place
+    per_product = oer_scores([drawn_a, b], [a, b])
+    assert per_product.per_image == [pytest.approx(0.4), 0.0] and per_product.mean == pytest.approx(0.2) and per_product.n == 2
+    union = oer(drawn_a | b, a | b)  # on the union the spill lands inside m and vanishes
+    assert union == 0.0
+
+
+def test_product_oer_segments_each_product_on_its_own_box():
+    pytest.importorskip("mediapipe")
+    rgb = np.asarray(Image.open(DATA / "coffee.png").convert("RGB"))
+    cup = np.asarray(Image.open(DATA / "coffee_cup_mask.png").convert("L")) > 127
+    ys, xs = np.nonzero(cup)
+    other = np.zeros_like(cup)  # a second product: a patch of the table left of the cup
+    other[ys.max() - 60 : ys.max() - 20, 10:70] = True
+    result = product_oer([rgb], [[cup, other, np.zeros_like(cup)]], box_scale=1.1, segmenter="embedded")
+    ((m_cup, m_other),) = generated_product_masks([rgb], boxes=[[mask_box(cup, 1.1), mask_box(other, 1.1)]], segmenter="embedded")
+    # GrabCut's colour models start from a random draw: the same box gives masks a few pixels apart.
+    want = [oer(m_cup, cup), oer(m_other, other)]
+    assert result.per_image[:2] == [pytest.approx(v, abs=0.02) for v in want]
+    assert math.isnan(result.per_image[2]) and (result.n, result.n_empty) == (2, 1)
+    assert result.mean == pytest.approx(sum(result.per_image[:2]) / 2) and 0 < result.mean < 0.3

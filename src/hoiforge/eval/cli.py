@@ -163,8 +163,13 @@ def virtualmodel_command(
     seed: Seed = 0,
     size: Annotated[Optional[int], typer.Option("--size", help="output short side, multiple of 8 (default: the run's resolution)")] = None,
     batch: Annotated[int, typer.Option("--batch", help="conditions of one output size generated together")] = 8,
-    pose_estimator: Annotated[str, typer.Option("--pose-estimator", help="pose backend run on the generated images (AP/AR)")] = "mediapipe",
-    oer_segmenter: Annotated[str, typer.Option("--oer-segmenter", help="box segmenter for OER's M: embedded | sam | hf-sam")] = "embedded",
+    pose_estimator: Annotated[
+        str,
+        typer.Option("--pose-estimator", help="pose backend run on the generated images (AP/AR): vitpose (paper-grade) | rtmw | mediapipe"),
+    ] = "vitpose",
+    oer_segmenter: Annotated[
+        str, typer.Option("--oer-segmenter", help="box segmenter for OER's M: sam (the paper's) | hf-sam | embedded (GrabCut)")
+    ] = "sam",
     oer_box_scale: Annotated[
         float, typer.Option("--oer-box-scale", min=1.0, help="the box of m grown this much prompts the segmenter")
     ] = 1.1,

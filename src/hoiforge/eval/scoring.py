@@ -31,7 +31,7 @@ from hoiforge.errors import EvalError
 from hoiforge.eval.tables import GenerationSettings, ResultRow
 from hoiforge.metrics.image_folder import decode_image
 from hoiforge.metrics.image_metrics import ImageMetrics, image_metrics
-from hoiforge.metrics.oer import generated_product_masks, mask_box, oer_scores
+from hoiforge.metrics.oer import oer_of, product_oer
 from hoiforge.metrics.pose import PersonPose, estimate_poses, pose_ap
 from hoiforge.metrics.segmentation import segmentation_scores
 
@@ -83,13 +83,18 @@ class VirtualModelCondition:
     id: str
     caption: str
     persons: list[PersonPose]  # at the condition's size
-    product_mask: np.ndarray | None  # m: HxW bool at the condition's size (union of the products)
+    product_mask: np.ndarray | None  # m: HxW bool at the condition's size (mask.png: the union of the products)
     size: tuple[int, int]  # (height, width)
     product_labels: tuple[str, ...] = ()
 
     @property
     def file(self) -> str:
         return f"{self.id}.png"
+
+    @property
+    def product_masks(self) -> list[np.ndarray]:
+        """The products OER scores, one mask each (here the one mask m)."""
+        return [] if self.product_mask is None else [self.product_mask]
 
 
 def virtualmodel_condition(sample_id: str, members: dict[str, bytes]) -> VirtualModelCondition:
@@ -121,6 +126,16 @@ def scaled_to(cond: VirtualModelCondition, height: int, width: int) -> tuple[lis
     if mask is not None and mask.shape != (height, width):
         mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((width, height), Image.Resampling.NEAREST)) > 0
     return persons, mask
+
+
+def scaled_masks(cond, height: int, width: int) -> list[np.ndarray]:
+    """Each product mask of the condition (``cond.product_masks``) at a generated image's size."""
+    return [
+        m
+        if m.shape == (height, width)
+        else np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((width, height), Image.Resampling.NEAREST)) > 0
+        for m in cond.product_masks
+    ]
 
 
 def _check_generated(fake_dir: Path, conditions: list[VirtualModelCondition]) -> None:
@@ -160,42 +175,42 @@ def score_virtualmodel(
 
     ``pose_backend``: a PoseEstimator run on the generated images (top-down on the condition's
     boxes). ``segment_service``/``segment_backends``: the products segmenter for OER's M, prompted
-    with the box of m (grown ``oer_box_scale`` times). ``image_metric_options`` go to ``image_metrics``.
+    per product with the box of its m (grown ``oer_box_scale`` times); OER is averaged over the
+    products (``metrics.oer.product_oer``). ``image_metric_options`` go to ``image_metrics``.
     """
     fake_dir = Path(fake_dir)
     if not conditions:
         raise EvalError("no conditions to score")
     _check_generated(fake_dir, conditions)
     metrics: ImageMetrics = image_metrics(real, fake_dir, captions={c.file: c.caption for c in conditions}, **image_metric_options)
-    if segment_service is None and any(c.product_mask is not None for c in conditions):
+    if segment_service is None and any(c.product_masks for c in conditions):
         from hoiforge.models.segment_service import ProductSegmenter
 
         segment_service = ProductSegmenter(load_detector=False, **(segment_backends or {}))  # loaded once for all batches
     from hoiforge.eval.runs import tracked
 
-    gts, preds, sizes, gen_masks, given_masks = [], [], [], [], []
+    gts, preds, sizes, oer_values = [], [], [], []
     batches = -(-len(conditions) // batch_size)
     for chunk in tracked(
         _generated(fake_dir, conditions, batch_size), batches, "pose + OER batches", image_metric_options.get("progress", True)
     ):
-        images, boxes, oer_images, oer_boxes = [], [], [], []
+        images, boxes, oer_images, oer_given = [], [], [], []
         for cond, rgb in chunk:
             h, w = rgb.shape[:2]
-            persons, mask = scaled_to(cond, h, w)
+            persons, _ = scaled_to(cond, h, w)
             gts.append(persons)
             sizes.append((h, w))
             images.append(rgb)
             boxes.append([p.box for p in persons])
-            box = mask_box(mask, oer_box_scale) if mask is not None else None
-            if box is not None:
+            masks = scaled_masks(cond, h, w)
+            if masks:
                 oer_images.append(rgb)
-                oer_boxes.append([box])
-                given_masks.append(mask)
+                oer_given.append(masks)
         preds += estimate_poses(images, boxes, pose_backend)
         if oer_images:
-            gen_masks += generated_product_masks(oer_images, boxes=oer_boxes, service=segment_service)
+            oer_values += product_oer(oer_images, oer_given, oer_box_scale, service=segment_service).per_image
     pose = pose_ap(gts, preds, sizes)
-    oer = oer_scores(gen_masks, given_masks)
+    oer = oer_of(oer_values)
     doc = metrics.to_json()
     doc.update(
         ap=pose["wholebody"]["AP"],

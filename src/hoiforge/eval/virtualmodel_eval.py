@@ -1,8 +1,11 @@
 """``hoiforge eval virtualmodel``: generate on a build's test split with a trained run, score, write Table 1 (and 4).
 
 Per test sample (shard order, the first ``n``), the condition is what the paper's object-to-human
-task (OHG) gives the model, read from the sample: the product o = the photo's pixels inside m,
-m = the union of the sample's product masks (``products[].rle``, else ``mask.png``), the pose p
+task (OHG) gives the model, read from the sample: ONE product, as in training: ``products[0]``,
+the product the training sampler (``datasets.vm_sample``) takes when it draws without a random
+generator (in training it draws one product uniformly per iteration; a fixed one keeps the
+evaluation reproducible). The product o = the photo's pixels inside m, m = that product's whole
+mask (its ``rle``, else its pixels of ``mask.png``), the pose p
 drawn from the persons' 133 keypoints, the edges e and the close view v made from o and m by the
 pipeline (``VirtualModelPipeline``, as ``hoiforge generate virtualmodel`` does), and the caption.
 Everything is brought to the output size (the photo's aspect, short side ``size``, sides multiples
@@ -15,7 +18,14 @@ recorded with the settings).
 Scoring (``scoring.score_virtualmodel``): FID/KID against the same samples' real images (exported
 to ``REPORT/real/``) at the generation short side, CLIP score against the captions, whole-body
 AP/AR of the pose estimator run on the generated images against the conditioning keypoints, OER
-of the products segmenter's mask on the generated image against m.
+of the products segmenter's mask on the generated image (prompted with m's box) against m, per
+product, averaged over products.
+
+Estimators: the paper's are a whole-body pose estimator and "SAM segmentation"; the defaults are
+the paper-grade backends (``vitpose`` whole-body, ``sam``), their weights checked before any work
+(missing: one sentence naming the fetch command and the flags that pick the embedded ones).
+With an embedded backend (``mediapipe`` pose, ``embedded`` GrabCut M) the tables' titles and rows
+say so and ``--compare`` is refused.
 
 Ablations (Table 4) are separately trained models (a config with ``branches.content_branch``,
 ``identity_branch`` or ``close_view`` false): the run's own variant is one row, each
@@ -31,7 +41,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +64,11 @@ ABLATIONS = {
     "w/o C_v": "branches: {close_view: false}",
 }
 SLUGS = {"VirtualModel": "virtualmodel", "w/o CB": "wo-cb", "w/o IB": "wo-ib", "w/o C_v": "wo-cv"}
+# Backends that measure what the paper's AP/AR (a whole-body estimator) and OER (SAM) measure.
+PAPER_GRADE = {"pose-estimator": ("vitpose", "rtmw"), "box-segmenter": ("sam", "hf-sam")}
+EMBEDDED_FLAGS = "--pose-estimator mediapipe --oer-segmenter embedded"
+EMBEDDED = "embedded estimators, not the paper's"
+PRODUCT_RULE = "products[0], the product the training sampler takes without a random draw"
 
 
 def _has_products(m: Members) -> bool:
@@ -80,8 +95,8 @@ class Options:
     cfg: float | None = None  # default: the run's config (generate.cfg)
     seed: int = 0
     size: int | None = None  # output short side; default: the run's training resolution
-    pose_estimator: str = "mediapipe"
-    oer_segmenter: str = "embedded"
+    pose_estimator: str = "vitpose"  # the paper's kind: a whole-body estimator
+    oer_segmenter: str = "sam"  # the paper's "SAM segmentation"
     oer_box_scale: float = 1.1
     clip_model: str | None = None
     clip_truncation: str = "torchmetrics"
@@ -114,8 +129,8 @@ def _decode(data: bytes) -> np.ndarray:
 
 
 class Condition:
-    """A VirtualModelCondition (what ``scoring`` reads: id, file, caption, persons, size, product_mask) whose m is
-    held as COCO RLE and decoded when read: a test split's full-size masks would not fit in memory."""
+    """A VirtualModelCondition (what ``scoring`` reads: id, file, caption, persons, size, product_mask(s)) whose m (one
+    product's) is held as COCO RLE and decoded when read: a test split's full-size masks would not fit in memory."""
 
     def __init__(self, sid: str, ext: str, caption: str, persons: list[PersonPose], mask: np.ndarray, labels: tuple[str, ...]):
         from pycocotools import mask as mask_utils
@@ -134,9 +149,13 @@ class Condition:
 
         return mask_utils.decode(self._rle).astype(bool)
 
+    @property
+    def product_masks(self) -> list[np.ndarray]:
+        return [self.product_mask]
+
 
 def read_condition(sid: str, members: Members) -> Condition:
-    """The OHG condition of a test sample at the photo's size (m = the union of its products)."""
+    """The OHG condition of a test sample at the photo's size: one product (``products[0]``, see the module doc)."""
     from hoiforge.datasets.vm_sample import product_mask
 
     ann = annotation(members)
@@ -153,13 +172,10 @@ def read_condition(sid: str, members: Members) -> Condition:
         from hoiforge.datasets.masks import decode_mask
 
         instance_map = decode_mask(members["mask.png"])
-    mask = np.zeros((h, w), bool)
-    for i in range(len(ann["products"])):
-        pm = product_mask(ann, i, instance_map)
-        if pm.shape == mask.shape:
-            mask |= pm
-    labels = tuple(str(p.get("label", "")) for p in ann["products"])
-    return Condition(sid, ext, caption(members), persons, mask, labels)
+    mask = product_mask(ann, 0, instance_map)
+    if mask.shape != (h, w):  # a received mask of another size: no product pixels rather than a misplaced m
+        mask = np.zeros((h, w), bool)
+    return Condition(sid, ext, caption(members), persons, mask, (str(ann["products"][0].get("label", "")),))
 
 
 def condition_at(cond: Condition, photo: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -180,18 +196,69 @@ def condition_at(cond: Condition, photo: np.ndarray, size: int) -> tuple[np.ndar
 
 
 # -- the command -------------------------------------------------------------------------------
-def _checked_backend(task: str, name: str, flag: str):
-    """The registry backend ``name`` for ``task`` with default options, checked before any work;
-    a wrong name is an EvalError naming the command-line ``flag``."""
+def _backend(task: str, name: str, flag: str) -> tuple:
+    """(backend, options with its registry weights filled in, weight entries missing) for ``name``; a wrong name is an
+    EvalError naming the command-line ``flag``."""
+    from hoiforge.errors import BackendUnavailable
     from hoiforge.models import registry
+    from hoiforge.models.weights import resolve
 
     try:
         b = registry.backend(task, name)
-        typed = registry.validate_options(b, {})
-    except (KeyError, ValueError) as e:
+    except KeyError as e:
         raise EvalError(f"{flag}: {e.args[0]}") from None
-    registry.check(b, typed)
-    return b, typed
+    options, missing = {}, []
+    for option, marker in registry.weight_fields(b.load()).items():
+        try:
+            options[option] = str(resolve(marker.entry, marker.file))
+        except BackendUnavailable:
+            missing.append(marker.entry)
+    return b, options, missing
+
+
+def estimators(opts: Options) -> tuple:
+    """(pose backend instance, OER segmenter backends, whether both are paper-grade), checked before any work."""
+    from hoiforge.models import registry
+    from hoiforge.models.weights import fetch_command
+
+    embedded = embedded_choice(opts)
+    if embedded and opts.compare:
+        raise EvalError(
+            f"--compare needs the paper-grade estimators: {embedded} do not measure what the paper's AP/AR and OER do; "
+            "leave --pose-estimator and --oer-segmenter at their defaults (vitpose, sam)"
+        )
+    pose_b, pose_opts, pose_missing = _backend("pose-estimator", opts.pose_estimator, "--pose-estimator")
+    seg_b, seg_opts, seg_missing = _backend("box-segmenter", opts.oer_segmenter, "--oer-segmenter")
+    missing = list(dict.fromkeys(pose_missing + seg_missing))
+    if missing:
+        raise EvalError(
+            f"the paper-grade estimators (--pose-estimator {opts.pose_estimator}, --oer-segmenter {opts.oer_segmenter}) need weights "
+            f"not found: {', '.join(missing)}; get them with `{fetch_command(missing)}`, or pass {EMBEDDED_FLAGS} to score with "
+            "the embedded estimators (the tables then say so and --compare is refused)"
+        )
+    typed = {}
+    for b, options in ((pose_b, pose_opts), (seg_b, seg_opts)):
+        try:
+            typed[b.task] = registry.validate_options(b, options)
+        except ValueError as e:
+            raise EvalError(f"{b.name}: {e.args[0]}") from None
+        registry.check(b, typed[b.task])
+    pose = registry.instantiate(pose_b, typed["pose-estimator"])
+    segment_backends = {"segmenter": seg_b.name, "segmenter_options": seg_opts}
+    return pose, segment_backends, not embedded
+
+
+def embedded_choice(opts: Options) -> str | None:
+    """The embedded estimators chosen, in words (None when both are paper-grade)."""
+    chosen = [
+        f"{flag} {name}"
+        for task, flag, name in (
+            ("pose-estimator", "--pose-estimator", opts.pose_estimator),
+            ("box-segmenter", "--oer-segmenter", opts.oer_segmenter),
+        )
+        if name not in PAPER_GRADE[task]
+    ]
+    return " and ".join(chosen) or None
 
 
 def batches(conditions: list[Condition], folder: Path, size: int, batch: int) -> list[list[tuple[int, Condition]]]:
@@ -252,21 +319,26 @@ def generate(
     return made
 
 
-def evaluate_virtualmodel(
-    checkpoint: str | Path,
-    data: str | Path,
-    report: str | Path,
-    ablations: bool = False,
-    ablation_runs: list[str | Path] = (),
-    options: Options | None = None,
-    say: Callable[[str], None] = print,
-) -> dict:
-    """Generate, score and write the tables; returns the report document (also ``REPORT/report.json``)."""
+@dataclass
+class Plan:
+    """Everything the command checked before any model loads."""
+
+    variants: dict[str, Path]  # Table 4 variant -> its run
+    root: Path
+    report: Path
+    kept: list[str]
+    n_test_read: int
+    pose: object  # the pose backend, loaded
+    segment_backends: dict
+    embedded: str | None  # the embedded estimators chosen, in words; None = paper-grade
+    notes: list[str] = field(default_factory=list)
+
+
+def check_inputs(checkpoint, data, report, ablations: bool, ablation_runs, opts: Options) -> Plan:
+    """Every refusal of the command, before any image is generated."""
     from hoiforge.metrics.clip_score import resolve_clip
     from hoiforge.training.virtualmodel.config import load_config
-    from hoiforge.training.virtualmodel.generate import load_run
 
-    opts = options or Options()
     if ablation_runs and not ablations:
         raise EvalError("--ablation-run needs --ablations (Table 4 is written only with --ablations)")
     runs = [check_run(checkpoint, "virtualmodel"), *(check_run(r, "virtualmodel") for r in ablation_runs)]
@@ -285,135 +357,171 @@ def evaluate_virtualmodel(
     root = check_test_split(data, opts.n)
     kept, total, skipped = survey(root, opts.n, NEEDS, COMMAND)
     report_dir = prepare_report(report)
-    # Everything that can refuse to run refuses now, before any image is generated.
     resolve_clip(opts.clip_model)
-    _checked_backend("box-segmenter", opts.oer_segmenter, "--oer-segmenter")
-    from hoiforge.models import registry
+    pose, segment_backends, _ = estimators(opts)
+    return Plan(variants, root, report_dir, kept, total, pose, segment_backends, embedded_choice(opts), [f"{skipped}."] if skipped else [])
 
-    pose = registry.instantiate(*_checked_backend("pose-estimator", opts.pose_estimator, "--pose-estimator"))
 
-    # The real set (FID/KID) and the conditions, in one streamed pass over the kept samples.
-    real = report_dir / "real"
+def read_conditions(plan: Plan, n: int | None) -> tuple[list[Condition], Path]:
+    """The kept samples' conditions, and the real set (FID/KID) exported to ``REPORT/real``, in one streamed pass."""
+    real = plan.report / "real"
     real.mkdir(exist_ok=True)
-    kept_ids = set(kept)
+    kept_ids = set(plan.kept)
     for stale in real.iterdir():  # a previous evaluation of other samples
         if stale.is_file() and stale.stem not in kept_ids:
             stale.unlink()
     conditions = []
-    for sid, members in samples(root, opts.n, kept_ids):
+    for sid, members in samples(plan.root, n, kept_ids):
         cond = read_condition(sid, members)
         if not (real / f"{sid}.{cond.ext}").is_file():
             (real / f"{sid}.{cond.ext}").write_bytes(members[cond.ext])
         conditions.append(cond)
+    return conditions, real
 
-    notes = [f"{skipped}."] if skipped else []
-    untrained: dict[str, str] = {}  # variant -> its note
-    results = []
-    for variant, run in variants.items():
-        cfg, pipe = load_run(run)
-        if opts.device is not None:
-            on_device(pipe, opts.device)
-        size = opts.size or cfg.data.resolution
-        steps, guidance = opts.steps or cfg.generate.steps, cfg.generate.cfg if opts.cfg is None else opts.cfg
-        if cfg.untrained:
-            say(f"warning: {run} is config {cfg.name!r}: UNTRAINED random models, its images are noise and its numbers mean nothing")
-            untrained[variant] = f"{variant}: config {cfg.name!r} is untrained random models (a code-path check); the numbers mean nothing."
-        folder = report_dir / "generated" / slug(variant)
-        settings = {
-            "run": str(run.resolve()),
-            "config": cfg.name,
-            "architecture": cfg.architecture(),
-            "variant": variant,
-            "sampler": "DDIM",
-            "steps": steps,
-            "cfg": guidance,
-            "size": size,
-            "seed": seed_rule(opts.seed),
-            "batch": opts.gen_batch,  # batched convolutions round differently: part of what made the images
-            "ids": [c.id for c in conditions],
-        }
-        if folder.is_dir() and not settings_match(folder, settings):
-            for old in folder.glob("*.png"):
-                old.unlink()
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "generation.json").write_text(json.dumps(settings, indent=2))
-        timing: dict = {}
-        with timed(timing, "generate_s"):
-            made = generate(pipe, conditions, real, folder, size, steps, guidance, opts.seed, opts, variant)
-        del pipe
-        with timed(timing, "score_s"):
-            scores = score_virtualmodel(
-                folder,
-                real,
-                conditions,
-                pose_backend=pose,
-                segment_backends={"segmenter": opts.oer_segmenter},
-                oer_box_scale=opts.oer_box_scale,
-                batch_size=opts.batch_size,
-                resolution=size,
-                clip_model=opts.clip_model,
-                clip_truncation=opts.clip_truncation,
-                fid_method=opts.fid_method,
-                cache_dir=opts.cache_dir,
-                device=opts.device,
-                progress=opts.progress,
-            )
-        for w in scores.get("warnings", []):
-            say(f"warning: {w}")
-        gen = GenerationSettings("DDIM", steps, guidance, f"short side {size}", opts.seed, len(conditions))
-        results.append(
-            {
-                "variant": variant,
-                "run": str(run),
-                "generated": str(folder),
-                "images_made": made,
-                "settings": settings,
-                "timing": timing,
-                "scores": scores,
-                "gen": gen,
-            }
+
+def evaluate_variant(variant: str, run: Path, plan: Plan, conditions: list[Condition], real: Path, opts: Options, say) -> dict:
+    """Generate the variant's images (those missing) and score them: one result of Table 1 / Table 4."""
+    from hoiforge.training.virtualmodel.generate import load_run
+
+    cfg, pipe = load_run(run)
+    if opts.device is not None:
+        on_device(pipe, opts.device)
+    size = opts.size or cfg.data.resolution
+    steps, guidance = opts.steps or cfg.generate.steps, cfg.generate.cfg if opts.cfg is None else opts.cfg
+    untrained = None
+    if cfg.untrained:
+        say(f"warning: {run} is config {cfg.name!r}: UNTRAINED random models, its images are noise and its numbers mean nothing")
+        untrained = f"{variant}: config {cfg.name!r} is untrained random models (a code-path check); the numbers mean nothing."
+    folder = plan.report / "generated" / slug(variant)
+    settings = {
+        "run": str(run.resolve()),
+        "config": cfg.name,
+        "architecture": cfg.architecture(),
+        "variant": variant,
+        "sampler": "DDIM",
+        "steps": steps,
+        "cfg": guidance,
+        "size": size,
+        "seed": seed_rule(opts.seed),
+        "batch": opts.gen_batch,  # batched convolutions round differently: part of what made the images
+        "product": PRODUCT_RULE,
+        "ids": [c.id for c in conditions],
+    }
+    if folder.is_dir() and not settings_match(folder, settings):
+        for old in folder.glob("*.png"):
+            old.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "generation.json").write_text(json.dumps(settings, indent=2))
+    timing: dict = {}
+    with timed(timing, "generate_s"):
+        made = generate(pipe, conditions, real, folder, size, steps, guidance, opts.seed, opts, variant)
+    del pipe
+    with timed(timing, "score_s"):
+        scores = score_virtualmodel(
+            folder,
+            real,
+            conditions,
+            pose_backend=plan.pose,
+            segment_backends=plan.segment_backends,
+            oer_box_scale=opts.oer_box_scale,
+            batch_size=opts.batch_size,
+            resolution=size,
+            clip_model=opts.clip_model,
+            clip_truncation=opts.clip_truncation,
+            fid_method=opts.fid_method,
+            cache_dir=opts.cache_dir,
+            device=opts.device,
+            progress=opts.progress,
         )
-        say(f"{variant}: {made} image(s) generated in {timing['generate_s']:.1f} s, scored in {timing['score_s']:.1f} s")
+    for w in scores.get("warnings", []):
+        say(f"warning: {w}")
+    say(f"{variant}: {made} image(s) generated in {timing['generate_s']:.1f} s, scored in {timing['score_s']:.1f} s")
+    gen = GenerationSettings("DDIM", steps, guidance, f"short side {size}", opts.seed, len(conditions))
+    return {
+        "variant": variant,
+        "run": str(run),
+        "generated": str(folder),
+        "images_made": made,
+        "settings": settings,
+        "timing": timing,
+        "scores": scores,
+        "gen": gen,
+        "untrained": untrained,
+    }
 
-    notes.append(
-        f"Conditions: the first {len(conditions)} test samples of {data}; product o and mask m = the union of each sample's products; "
-        f"seed {opts.seed} + sample position; pose AP/AR with the {opts.pose_estimator!r} pose estimator; "
-        f"OER with the {opts.oer_segmenter!r} box segmenter on m's box grown {opts.oer_box_scale:g}x."
-    )
+
+def _spec(name: str, embedded: str | None):
+    """The table's spec, its title saying so when embedded estimators measured it."""
+    from dataclasses import replace
+
+    from hoiforge.eval.tables import spec_of
+
+    spec = spec_of(name)
+    return replace(spec, title=f"{spec.title} — {EMBEDDED} ({embedded})") if embedded else spec
+
+
+def write_report(plan: Plan, results: list[dict], data, ablations: bool, opts: Options, n: int) -> dict:
+    """Table 1 (the first run), Table 4 (every run, with --ablations), report.json; returns the report document."""
+    untrained = {r["variant"]: r["untrained"] for r in results if r["untrained"]}
+    notes = [
+        *plan.notes,
+        f"Conditions: the first {n} test samples of {data}; one product per sample as in training ({PRODUCT_RULE}): "
+        f"product o and mask m are that product's; seed {opts.seed} + sample position; pose AP/AR with the "
+        f"{opts.pose_estimator!r} pose estimator; OER per product with the {opts.oer_segmenter!r} box segmenter on m's box "
+        f"grown {opts.oer_box_scale:g}x, averaged over products.",
+    ]
+    if plan.embedded:
+        notes.append(f"{EMBEDDED.capitalize()} ({plan.embedded}): not the paper's whole-body estimator and SAM; not comparable.")
+    tag = f" [{EMBEDDED}]" if plan.embedded else ""
     first = results[0]
     t1_notes = [*([untrained[first["variant"]]] if first["variant"] in untrained else []), *notes]
-    t4_notes = [*untrained.values(), *notes]
-    label = "VirtualModel" if first["variant"] == "VirtualModel" else f"VirtualModel ({first['variant']})"
-    tables = {
-        "table1": write_table(
-            "virtualmodel-table1", [virtualmodel_row(label, first["scores"], first["gen"])], report_dir, opts.compare, t1_notes
-        )
-    }
-    shown = [table_markdown("virtualmodel-table1", [virtualmodel_row(label, first["scores"], first["gen"])], opts.compare, t1_notes)]
+    label = ("VirtualModel" if first["variant"] == "VirtualModel" else f"VirtualModel ({first['variant']})") + tag
+    specs = {"table1": (_spec("virtualmodel-table1", plan.embedded), [virtualmodel_row(label, first["scores"], first["gen"])], t1_notes)}
     if ablations:
-        rows = [table4_row(r) for r in results]
-        missing = [v for v in ABLATIONS if v not in variants]
+        missing = [v for v in ABLATIONS if v not in plan.variants]
+        t4_notes = [*untrained.values(), *notes]
         t4_notes += [
             f"{v}: not evaluated — it is a separately trained model (a run whose config sets {ABLATIONS[v]}); "
             "pass one with --ablation-run RUN. No branch is switched off at inference to stand in for it."
             for v in missing
         ]
-        tables["table4"] = write_table("virtualmodel-table4", rows, report_dir, opts.compare, t4_notes)
-        shown.append(table_markdown("virtualmodel-table4", rows, opts.compare, t4_notes))
+        specs["table4"] = (_spec("virtualmodel-table4", plan.embedded), [table4_row(r, tag) for r in results], t4_notes)
+    tables, shown = {}, []
+    for key, (spec, rows, table_notes) in specs.items():
+        tables[key] = write_table(spec, rows, plan.report, opts.compare, table_notes)
+        shown.append(table_markdown(spec, rows, opts.compare, table_notes))
     doc = {
         "command": COMMAND,
-        "checkpoint": str(runs[0]),
+        "checkpoint": str(next(iter(plan.variants.values()))),
         "data": str(data),
-        "n": len(conditions),
-        "n_test_read": total,
+        "n": n,
+        "n_test_read": plan.n_test_read,
+        "estimators": {"pose": opts.pose_estimator, "oer_segmenter": opts.oer_segmenter, "embedded": plan.embedded},
         "options": {k: v for k, v in asdict(opts).items() if k not in ("progress",)},
-        "variants": [{k: v for k, v in r.items() if k != "gen"} | {"generation": asdict(r["gen"])} for r in results],
+        "variants": [{k: v for k, v in r.items() if k not in ("gen", "untrained")} | {"generation": asdict(r["gen"])} for r in results],
         "tables": {k: {f: str(p) for f, p in v.items()} for k, v in tables.items()},
         "notes": [*untrained.values(), *notes],
     }
-    (report_dir / "report.json").write_text(json.dumps(finite(doc), indent=2, ensure_ascii=False) + "\n")
+    (plan.report / "report.json").write_text(json.dumps(finite(doc), indent=2, ensure_ascii=False) + "\n")
     doc["markdown"] = "\n".join(shown)
     return doc
+
+
+def evaluate_virtualmodel(
+    checkpoint: str | Path,
+    data: str | Path,
+    report: str | Path,
+    ablations: bool = False,
+    ablation_runs: list[str | Path] = (),
+    options: Options | None = None,
+    say: Callable[[str], None] = print,
+) -> dict:
+    """Check, read the conditions, generate and score each variant, write the tables; returns the report document."""
+    opts = options or Options()
+    plan = check_inputs(checkpoint, data, report, ablations, ablation_runs, opts)
+    conditions, real = read_conditions(plan, opts.n)
+    results = [evaluate_variant(v, run, plan, conditions, real, opts, say) for v, run in plan.variants.items()]
+    return write_report(plan, results, data, ablations, opts, len(conditions))
 
 
 def on_device(pipe, device: str) -> None:
@@ -435,7 +543,7 @@ def seed_rule(seed: int) -> str:
     return f"{seed} + sample position"
 
 
-def table4_row(result: dict) -> ResultRow:
-    row = virtualmodel_row(result["variant"], result["scores"], result["gen"])
+def table4_row(result: dict, tag: str = "") -> ResultRow:
+    row = virtualmodel_row(result["variant"] + tag, result["scores"], result["gen"])
     row.metrics = {k: row.metrics.get(k) for k in ("ap", "ar", "oer_pct")}
     return row

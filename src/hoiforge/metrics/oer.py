@@ -2,12 +2,14 @@
 
     OER = sum ReLU(M - m) / sum m
 
-m: the input product mask the generator was conditioned on; M: the product mask segmented on the
-generated image by the products stage's segmenter (``hoiforge.models.segment_service.segment``,
-the same code that built the training data). Pixels of M outside m count; a product drawn
-smaller than m does not. Masks are binary or soft in [0, 1], per image the union of the image's
-products. OER is per image; the set's value is the mean over images whose m is not empty (an
-empty m has no OER and is counted apart). Tables print it in percent.
+m: one input product's mask (the generator was conditioned on it); M: the mask the products
+stage's segmenter (``hoiforge.models.segment_service.segment``, the same code that built the
+training data) finds on the generated image inside that product's box (m's box, grown). Pixels
+of M outside m count; a product drawn smaller than m does not. Masks are binary or soft in
+[0, 1]. OER is per product, each product's M against its own m (not on the union of an image's
+products: a product spilling over another would vanish in the union); the set's value is the
+mean over products whose m is not empty (an empty m has no OER and is counted apart). Tables
+print it in percent.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def oer(generated: np.ndarray, given: np.ndarray) -> float:
 @dataclass
 class OERResult:
     mean: float  # fraction (x100 for the tables' %)
-    per_image: list[float] = field(repr=False)
+    per_image: list[float] = field(repr=False)  # per entry: one product
     n: int = 0
     n_empty: int = 0  # images whose input mask is empty: no OER
 
@@ -45,9 +47,13 @@ class OERResult:
 def oer_scores(generated: list[np.ndarray], given: list[np.ndarray]) -> OERResult:
     if len(generated) != len(given):
         raise ValueError(f"{len(generated)} generated masks for {len(given)} input masks")
-    values = [oer(M, m) for M, m in zip(generated, given, strict=True)]
+    return oer_of([oer(M, m) for M, m in zip(generated, given, strict=True)])
+
+
+def oer_of(values: list[float]) -> OERResult:
+    """The set's OER from per-product values (NaN = an empty m)."""
     defined = [v for v in values if not math.isnan(v)]
-    return OERResult(float(np.mean(defined)) if defined else math.nan, values, len(defined), len(values) - len(defined))
+    return OERResult(float(np.mean(defined)) if defined else math.nan, list(values), len(defined), len(values) - len(defined))
 
 
 def mask_box(mask: np.ndarray, scale: float = 1.0) -> tuple[float, float, float, float] | None:
@@ -67,15 +73,26 @@ def generated_product_masks(
     prompt: str | None = None,
     service=None,
     **backends,
-) -> list[np.ndarray]:
-    """M per generated image: the union of the products the segmenter finds (for ``boxes``, or for what ``prompt`` detects)."""
+) -> list[list[np.ndarray]]:
+    """M per product per generated image: the segmenter's mask for each of ``boxes`` (or each product ``prompt`` detects)."""
     from hoiforge.models.segment_service import segment
 
     per_image = segment(images, boxes=boxes, prompt=prompt, service=service, **backends)
-    out = []
-    for rgb, masks in zip(images, per_image, strict=True):
-        union = np.zeros(rgb.shape[:2], bool)
-        for mk in masks:
-            union |= np.asarray(mk, bool)
-        out.append(union)
-    return out
+    return [[np.asarray(mk, bool) for mk in masks] for masks in per_image]
+
+
+def product_oer(images: list[np.ndarray], given: list[list[np.ndarray]], box_scale: float = 1.0, service=None, **backends) -> OERResult:
+    """OER per product, averaged over products: ``given[i]`` are image i's product masks m (at its size), each
+    segmented on its own box grown ``box_scale`` times; an empty m has no OER (counted in ``n_empty``)."""
+    boxes = [[mask_box(m, box_scale) for m in masks] for masks in given]
+    asked = [(i, j) for i, per in enumerate(boxes) for j, b in enumerate(per) if b is not None]
+    found: dict[tuple[int, int], np.ndarray] = {}
+    todo = sorted({i for i, _ in asked})
+    if todo:
+        masks = generated_product_masks([images[i] for i in todo], boxes=[[b for b in boxes[i] if b is not None] for i in todo],
+                                        service=service, **backends)  # fmt: skip
+        for i, per in zip(todo, masks, strict=True):
+            for j, M in zip([j for k, j in asked if k == i], per, strict=True):
+                found[(i, j)] = M
+    generated = [found.get((i, j), np.zeros_like(m, bool)) for i, per in enumerate(given) for j, m in enumerate(per)]
+    return oer_scores(generated, [m for per in given for m in per])
