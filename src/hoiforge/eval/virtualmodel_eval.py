@@ -379,8 +379,8 @@ def read_conditions(plan: Plan, n: int | None) -> tuple[list[Condition], Path]:
     return conditions, real
 
 
-def evaluate_variant(variant: str, run: Path, plan: Plan, conditions: list[Condition], real: Path, opts: Options, say) -> dict:
-    """Generate the variant's images (those missing) and score them: one result of Table 1 / Table 4."""
+def generate_variant(variant: str, run: Path, plan: Plan, conditions: list[Condition], real: Path, opts: Options, say) -> dict:
+    """Generate the variant's images missing from its folder; returns the result so far (settings, images made, timing)."""
     from hoiforge.training.virtualmodel.generate import load_run
 
     cfg, pipe = load_run(run)
@@ -416,16 +416,24 @@ def evaluate_variant(variant: str, run: Path, plan: Plan, conditions: list[Condi
     with timed(timing, "generate_s"):
         made = generate(pipe, conditions, real, folder, size, steps, guidance, opts.seed, opts, variant)
     del pipe
+    gen = GenerationSettings("DDIM", steps, guidance, f"short side {size}", opts.seed, len(conditions))
+    return {"variant": variant, "run": str(run), "generated": str(folder), "images_made": made, "settings": settings,
+            "timing": timing, "gen": gen, "untrained": untrained}  # fmt: skip
+
+
+def score_variant(result: dict, plan: Plan, conditions: list[Condition], real: Path, opts: Options, say) -> dict:
+    """Table 1's numbers of the variant's images, added to its ``result``."""
+    timing = result["timing"]
     with timed(timing, "score_s"):
         scores = score_virtualmodel(
-            folder,
+            result["generated"],
             real,
             conditions,
             pose_backend=plan.pose,
             segment_backends=plan.segment_backends,
             oer_box_scale=opts.oer_box_scale,
             batch_size=opts.batch_size,
-            resolution=size,
+            resolution=result["settings"]["size"],
             clip_model=opts.clip_model,
             clip_truncation=opts.clip_truncation,
             fid_method=opts.fid_method,
@@ -435,19 +443,9 @@ def evaluate_variant(variant: str, run: Path, plan: Plan, conditions: list[Condi
         )
     for w in scores.get("warnings", []):
         say(f"warning: {w}")
+    made, variant = result["images_made"], result["variant"]
     say(f"{variant}: {made} image(s) generated in {timing['generate_s']:.1f} s, scored in {timing['score_s']:.1f} s")
-    gen = GenerationSettings("DDIM", steps, guidance, f"short side {size}", opts.seed, len(conditions))
-    return {
-        "variant": variant,
-        "run": str(run),
-        "generated": str(folder),
-        "images_made": made,
-        "settings": settings,
-        "timing": timing,
-        "scores": scores,
-        "gen": gen,
-        "untrained": untrained,
-    }
+    return {**result, "scores": scores}
 
 
 def _spec(name: str, embedded: str | None):
@@ -520,7 +518,10 @@ def evaluate_virtualmodel(
     opts = options or Options()
     plan = check_inputs(checkpoint, data, report, ablations, ablation_runs, opts)
     conditions, real = read_conditions(plan, opts.n)
-    results = [evaluate_variant(v, run, plan, conditions, real, opts, say) for v, run in plan.variants.items()]
+    results = [
+        score_variant(generate_variant(v, run, plan, conditions, real, opts, say), plan, conditions, real, opts, say)
+        for v, run in plan.variants.items()
+    ]
     return write_report(plan, results, data, ablations, opts, len(conditions))
 
 
