@@ -4,7 +4,9 @@
 6e-5, batch 16, 640x640; LpS phase 1 lr 5e-4, batch 240, 256x256; LpS phase 2 700k iterations,
 lr 1e-4, batch 4096, T = 25; SW 500k iterations, lr 1e-5, batch 128, random 512x512 crops,
 T = 1000) with pretrained weights read from a local path or the Hugging Face cache. What the
-paper does not state is marked "(ours)" where it is set.
+paper does not state is marked "(ours)" where it is set. Every ``train.batch_size`` is the paper's
+GLOBAL batch; ``per_device_batch`` is what one 80 GB GPU holds (``--dry-run``), and gradient
+accumulation follows from the processes launched (training/core/batch_plan.py).
 
 ``tiny`` builds every network at random from a small config of the same architecture: it runs
 on a CPU in seconds and learns nothing useful (tests, smoke runs). Every checkpoint records which
