@@ -188,3 +188,14 @@ def test_epochs_count_the_kept_training_samples(tmp_path):
     assert split_size([out]) == 5
     lps1 = shoe_config("paper").lps1.train
     assert lps1.steps(_train_samples([str(out)], lps1)) == math.ceil(180 * 5 / 240)
+
+
+def test_dry_run_input_errors_are_one_sentence():
+    for args, message in (
+        (("train", "virtualmodel", "--config", "sd15", "--dry-run", "--stage", "foo"), "--stage must be base or branches"),
+        (("train", "shoemodel", "--module", "sw", "--config", "paper", "--dry-run", "--gpu-memory", "lots"), "is not a size such as 80GB"),
+        (("train", "virtualmodel", "--config", "tiny", "--dry-run", "--world-size", "3"), "global batch 2 cannot be split over 3"),
+        (("train", "virtualmodel", "--config", "sd15"), "give --data OUT and --out RUN"),
+    ):
+        code, out = cli(*args)
+        assert code == 2 and message in out and "Traceback" not in out, out

@@ -72,10 +72,14 @@ def dry_run_world(world_size: Optional[int]) -> int:
     return world_size if world_size is not None else launched()
 
 
-def quiet_meta_builds() -> None:
-    """diffusers warns on every dtype cast of a meta-device model; the dry run casts on purpose."""
+def quiet_meta_builds(gpu_memory: str) -> None:
+    """Before the meta builds: a bad --gpu-memory fails first; diffusers' warning on every dtype cast of a
+    meta-device model is silenced (the dry run casts on purpose)."""
     from diffusers.utils import logging as diffusers_logging
 
+    from hoiforge.training.core.memory import parse_memory
+
+    parse_memory(gpu_memory)
     diffusers_logging.set_verbosity_error()
 
 
@@ -112,7 +116,9 @@ def train_virtualmodel_command(
         if dry_run:
             from hoiforge.training.virtualmodel import dry_run as D
 
-            quiet_meta_builds()
+            if stage not in (None, "base", "branches"):
+                fail(f"--stage must be base or branches, not {stage!r}")
+            quiet_meta_builds(gpu_memory)
             stages = (stage,) if stage else ("base", "branches")
             fits = print_dry_run(D.stage_plans(cfg, dry_run_world(world_size), stages), D.weights_note(cfg), gpu_memory)
             raise typer.Exit(0 if fits else 1)

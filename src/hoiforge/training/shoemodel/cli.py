@@ -63,7 +63,7 @@ def train_shoemodel(
 
             if module not in MODULES:
                 _fail(f"unknown module {module!r}: choose one of {', '.join(MODULES)}")
-            quiet_meta_builds()
+            quiet_meta_builds(gpu_memory)
             cfg = load_config(config)
             fits = print_dry_run([D.module_plan(cfg, module, dry_run_world(world_size))], D.weights_note(cfg, module), gpu_memory)
             raise typer.Exit(0 if fits else 1)
