@@ -199,3 +199,18 @@ def test_dry_run_input_errors_are_one_sentence():
     ):
         code, out = cli(*args)
         assert code == 2 and message in out and "Traceback" not in out, out
+
+
+def test_activations_are_the_tensors_saved_for_backward():
+    """Linear -> ReLU -> Linear on 8 x 10: the first input (320 B) and the ReLU output (640 B, read by ReLU's and the
+    second Linear's backward, counted once); weights are not activations. Meta device and CPU agree."""
+    from torch import nn
+
+    from hoiforge.training.core.memory import parse_memory, saved_activation_bytes
+
+    for device in ("meta", "cpu"):
+        with torch.device(device):
+            m = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 5))
+            x = torch.zeros(8, 10)
+        assert saved_activation_bytes(lambda m=m, x=x: m(x), [m]) == 8 * 10 * 4 + 8 * 20 * 4
+    assert parse_memory("80GB") == parse_memory("80 GiB") == 80 * 2**30 and parse_memory("40960MB") == 40 * 2**30
