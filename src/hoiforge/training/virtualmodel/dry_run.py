@@ -36,7 +36,12 @@ def meta_components(cfg: VirtualModelConfig) -> Components:
 
     m = cfg.models
     if m.source == "random":
-        unet_cfg, vae_cfg, text_cfg, dino_cfg = m.unet, m.vae, {"vocab_size": 512, **(m.text_encoder or {})}, m.dino_config
+        unet_cfg, vae_cfg, text_cfg, dino_cfg = (
+            m.unet,
+            m.vae,
+            {"vocab_size": 514, "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1, **(m.text_encoder or {})},
+            m.dino_config,
+        )
     else:
         unet_cfg = _known(m.stable_diffusion, "models.stable_diffusion", {"stable-diffusion-v1-5": A.SD15_UNET})
         vae_cfg, text_cfg = A.SD15_VAE, A.SD15_TEXT
