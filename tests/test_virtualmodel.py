@@ -74,6 +74,64 @@ def test_untrained_branches_leave_the_base_unet_output_unchanged(tiny, ablation)
     assert not torch.allclose(moved, base)
 
 
+def test_branches_are_wired_as_supplement_10_says(tiny):
+    """F_H through zero-initialised 3x3 convs; F_IB/F_CB added on the INPUT of each transformer block of the output layers."""
+    from hoiforge.training.virtualmodel import unet_walk
+
+    cfg, comp = tiny
+    torch.manual_seed(0)
+    branches = VirtualModelBranches(comp.unet, comp.branch_spec(cfg))
+    attn_inputs = [a for b in comp.unet.up_blocks for a in (getattr(b, "attentions", None) or [])]
+    for branch in (branches.ib, branches.cb):
+        assert all(c.kernel_size == (3, 3) and not c.weight.any() and not c.bias.any() for c in branch.from_base)
+        assert len(branch.zero_convs) == len(attn_inputs) == len(unet_walk.output_attention_channels(comp.unet))
+        assert len(attn_inputs) < len(unet_walk.output_channels(comp.unet))  # the up level without attention gets nothing
+
+    seen: dict[str, list[torch.Tensor]] = {"base": [], "wired": []}
+    key = ["base"]
+    hooks = [a.register_forward_pre_hook(lambda m, args, kw: seen[key[0]].append(args[0].clone()), with_kwargs=True) for a in attn_inputs]
+    x, t, text = torch.randn(2, 4, 8, 8), torch.tensor([3, 700]), torch.randn(2, 77, 32)
+    conds = conditions(2, 64, branches.spec.view_tokens, branches.spec.view_dim)
+    try:
+        with torch.no_grad():
+            comp.unet(x, t, text)
+            key[0] = "wired"
+            branches.ib.zero_convs[0].bias.fill_(0.25)
+            predict_noise(comp.unet, branches, x, t, text, **conds)
+    finally:
+        for h in hooks:
+            h.remove()
+    # The first output transformer block sees exactly the base's input + the IB's constant 0.25.
+    assert torch.allclose(seen["wired"][0], seen["base"][0] + 0.25, atol=1e-6)
+
+
+def test_branches_under_gradient_checkpointing_match_without(tiny):
+    """The walk is not a forward hook: re-running blocks under checkpointing adds each branch feature once."""
+    cfg, comp = tiny
+    unet = type(comp.unet).from_config(comp.unet.config)
+    unet.load_state_dict(comp.unet.state_dict())
+    torch.manual_seed(0)
+    branches = VirtualModelBranches(unet, comp.branch_spec(cfg))
+    with torch.no_grad():
+        for conv in (*branches.ib.zero_convs, *branches.ib.from_base):
+            conv.weight.normal_(0, 0.02)
+    x, t, text = torch.randn(2, 4, 8, 8), torch.tensor([3, 700]), torch.randn(2, 77, 32)
+    conds = conditions(2, 64, branches.spec.view_tokens, branches.spec.view_dim)
+
+    def grads():
+        branches.zero_grad()
+        predict_noise(unet, branches, x, t, text, **conds).square().mean().backward()
+        return [p.grad.clone() for p in branches.parameters() if p.grad is not None]
+
+    branches.train()
+    plain = grads()
+    branches.enable_gradient_checkpointing()
+    unet.enable_gradient_checkpointing()
+    checkpointed = grads()
+    assert len(plain) == len(checkpointed) > 0
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, checkpointed, strict=True))
+
+
 def test_branch_width_is_40_percent_and_ib_has_a_second_cross_attention(tiny):
     cfg, comp = tiny
     branches = VirtualModelBranches(comp.unet, comp.branch_spec(cfg))
@@ -121,7 +179,8 @@ def fixed_batches(data: Path, cfg, stage: str, n: int = 3):
 
 
 def quiet(cfg, **training):
-    t = cfg.training.model_copy(update={"validate_every": None, "checkpoint_every": 1, **training})
+    stages = {s: getattr(cfg.training, s).model_copy(update={"validate_every": None, "checkpoint_every": 1}) for s in ("base", "branches")}
+    t = cfg.training.model_copy(update={**stages, **training})
     return cfg.model_copy(update={"training": t})
 
 
@@ -159,7 +218,7 @@ def test_loss_falls_when_overfitting_one_batch(tmp_path, data):
         from hoiforge.training.virtualmodel.components import noise_scheduler
 
         trainer.noise = noise_scheduler(trainer.components)
-        torch.manual_seed(cfg.training.seed)
+        torch.manual_seed(cfg.training.branches.seed)
         trainer.branches = VirtualModelBranches(trainer.components.unet, trainer.components.branch_spec(cfg))
         before.append(held_out_loss())
         return original(stage, max_steps, resume)
@@ -271,9 +330,9 @@ def test_one_line_errors(trained_run, product, data, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     fails("train", "virtualmodel", "--data", empty, "--out", tmp_path / "r1", match="no kept train samples")
-    no_edges = tmp_path / "no-edges"
-    write_out(no_edges, 2, drop=("edge.png",))
-    fails("train", "virtualmodel", "--data", no_edges, "--out", tmp_path / "r2", "--stage", "branches", match="`edges` stage writes it")
+    no_masks = tmp_path / "no-masks"
+    write_out(no_masks, 2, drop=("mask.png",))
+    fails("train", "virtualmodel", "--data", no_masks, "--out", tmp_path / "r2", "--stage", "branches", match="`products` stage writes it")
     yaml_path = tmp_path / "wide.yaml"
     yaml_path.write_text(cfg.model_copy(update={"branches": cfg.branches.model_copy(update={"channel_fraction": 0.5})}).to_yaml())
     fails(

@@ -189,11 +189,12 @@ def test_clear_errors_for_outputs_that_cannot_feed_the_trainer(tmp_path):
     with pytest.raises(ShardDataError, match="lists no kept samples"):
         vm_loader([zero], SPEC, batch_size=1, workers=0)
 
-    cases = {("edge.png",): "'edge.png'.*`edges` stage", ("txt",): None, ("mask.png",): "'mask.png'.*`products` stage"}
+    # edge.png is not needed: e is computed from the crop (test_edges_are_computed_from_the_crop_as_generation_does).
+    cases = {("edge.png",): None, ("txt",): None, ("mask.png",): "'mask.png'.*`products` stage"}
     for drop, pattern in cases.items():
         out = tmp_path / f"no-{drop[0]}"
         write_out(out, 2, drop=drop)
-        if pattern is None:  # the caption is also in the json: the txt member is not needed
+        if pattern is None:  # the caption is also in the json: the txt member is not needed; edges come from the crop
             vm_loader([out], SPEC, batch_size=1, workers=0)
             continue
         with pytest.raises(ShardDataError, match=pattern):
@@ -288,3 +289,24 @@ def test_rle_mask_to_uint8_in_row_order_is_exact():
     for m in (decoded, mask):
         out = mask_u8(m)
         assert out.flags.c_contiguous and out.dtype == np.uint8 and np.array_equal(out, mask.astype(np.uint8) * 255)
+
+
+def test_edges_are_computed_from_the_crop_as_generation_does(tmp_path):
+    """e at training resolution: Canny 75/100 of the crop inside m, equal to what generation computes from the same pixels."""
+    from hoiforge.training.virtualmodel.pipeline import product_conditions
+
+    out = tmp_path / "out"
+    write_out(out, 2, sizes=((640, 480), (480, 640)), drop=("edge.png",))
+    for url in shard_urls(out):
+        raw = first_sample(url)
+        s = SampleDecoder(SampleSpec(resolution=128, view_size=32))(raw, np.random.default_rng(0))
+        generated = product_conditions(s["image"], s["mask"], 32)
+        assert np.array_equal(s["edges"], generated["edges"])
+        assert s["edges"].any() and set(np.unique(s["edges"])) <= {0, 255}  # 1-px lines at full strength, not shrunk to grey
+        assert not s["edges"][s["mask"] == 0].any()
+    # The build's edge.png at source size, shrunk as the loader once did, leaves faint lines: what this replaced.
+    big = tmp_path / "big"
+    write_out(big, 1, sizes=((640, 480),))
+    member = cv2.imdecode(np.frombuffer(first_sample(shard_urls(big)[0])["edge.png"], np.uint8), cv2.IMREAD_GRAYSCALE)
+    shrunk = cv2.resize(member, (160, 120), interpolation=cv2.INTER_AREA)
+    assert 0 < shrunk[shrunk > 0].mean() < 128

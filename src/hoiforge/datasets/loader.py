@@ -57,6 +57,16 @@ def shard_urls(out: str | Path, split: str = "train") -> list[str]:
     return urls
 
 
+def split_size(outs: list[str | Path], split: str = "train") -> int:
+    """Kept samples of ``split`` over build outputs, from their index (what an ``epochs`` setting counts)."""
+    total = 0
+    for out in outs:
+        shard_urls(out, split)  # the same checks and errors as the loader
+        shards = json.loads((Path(out) / f"index.{split}.json").read_text()).get("shardlist", [])
+        total += sum(max(0, int(s.get("nsamples", 0))) for s in shards)
+    return total
+
+
 def first_sample(url: str) -> dict[str, Any]:
     """Members (by extension) of a shard's first sample."""
     sample: dict[str, Any] = {}

@@ -7,7 +7,10 @@ resize crops at exactly offset / 8. Image, pose, edges, mask and keypoints go th
 resize and crop.
 
 Per sample and per iteration one product is picked at random: its whole mask m (from its RLE in
-the json when present, else ``mask.png == mask_index``), its edges e inside m, its close view v
+the json when present, else ``mask.png == mask_index``), its edges e (Canny 75/100 of the crop at
+training resolution, inside m: what generation computes from the product at output size, so the
+model sees 1-px edges at 255 in both; the build's ``edge.png`` at source resolution would shrink
+to faint grey lines), its close view v
 (a tile of ``views.jpg`` when present, else the square ``close_view`` box cropped from the image
 with white padding). Stage 1 (``humans``) instead crops one person's square close view.
 
@@ -36,7 +39,6 @@ from hoiforge.errors import HoiforgeError
 # Which stage writes each member a config may need (for the error that names it).
 WRITTEN_BY = {
     "pose.png": "pose",
-    "edge.png": "edges",
     "mask.png": "products",
     "txt": "caption",
     "latent.npy": "precompute",
@@ -44,6 +46,7 @@ WRITTEN_BY = {
     "dino.npy": "precompute",
 }
 WHITE = (255, 255, 255)
+CANNY_LOW, CANNY_HIGH = 75, 100  # the paper's thresholds for e (the edges stage's defaults)
 
 
 class ShardDataError(HoiforgeError):
@@ -71,15 +74,24 @@ class SampleSpec:
         need = ["mask.png", "txt"]
         if self.pose:
             need.append("pose.png")
-        if self.edges:
-            need.append("edge.png")
-        return need
+        return need  # edges are computed from the crop (product_edges)
 
 
 def training_size(width: int, height: int, short: int) -> tuple[int, int]:
     """(W, H): short side ``short``, aspect kept, each side rounded to a multiple of 8 — the precompute
     stage's rule, so a precomputed latent crops exactly (one function for both sides)."""
     return latent_image_size(width, height, short)
+
+
+def canny(rgb: np.ndarray, low: int = CANNY_LOW, high: int = CANNY_HIGH) -> np.ndarray:
+    """Canny edges (uint8 0/255) of an RGB image: the one edge detector of the build, training and generation."""
+    return cv2.Canny(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), low, high)
+
+
+def product_edges(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """VirtualModel's e: Canny 75/100 of ``rgb`` at the size the model sees, kept inside the product mask m.
+    The training loader calls it on the crop, generation on the product at output size."""
+    return np.where(mask.astype(bool), canny(rgb), 0).astype(np.uint8)
 
 
 def crop_offset(size: int, crop: int, rng: np.random.Generator | None) -> int:
@@ -362,8 +374,7 @@ class SampleDecoder:
                 pose = cv2.cvtColor(_decode_png(sample["pose.png"], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
                 out["pose"] = resize_crop(pose, size, x0, y0, side)
         if s.edges:
-            edges = resize_crop(_decode_png(sample["edge.png"], cv2.IMREAD_GRAYSCALE), size, x0, y0, side)
-            out["edges"] = np.where(mask, edges, 0).astype(np.uint8)
+            out["edges"] = product_edges(out["image"], mask)
 
         if "latent.npy" in sample and self._precomputed(ann, "vae"):
             latent = np.load(io.BytesIO(sample["latent.npy"]), allow_pickle=False)

@@ -1,7 +1,9 @@
 """edges: canny edges of the product (VirtualModel's condition e, thresholds 75/100).
 
 Inside product masks when a products stage ran before (the paper's setting); over the whole
-image when the recipe says ``region: image`` (useful before product masks exist).
+image when the recipe says ``region: image`` (useful before product masks exist). ``edge.png`` is
+at source resolution, for analysts and other trainers: the VirtualModel loader computes e itself
+from its crop at training resolution (datasets.vm_sample.product_edges), as generation does.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pydantic import Field
 
 from hoiforge.datasets.images import encode_png
 from hoiforge.datasets.masks import decode_mask
+from hoiforge.datasets.vm_sample import canny
 from hoiforge.stages.base import Sample, Stage, StageParams
 
 
@@ -20,13 +23,6 @@ class EdgesParams(StageParams):
     low: int = Field(75, ge=0, le=1000)
     high: int = Field(100, ge=0, le=1000)
     region: Literal["products", "image"] = "products"
-
-
-def canny(rgb: np.ndarray, low: int, high: int) -> np.ndarray:
-    import cv2
-
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    return cv2.Canny(grey, low, high)
 
 
 class Edges(Stage):

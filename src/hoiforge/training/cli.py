@@ -3,6 +3,7 @@ own subcommand (``train_app.command("shoemodel")(...)``). Nothing heavy is impor
 
 hoiforge train virtualmodel --data OUT [--data OUT2 ...] --config tiny|sd15|PATH.yaml --out RUN
                             [--stage base|branches] [--max-steps N] [--resume]
+hoiforge train virtualmodel --config sd15 --dry-run [--gpu-memory 80GB] [--world-size 8]
 hoiforge generate virtualmodel --checkpoint RUN --product P.png --mask M.png --pose POSE.png|KEYPOINTS.json
                                --prompt "..." --out IMG.png [--steps 30] [--cfg 7] [--seed 0] [--size 512]
 """
@@ -51,16 +52,59 @@ def training_logs() -> None:
             logger.propagate = False
 
 
+def print_dry_run(plans, weights_note: str, gpu_memory: str) -> bool:
+    """The per-device plan of each stage on stdout; whether every stage fits ``gpu_memory``."""
+    from hoiforge.training.core.memory import parse_memory
+
+    gpu = parse_memory(gpu_memory)
+    label = gpu_memory.strip().upper().replace("GIB", "GB").replace("GB", " GB").replace("  ", " ")
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(f"dry run (models on the meta device): {weights_note}")
+    for plan in plans:
+        for line in plan.lines(gpu, label):
+            out.print(line, markup=False)
+    return all(p.fits(gpu) for p in plans)
+
+
+def dry_run_world(world_size: Optional[int]) -> int:
+    from hoiforge.training.core.batch_plan import world_size as launched
+
+    return world_size if world_size is not None else launched()
+
+
+def quiet_meta_builds(gpu_memory: str) -> None:
+    """Before the meta builds: a bad --gpu-memory fails first; diffusers' warning on every dtype cast of a
+    meta-device model is silenced (the dry run casts on purpose)."""
+    from diffusers.utils import logging as diffusers_logging
+
+    from hoiforge.training.core.memory import parse_memory
+
+    parse_memory(gpu_memory)
+    diffusers_logging.set_verbosity_error()
+
+
+DryRun = Annotated[bool, typer.Option("--dry-run", help="build on the meta device and print the per-device memory plan; train nothing")]
+GpuMemory = Annotated[str, typer.Option("--gpu-memory", help="GPU memory the dry run checks against, e.g. 80GB")]
+WorldSize = Annotated[
+    Optional[int], typer.Option("--world-size", min=1, help="dry run: processes to plan for (default: what accelerate launched)")
+]
+
+
 @train_app.command("virtualmodel")
 def train_virtualmodel_command(
-    data: Annotated[list[Path], typer.Option("--data", help="build output folder (repeat for several)")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="run folder: config.yaml, checkpoints, metrics.jsonl, validation images")],
+    data: Annotated[Optional[list[Path]], typer.Option("--data", help="build output folder (repeat for several)")] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="run folder: config.yaml, checkpoints, metrics.jsonl, validation images")
+    ] = None,
     config: Annotated[
         str, typer.Option("--config", "-c", help="tiny (CPU, random, untrained), sd15 (paper sizes) or a YAML path")
     ] = "tiny",
     stage: Annotated[Optional[str], typer.Option("--stage", help="base | branches (default: base, then branches)")] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=0, help="steps per stage (overrides the config)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the newest checkpoints in --out")] = False,
+    dry_run: DryRun = False,
+    gpu_memory: GpuMemory = "80GB",
+    world_size: WorldSize = None,
 ) -> None:
     """Train VirtualModel: stage 1 the base UNet on close-view human crops, stage 2 the identity and content branches."""
     training_logs()
@@ -69,6 +113,17 @@ def train_virtualmodel_command(
         from hoiforge.training.virtualmodel.train import train_virtualmodel
 
         cfg = load_config(config)
+        if dry_run:
+            from hoiforge.training.virtualmodel import dry_run as D
+
+            if stage not in (None, "base", "branches"):
+                fail(f"--stage must be base or branches, not {stage!r}")
+            quiet_meta_builds(gpu_memory)
+            stages = (stage,) if stage else ("base", "branches")
+            fits = print_dry_run(D.stage_plans(cfg, dry_run_world(world_size), stages), D.weights_note(cfg), gpu_memory)
+            raise typer.Exit(0 if fits else 1)
+        if not data or out is None:
+            fail("give --data OUT and --out RUN (or --dry-run to see the memory plan only)")
         if cfg.untrained:
             console.print(
                 f"[bold yellow]warning:[/] config {cfg.name!r} is UNTRAINED random models: it tests the code path, its images are noise"

@@ -38,20 +38,27 @@ What the core owns, so trainers don't:
 Nothing in this package knows about a particular model.
 """
 
+from hoiforge.training.core.batch_plan import BatchPlan, BatchPlanError, plan_batch
 from hoiforge.training.core.checkpoints import latest_checkpoint, list_checkpoints
-from hoiforge.training.core.config import EMAConfig, OptimizerConfig, TrainConfig
+from hoiforge.training.core.config import ConfigError, EMAConfig, OptimizerConfig, Strict, TrainConfig, TrainSettings
 from hoiforge.training.core.loop import Trainer, TrainResult, to_device, weights_path
 from hoiforge.training.core.metrics import read_metrics
 from hoiforge.training.core.seeding import seed_everything, step_seed
 
 __all__ = [
+    "BatchPlan",
+    "BatchPlanError",
+    "ConfigError",
     "EMAConfig",
     "OptimizerConfig",
+    "Strict",
     "TrainConfig",
     "TrainResult",
+    "TrainSettings",
     "Trainer",
     "latest_checkpoint",
     "list_checkpoints",
+    "plan_batch",
     "read_metrics",
     "seed_everything",
     "step_seed",

@@ -1,6 +1,7 @@
 """`hoiforge train shoemodel` and `hoiforge generate shoemodel`, registered on the train/generate groups of training/cli.py.
 
 hoiforge train shoemodel --module wd|lps1|lps2|sw --data OUT [--data ...] --config tiny|paper|PATH.yaml --out RUN [--max-steps N] [--resume]
+hoiforge train shoemodel --module sw --config paper --dry-run [--gpu-memory 80GB] [--world-size 8]
 hoiforge generate shoemodel --checkpoint RUN --shoe SHOE.png --prompt "..." --n 4 --out DIR [--seed 0] [--layout move:dx,dy|rotate:deg]
 """
 
@@ -13,8 +14,18 @@ import typer
 from rich.console import Console
 
 from hoiforge.errors import HoiforgeError
+from hoiforge.training.cli import (
+    DryRun,
+    GpuMemory,
+    WorldSize,
+    dry_run_world,
+    generate_app,
+    print_dry_run,
+    quiet_meta_builds,
+    train_app,
+    training_logs,
+)
 from hoiforge.training.cli import fail as _fail
-from hoiforge.training.cli import generate_app, train_app, training_logs
 
 console = Console(stderr=True)
 stdout = Console()
@@ -27,20 +38,37 @@ def _say(message: str) -> None:
 @train_app.command("shoemodel")
 def train_shoemodel(
     module: Annotated[str, typer.Option("--module", help="wd | lps1 | lps2 | sw")],
-    data: Annotated[list[Path], typer.Option("--data", help="a shoe-leg build (hoiforge build --recipe shoeleg); repeat for several")],
     config: Annotated[str, typer.Option("--config", help="tiny | paper | a YAML file (base: tiny|paper plus overrides)")],
-    out: Annotated[Path, typer.Option("--out", help="the run directory; the module is written to OUT/<module>/")],
+    data: Annotated[
+        Optional[list[Path]], typer.Option("--data", help="a shoe-leg build (hoiforge build --recipe shoeleg); repeat for several")
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="the run directory; the module is written to OUT/<module>/")] = None,
     max_steps: Annotated[
         Optional[int], typer.Option("--max-steps", min=0, help="stop after N optimizer steps (default: the config's)")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the module's newest checkpoint")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar")] = True,
+    dry_run: DryRun = False,
+    gpu_memory: GpuMemory = "80GB",
+    world_size: WorldSize = None,
 ) -> None:
     """Train one ShoeModel module (WD, LpS phase 1/2, SW) from shoe-leg shards."""
     from hoiforge.training.shoemodel.train import train
 
     training_logs()
     try:
+        if dry_run:
+            from hoiforge.training.shoemodel import dry_run as D
+            from hoiforge.training.shoemodel.config import MODULES, load_config
+
+            if module not in MODULES:
+                _fail(f"unknown module {module!r}: choose one of {', '.join(MODULES)}")
+            quiet_meta_builds(gpu_memory)
+            cfg = load_config(config)
+            fits = print_dry_run([D.module_plan(cfg, module, dry_run_world(world_size))], D.weights_note(cfg, module), gpu_memory)
+            raise typer.Exit(0 if fits else 1)
+        if not data or out is None:
+            _fail("give --data OUT and --out RUN (or --dry-run to see the memory plan only)")
         summary = train(module, [str(d) for d in data], config, out, max_steps=max_steps, resume=resume, progress=progress, say=_say)
     except HoiforgeError as e:
         _fail(str(e))

@@ -4,7 +4,9 @@
 6e-5, batch 16, 640x640; LpS phase 1 lr 5e-4, batch 240, 256x256; LpS phase 2 700k iterations,
 lr 1e-4, batch 4096, T = 25; SW 500k iterations, lr 1e-5, batch 128, random 512x512 crops,
 T = 1000) with pretrained weights read from a local path or the Hugging Face cache. What the
-paper does not state is marked "(ours)" where it is set.
+paper does not state is marked "(ours)" where it is set. Every ``train.batch_size`` is the paper's
+GLOBAL batch; ``per_device_batch`` is what one 80 GB GPU holds (``--dry-run``), and gradient
+accumulation follows from the processes launched (training/core/batch_plan.py).
 
 ``tiny`` builds every network at random from a small config of the same architecture: it runs
 on a CPU in seconds and learns nothing useful (tests, smoke runs). Every checkpoint records which
@@ -23,40 +25,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from hoiforge.errors import HoiforgeError
+from hoiforge.training.core.config import ConfigError, TrainSettings
+from hoiforge.training.core.config import Strict as _Strict
 
 MODULES = ("wd", "lps1", "lps2", "sw")
+__all__ = ["MODULES", "ConfigError", "ModuleTrain", "ShoeModelConfig", "TrainSettings", "load_config", "preset"]
 
 
-class ConfigError(HoiforgeError):
-    """A ShoeModel config that is missing or invalid."""
+class ModuleTrain(TrainSettings):
+    """How one module trains: the core's TrainSettings (batch_size is the GLOBAL batch) plus how its shards stream."""
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TrainSettings(_Strict):
-    """How one module trains (handed to the shared training core)."""
-
-    max_steps: int = Field(ge=0)
-    batch_size: int = Field(ge=1)
-    lr: float = Field(gt=0)
     optimizer: Literal["adam", "adamw"] = "adamw"
-    weight_decay: float = Field(0.0, ge=0)
-    schedule: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant"
-    warmup_steps: int = Field(0, ge=0)
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    gradient_checkpointing: bool = False
-    max_grad_norm: float | None = Field(1.0, gt=0)
-    checkpoint_every: int = Field(1000, ge=1)
-    validate_every: int | None = Field(None, ge=1)
     num_workers: int = Field(0, ge=0, description="loader worker processes")
     shuffle_buffer: int = Field(256, ge=1, description="samples shuffled in memory while streaming")
-    seed: int = 0
 
 
 class WDConfig(_Strict):
@@ -74,10 +57,17 @@ class WDConfig(_Strict):
     scale_range: tuple[float, float] = (0.5, 2.0)
     colour: bool = True
     eval_samples: int = Field(200, ge=1, description="samples scored at each validation (Table 5: 200 test images)")
-    train: TrainSettings = Field(
-        default_factory=lambda: TrainSettings(
-            max_steps=160_000, batch_size=16, lr=6e-5, optimizer="adamw", weight_decay=0.01, schedule="linear", warmup_steps=1500
-        )
+    train: ModuleTrain = Field(
+        default_factory=lambda: ModuleTrain(
+            max_steps=160_000,
+            batch_size=16,
+            per_device_batch=4,
+            lr=6e-5,
+            optimizer="adamw",
+            weight_decay=0.01,
+            schedule="linear",
+            warmup_steps=1500,
+        )  # paper: 160k iterations, lr 6e-5, batch 16 on 4 GPUs (4 each); AdamW, wd 0.01, linear, warm-up 1500: mmseg's SegFormer schedule (ours)
     )
 
 
@@ -93,15 +83,17 @@ class LpS1Config(_Strict):
     sigma: float = Field(2.0, gt=0)
     crop_margin: float = Field(0.15, ge=0, le=1)
     min_score: float = Field(0.3, ge=0, le=1, description="a training point counts above this pose score")
-    rotate_deg: float = Field(30.0, ge=0, le=180, description="(ours, mmpose's default) rotation range")
-    rotate_p: float = Field(0.6, ge=0, le=1)
-    scale_range: tuple[float, float] = Field((0.75, 1.25), description="rescale: zoom out (pad) below 1, in (crop) above")
-    shift: float = Field(0.1, ge=0, le=0.5, description="random translation, fraction of the crop side")
-    flip_p: float = Field(0.5, ge=0, le=1, description="(ours, mmpose's default) horizontal flip, left/right points swapped")
-    train: TrainSettings = Field(
-        default_factory=lambda: TrainSettings(
-            max_steps=180_000, batch_size=240, lr=5e-4, optimizer="adam", schedule="constant_with_warmup", warmup_steps=500
-        )
+    rotate_deg: float = Field(15.0, ge=0, le=180, description="paper: random rotation in [-15, 15] degrees")
+    rotate_p: float = Field(0.5, ge=0, le=1, description="paper: rotation with probability 0.5")
+    scale_range: tuple[float, float] = Field(
+        (0.75, 1.25), description="paper: rescale and random crop, padding to 256; (ours) the range, mmpose's RandomBBoxTransform's"
+    )
+    shift: float = Field(0.1, ge=0, le=0.5, description="the random crop's offset, fraction of the crop side; (ours) mmpose's 0.1")
+    flip_p: float = Field(0.0, ge=0, le=1, description="paper lists no flip: 0 (a horizontal flip would swap left/right points)")
+    train: ModuleTrain = Field(
+        default_factory=lambda: ModuleTrain(
+            epochs=180, batch_size=240, per_device_batch=30, lr=5e-4, optimizer="adam", schedule="constant_with_warmup", warmup_steps=500
+        )  # paper: 180 epochs, lr 5e-4, batch 240 on 8 GPUs (30 each); Adam + warm-up 500: mmpose's ViTPose schedule (ours)
     )
 
 
@@ -114,10 +106,12 @@ class LpS2Config(_Strict):
     beta_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"
     rescale_zero_snr: bool = False
     min_score: float = Field(0.3, ge=0, le=1, description="a point counts as seen above this pose score")
-    rotate_deg: float = Field(30.0, ge=0, le=180, description="(ours) rotation augmentation range, about the feet's centre")
+    rotate_deg: float = Field(15.0, ge=0, le=180, description="paper: rotation in [-15, 15] degrees, about the feet's centre")
     rotate_p: float = Field(0.5, ge=0, le=1)
-    train: TrainSettings = Field(
-        default_factory=lambda: TrainSettings(max_steps=700_000, batch_size=4096, lr=1e-4, optimizer="adamw", checkpoint_every=10_000)
+    train: ModuleTrain = Field(
+        default_factory=lambda: ModuleTrain(
+            max_steps=700_000, batch_size=4096, per_device_batch=512, lr=1e-4, optimizer="adamw", checkpoint_every=10_000
+        )
     )
 
 
@@ -132,10 +126,18 @@ class SWConfig(_Strict):
     empty_prompt_p: float = Field(0.0, ge=0, le=1, description="captions replaced by '' (diffusers' proportion_empty_prompts)")
     inference_steps: int = Field(30, ge=1, description="DDIM steps at generation (paper: DDIM)")
     guidance_scale: float = Field(7.0, ge=1.0)
-    train: TrainSettings = Field(
-        default_factory=lambda: TrainSettings(
-            max_steps=500_000, batch_size=128, lr=1e-5, optimizer="adamw", weight_decay=1e-2, mixed_precision="fp16", checkpoint_every=5000
-        )
+    train: ModuleTrain = Field(
+        default_factory=lambda: ModuleTrain(
+            max_steps=500_000,
+            batch_size=128,
+            per_device_batch=16,
+            lr=1e-5,
+            optimizer="adamw",
+            weight_decay=1e-2,
+            mixed_precision="fp16",
+            gradient_checkpointing=True,
+            checkpoint_every=5000,
+        )  # paper: 500k iterations, lr 1e-5, batch 128 on 8 GPUs (16 each, fits 80 GB: --dry-run); the rest diffusers' ControlNet recipe (ours)
     )
 
 
@@ -202,6 +204,10 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():
         out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    # max_steps and epochs are one choice: an override of one replaces the base's other.
+    for one, other in (("max_steps", "epochs"), ("epochs", "max_steps")):
+        if over.get(one) is not None and other not in over and other in out:
+            out[other] = None
     return out
 
 

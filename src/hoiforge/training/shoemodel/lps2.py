@@ -163,21 +163,23 @@ def rotate(points: torch.Tensor, min_score: float, degrees: float, p: float, gen
 
 
 class TableBatches:
-    """Endless batches drawn from the table; batch k of a run started at ``start`` depends on (seed, start + k) only."""
+    """Endless per-device batches drawn from the table; batch k of a run started at ``start`` depends on
+    (seed, start + k, process) only, so each process of a multi-GPU run draws its own share of the global batch."""
 
-    def __init__(self, points: np.ndarray, sizes: np.ndarray, cfg: LpS2Config, start: int):
+    def __init__(self, points: np.ndarray, sizes: np.ndarray, cfg: LpS2Config, start: int, batch_size: int | None = None, process: int = 0):
         if len(points) == 0:
             raise ValueError("no person with both a seen foot point and a seen leg point in the shards")
         self.points, self.sizes = torch.from_numpy(points), torch.from_numpy(sizes)
         self.cfg, self.start = cfg, start
+        self.batch_size, self.process = batch_size or cfg.train.batch_size, process
 
     def __iter__(self):
         from hoiforge.training.core import step_seed
 
         k = self.start
         while True:
-            g = torch.Generator().manual_seed(step_seed(self.cfg.train.seed, k))
-            idx = torch.randint(0, len(self.points), (self.cfg.train.batch_size,), generator=g)
+            g = torch.Generator().manual_seed(step_seed(self.cfg.train.seed, k, 0, self.process))
+            idx = torch.randint(0, len(self.points), (self.batch_size,), generator=g)
             pts = rotate(self.points[idx], self.cfg.min_score, self.cfg.rotate_deg, self.cfg.rotate_p, g)
             yield vectors(pts, self.sizes[idx], self.cfg.min_score)
             k += 1

@@ -166,6 +166,12 @@ def check_run(run: Path) -> dict[str, dict[str, Any]]:
     return records
 
 
+def _inference_settings(record: dict) -> dict:
+    """A module's recorded settings without its training ones (generation needs none, and records written
+    before the global-batch settings hold keys they no longer accept)."""
+    return {k: v for k, v in record["config"].items() if k != "train"}
+
+
 class ShoeModel:
     def __init__(self, run: str | Path, device: str | None = None, dtype: str | None = None):
         import torch
@@ -186,10 +192,10 @@ class ShoeModel:
         self.records = check_run(self.run)
         self.tiny = any(r.get("tiny") for r in self.records.values())
         self.device, self.dtype = device_dtype(device, dtype)
-        self.wd_cfg = WDConfig.model_validate(self.records["wd"]["config"])
-        self.lps1_cfg = LpS1Config.model_validate(self.records["lps1"]["config"])
-        self.lps2_cfg = LpS2Config.model_validate(self.records["lps2"]["config"])
-        self.sw_cfg = SWConfig.model_validate(self.records["sw"]["config"])
+        self.wd_cfg = WDConfig.model_validate(_inference_settings(self.records["wd"]))
+        self.lps1_cfg = LpS1Config.model_validate(_inference_settings(self.records["lps1"]))
+        self.lps2_cfg = LpS2Config.model_validate(_inference_settings(self.records["lps2"]))
+        self.sw_cfg = SWConfig.model_validate(_inference_settings(self.records["sw"]))
         self.gen_cfg = GenerateConfig.model_validate(self.records["sw"].get("generate", {}))
         self.wd = SegformerWearSegmenter(str(self.run / "wd" / "model"), device=str(self.device), dtype="float32")
         self.lps1 = VitPoseForPoseEstimation.from_pretrained(self.run / "lps1" / "model").to(self.device).eval()

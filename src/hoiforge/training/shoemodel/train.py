@@ -24,9 +24,11 @@ import numpy as np
 from PIL import Image
 
 from hoiforge.errors import HoiforgeError
+from hoiforge.training.core import BatchPlan, plan_batch
+from hoiforge.training.core.batch_plan import world_size
 from hoiforge.training.shoemodel import data as D
 from hoiforge.training.shoemodel import geometry as G
-from hoiforge.training.shoemodel.config import MODULES, ShoeModelConfig, TrainSettings, load_config
+from hoiforge.training.shoemodel.config import MODULES, ModuleTrain, ShoeModelConfig, load_config
 from hoiforge.training.shoemodel.loader import make_loader
 
 RECORD = "shoemodel.json"
@@ -84,11 +86,13 @@ def train(
     for note in notes:
         say(f"note: {note}")
 
-    settings: TrainSettings = getattr(cfg, module).train
-    steps = settings.max_steps if max_steps is None else max_steps
+    settings: ModuleTrain = getattr(cfg, module).train
+    plan = plan_batch(settings.batch_size, world_size(), settings.per_device_batch)  # refused before any model is built
+    steps = max_steps if max_steps is not None else settings.steps(_train_samples(data, settings))
+    say(f"{module}: {plan.describe()}, {steps} steps")
     builder = {"wd": _wd, "lps1": _lps1, "lps2": _lps2, "sw": _sw}[module]
-    parts = builder(cfg, urls, list(data), folder, settings)
-    trainer = _trainer(module, folder, settings, steps, progress, parts)
+    parts = builder(cfg, urls, list(data), folder, settings, plan)
+    trainer = _trainer(module, folder, settings, steps, progress, parts, plan)
     result = trainer.fit(resume=resume)
     parts["export"](result.weights, folder)
     from hoiforge.training.core import read_metrics
@@ -101,6 +105,7 @@ def train(
         "step": result.step,
         "data": [str(Path(d).resolve()) for d in data],
         "config": getattr(cfg, module).model_dump(mode="json"),
+        "batch_plan": plan.as_dict(),
         "generate": cfg.generate.model_dump(mode="json"),
         **parts.get("record", {}),
     }
@@ -130,25 +135,19 @@ def _mixed_precision(wanted: str) -> str:
     return wanted
 
 
-def _trainer(module: str, folder: Path, s: TrainSettings, steps: int, progress: bool, parts: dict[str, Any]):
-    from hoiforge.training.core import OptimizerConfig, TrainConfig, Trainer
+def _train_samples(data: list[str], s: ModuleTrain) -> int | None:
+    """Training samples an ``epochs`` setting counts (the index's kept samples); None when steps are given."""
+    if s.epochs is None:
+        return None
+    from hoiforge.datasets.loader import split_size
 
-    config = TrainConfig(
-        output_dir=folder,
-        name=module,
-        max_steps=steps,
-        optimizer=OptimizerConfig(
-            name=s.optimizer, lr=s.lr, weight_decay=s.weight_decay, schedule=s.schedule, warmup_steps=min(s.warmup_steps, max(steps - 1, 0))
-        ),
-        mixed_precision=_mixed_precision(s.mixed_precision),
-        gradient_accumulation_steps=s.gradient_accumulation_steps,
-        gradient_checkpointing=s.gradient_checkpointing,
-        max_grad_norm=s.max_grad_norm,
-        checkpoint_every=min(s.checkpoint_every, max(steps, 1)),
-        validate_every=s.validate_every,
-        seed=s.seed,
-        progress=progress,
-    )
+    return split_size(list(data), "train")
+
+
+def _trainer(module: str, folder: Path, s: ModuleTrain, steps: int, progress: bool, parts: dict[str, Any], plan: BatchPlan):
+    from hoiforge.training.core import Trainer
+
+    config = s.core_config(folder, module, steps, plan, mixed_precision=_mixed_precision(s.mixed_precision), progress=progress)
     return Trainer(
         config,
         trainable={parts.get("name", module): parts["model"]},
@@ -156,7 +155,7 @@ def _trainer(module: str, folder: Path, s: TrainSettings, steps: int, progress: 
         data=parts["data"],
         loss=parts["loss"],
         validate=parts.get("validate"),
-        metadata={"module": module, "preset": parts.get("preset", "")},
+        metadata={"module": module, "preset": parts.get("preset", ""), "batch_plan": json.dumps(plan.as_dict())},
     )
 
 
@@ -175,10 +174,16 @@ def _scores_row(folder: Path, module: str, step: int, values: dict[str, Any]) ->
     MetricsLog(folder, module).write(step, **clean)
 
 
-def _stream_loader(urls, make, s: TrainSettings):
+def _stream_loader(urls, make, s: ModuleTrain, plan: BatchPlan):
     return lambda start: make_loader(
-        urls, make, s.batch_size, seed=s.seed, start_step=start, shuffle_buffer=s.shuffle_buffer, workers=s.num_workers
+        urls, make, plan.per_device_batch, seed=s.seed, start_step=start, shuffle_buffer=s.shuffle_buffer, workers=s.num_workers
     )
+
+
+def _process_index() -> int:
+    from accelerate import PartialState
+
+    return int(PartialState().process_index)
 
 
 def _eval_samples(data: list[str], n: int) -> tuple[list[D.ShoeLegSample], str]:
@@ -188,7 +193,7 @@ def _eval_samples(data: list[str], n: int) -> tuple[list[D.ShoeLegSample], str]:
 
 
 # -- WD ----------------------------------------------------------------------------------------
-def _wd(cfg: ShoeModelConfig, urls, data, folder: Path, s: TrainSettings) -> dict[str, Any]:
+def _wd(cfg: ShoeModelConfig, urls, data, folder: Path, s: ModuleTrain, plan: BatchPlan) -> dict[str, Any]:
     from hoiforge.training.shoemodel import wd
 
     c = cfg.wd
@@ -212,7 +217,7 @@ def _wd(cfg: ShoeModelConfig, urls, data, folder: Path, s: TrainSettings) -> dic
 
     return {
         "model": model,
-        "data": _stream_loader(urls, wd.make_examples(c), s),
+        "data": _stream_loader(urls, wd.make_examples(c), s, plan),
         "loss": wd.loss,
         "validate": validate,
         "export": export,
@@ -221,7 +226,7 @@ def _wd(cfg: ShoeModelConfig, urls, data, folder: Path, s: TrainSettings) -> dic
 
 
 # -- LpS phase 1 -------------------------------------------------------------------------------
-def _lps1(cfg: ShoeModelConfig, urls, data, folder: Path, s: TrainSettings) -> dict[str, Any]:
+def _lps1(cfg: ShoeModelConfig, urls, data, folder: Path, s: ModuleTrain, plan: BatchPlan) -> dict[str, Any]:
     from hoiforge.training.shoemodel import lps1
 
     c = cfg.lps1
@@ -250,7 +255,7 @@ def _lps1(cfg: ShoeModelConfig, urls, data, folder: Path, s: TrainSettings) -> d
 
     return {
         "model": model,
-        "data": _stream_loader(urls, lps1.make_examples(c), s),
+        "data": _stream_loader(urls, lps1.make_examples(c), s, plan),
         "loss": lps1.loss,
         "validate": validate,
         "export": export,
@@ -271,7 +276,7 @@ def _draw_points(rgb: np.ndarray, pred: np.ndarray, truth: np.ndarray, min_score
 
 
 # -- LpS phase 2 -------------------------------------------------------------------------------
-def _lps2(cfg: ShoeModelConfig, urls, data, folder: Path, s: TrainSettings) -> dict[str, Any]:
+def _lps2(cfg: ShoeModelConfig, urls, data, folder: Path, s: ModuleTrain, plan: BatchPlan) -> dict[str, Any]:
     import torch
 
     from hoiforge.training.shoemodel import lps2
@@ -299,7 +304,7 @@ def _lps2(cfg: ShoeModelConfig, urls, data, folder: Path, s: TrainSettings) -> d
 
     return {
         "model": model,
-        "data": lambda start: lps2.TableBatches(points, sizes, c, start),
+        "data": lambda start: lps2.TableBatches(points, sizes, c, start, plan.per_device_batch, _process_index()),
         "loss": lps2.make_loss(sched),
         "validate": validate,
         "export": export,
@@ -309,7 +314,7 @@ def _lps2(cfg: ShoeModelConfig, urls, data, folder: Path, s: TrainSettings) -> d
 
 
 # -- SW ----------------------------------------------------------------------------------------
-def _sw(cfg: ShoeModelConfig, urls, data, folder: Path, s: TrainSettings) -> dict[str, Any]:
+def _sw(cfg: ShoeModelConfig, urls, data, folder: Path, s: ModuleTrain, plan: BatchPlan) -> dict[str, Any]:
     import torch
 
     from hoiforge.training.shoemodel import sw
@@ -353,7 +358,7 @@ def _sw(cfg: ShoeModelConfig, urls, data, folder: Path, s: TrainSettings) -> dic
         "name": "controlnet",
         "model": controlnet,
         "frozen": {"vae": base["vae"], "unet": base["unet"], "text_encoder": base["text_encoder"]},
-        "data": _stream_loader(urls, sw.make_examples(c, cfg.lps1.min_score), s),
+        "data": _stream_loader(urls, sw.make_examples(c, cfg.lps1.min_score), s, plan),
         "loss": sw.make_loss(base["tokenizer"], base["scheduler"]),
         "validate": validate,
         "export": export,

@@ -8,21 +8,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
-from hoiforge.errors import HoiforgeError
-from hoiforge.training.core import EMAConfig
+from hoiforge.training.core.config import ConfigError, TrainSettings
+from hoiforge.training.core.config import Strict as _Strict
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 BUNDLED = ("tiny", "sd15")
-
-
-class ConfigError(HoiforgeError):
-    """A VirtualModel config is missing, malformed, or does not match a run's checkpoints."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# What a stage said before TrainSettings, kept so older configs and RUN config.yaml files still load.
+STAGE_DEFAULTS = {"lr": 1e-5, "optimizer": "adam", "checkpoint_every": 500, "validate_every": 500}
 
 
 class ModelsConfig(_Strict):
@@ -51,25 +45,39 @@ class BranchesConfig(_Strict):
     mask_channels: tuple[int, ...] = (32, 32, 1)
 
 
-class StageConfig(_Strict):
-    batch_size: int = Field(ge=1, description="per process; global batch = batch_size x processes x accumulation")
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    lr: float = Field(1e-5, gt=0)
-    max_steps: int = Field(1000, ge=0)
-
-
 class TrainingConfig(_Strict):
-    base: StageConfig
-    branches: StageConfig
+    """Each stage's TrainSettings (training.core); a TrainSettings key written at this level applies to both stages."""
+
+    base: TrainSettings
+    branches: TrainSettings
     condition_dropout: float = Field(0.1, ge=0, le=1, description="each condition dropped with this probability (CFG)")
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    gradient_checkpointing: bool = False
-    ema: EMAConfig | None = None
-    checkpoint_every: int = Field(500, ge=1)
-    checkpoints_keep: int | None = 3
-    validate_every: int | None = 500
-    log_every: int = 1
-    seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shared_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        shared = {k: data.pop(k) for k in list(data) if k in TrainSettings.model_fields}
+        for stage in ("base", "branches"):
+            own = data.get(stage)
+            if isinstance(own, dict):
+                data[stage] = _stage_form({**STAGE_DEFAULTS, **shared, **own})
+        return data
+
+
+def _stage_form(stage: dict[str, Any]) -> dict[str, Any]:
+    """The settings of one stage; the older per-process form (batch_size per process + gradient_accumulation_steps)
+    becomes a global batch of batch_size x accumulation for one process, holding the old batch per device."""
+    if "gradient_accumulation_steps" in stage:
+        stage = dict(stage)
+        accumulation = stage.pop("gradient_accumulation_steps")
+        if isinstance(accumulation, int) and isinstance(stage.get("batch_size"), int):
+            stage.setdefault("per_device_batch", stage["batch_size"])
+            stage["batch_size"] = stage["batch_size"] * accumulation
+    if stage.get("epochs") is None and stage.get("max_steps") is None:
+        stage["max_steps"] = 1000
+    return stage
 
 
 class DataConfig(_Strict):

@@ -7,9 +7,12 @@ Branch (IB) and the Content Branch (CB), each with 40 % of the base UNet's chann
   beside the text one in the IB's input layers: f = CA1(f, C_te) + CA2(f, xi(C_v)).
 - CB: the object pixels o through the same 7-conv block, the mask m through a 3-conv block
   [32,32,1] (stride 2 each, to latent size), merged by a Hadamard product.
-- Each branch adds the base UNet's input-layer features (1x1 projection to its width) onto its own
-  input layers, and adds its output-layer features into the base UNet's output layers through
-  zero-initialised 3x3 convs, so untrained branches leave the base UNet's output unchanged.
+- Each branch adds the base UNet's input-layer features F_H onto its own input layers, "encoded
+  using 3x3 convolution layers initialized with zeros" (supp. §10), and its features F_IB / F_CB
+  are "added on the input to each transformer block in output_blocks" of the base UNet through
+  zero-initialised 3x3 convs: read at the same place in the branch (the input of its own k-th
+  output transformer block), added to the base's k-th. The output layers without attention (the
+  lowest up level of SD1.5) get nothing. Untrained branches leave the base UNet's output unchanged.
 
 ``VirtualModelBranches`` is the one trainable module of stage 2; ``predict_noise`` runs the frozen
 base encoder, the branches and the base decoder with the branch features added (see unet_walk).
@@ -84,6 +87,14 @@ class MaskBlock(nn.Module):
         return h
 
 
+class _Unread(nn.Module):
+    """Stands in for a branch's last output transformer block: the branch hands over that block's INPUT
+    (F_k), so its output is never read; a real block there would hold parameters with no gradient (DDP fails)."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return (hidden_states,)
+
+
 class Branch(nn.Module):
     """One lightweight UNet (diffusers blocks at a fraction of the base width) with its input projections and zero convs."""
 
@@ -99,12 +110,16 @@ class Branch(nn.Module):
         # The decoder's head is never used: the branch hands its output layers to the base UNet.
         self.unet.conv_norm_out = self.unet.conv_act = self.unet.conv_out = None
         unet_walk.check_supported(self.unet)
+        last = self.unet.up_blocks[-1]
+        if not getattr(last, "attentions", None):
+            raise ValueError("VirtualModel's branches need a UNet whose last up block has attention (the SD 1.x/2.x layout)")
+        last.attentions[-1] = _Unread()
 
         base_in, own_in = unet_walk.input_channels(base_unet), unet_walk.input_channels(self.unet)
-        base_out, own_out = unet_walk.output_channels(base_unet), unet_walk.output_channels(self.unet)
-        self.from_base = nn.ModuleList(nn.Conv2d(b, o, kernel_size=1) for b, o in zip(base_in, own_in, strict=True))
+        base_out, own_out = unet_walk.output_attention_channels(base_unet), unet_walk.output_attention_channels(self.unet)
+        self.from_base = nn.ModuleList(nn.Conv2d(b, o, kernel_size=3, padding=1) for b, o in zip(base_in, own_in, strict=True))
         self.zero_convs = nn.ModuleList(nn.Conv2d(o, b, kernel_size=3, padding=1) for o, b in zip(own_out, base_out, strict=True))
-        for conv in self.zero_convs:
+        for conv in (*self.from_base, *self.zero_convs):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
 
@@ -122,7 +137,7 @@ class Branch(nn.Module):
         return self.unet.config.block_out_channels[0]
 
     def forward(self, x_t, timestep, text, base_feats, condition, view=None) -> list[torch.Tensor]:
-        """Zero-conv features for each of the base UNet's output layers."""
+        """Zero-conv features for the input of each transformer block of the base UNet's output layers."""
         u = self.unet
         emb = unet_walk.time_embedding(u, x_t, timestep)
         down_text = text
@@ -137,11 +152,11 @@ class Branch(nn.Module):
         h = unet_walk.mid_layer(u, h, emb, text)
         outs: list[torch.Tensor] = []
 
-        def collect(j, h):
-            outs.append(self.zero_convs[j](h))
+        def collect(k, h):
+            outs.append(self.zero_convs[k](h))
             return h
 
-        unet_walk.up_layers(u, h, feats, emb, text, unet_walk.upsample_sizes(u, feats), after=collect)
+        unet_walk.up_layers(u, h, feats, emb, text, unet_walk.upsample_sizes(u, feats), before_attention=collect)
         return outs
 
 
@@ -173,7 +188,7 @@ class VirtualModelBranches(nn.Module):
                 branch.unet.enable_gradient_checkpointing()
 
     def forward(self, x_t, timestep, text, base_feats, pose=None, edges=None, view=None, obj=None, mask=None) -> list[torch.Tensor]:
-        """Sum of both branches' additions to the base output layers."""
+        """Sum of both branches' additions to the inputs of the base's output transformer blocks."""
         adds = None
         if self.ib is not None:
             condition = self.pose_expert(pose) + self.edge_expert(edges)

@@ -9,11 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hoiforge.datasets.vm_sample import crop_padded, square_box
+from hoiforge.datasets.vm_sample import crop_padded, product_edges, square_box
 from hoiforge.training.virtualmodel.conditioning import TextEncoder, encode_views
 from hoiforge.training.virtualmodel.model import predict_noise
-
-CANNY_LOW, CANNY_HIGH = 75, 100  # the HoIHuman edges stage's thresholds
 
 
 def backfill(generated: np.ndarray, product: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -25,15 +23,12 @@ def backfill(generated: np.ndarray, product: np.ndarray, mask: np.ndarray) -> np
 
 def product_conditions(product: np.ndarray, mask: np.ndarray, view_size: int, margin: float = 0.25) -> dict[str, np.ndarray]:
     """What the loader gives the trainer, made from a product image and its mask: o, m, e inside m, close view v."""
-    import cv2
-
     m = mask.astype(bool)
-    edges = cv2.Canny(cv2.cvtColor(product, cv2.COLOR_RGB2GRAY), CANNY_LOW, CANNY_HIGH)
     ys, xs = np.nonzero(m)
     box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) if len(xs) else (0, 0, product.shape[1], product.shape[0])
     return {
         "mask": m.astype(np.uint8),
-        "edges": np.where(m, edges, 0).astype(np.uint8),
+        "edges": product_edges(product, m),  # as the training loader computes e from its crop
         "view": crop_padded(product, square_box(box, margin), view_size, fast=True),  # as the training loader shrinks it
     }
 

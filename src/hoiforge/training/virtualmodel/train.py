@@ -11,6 +11,7 @@ fingerprint, checked when a run is resumed or generated from).
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ import torch
 
 from hoiforge.datasets.loader import normalise
 from hoiforge.datasets.vm_sample import SampleSpec
-from hoiforge.training.core import OptimizerConfig, TrainConfig, Trainer, TrainResult, list_checkpoints, weights_path
+from hoiforge.training.core import BatchPlan, Trainer, TrainResult, list_checkpoints, plan_batch, weights_path
+from hoiforge.training.core.batch_plan import world_size
 from hoiforge.training.virtualmodel import conditioning as C
 from hoiforge.training.virtualmodel.components import Components, build_components, ddim_scheduler, noise_scheduler
 from hoiforge.training.virtualmodel.config import ConfigError, VirtualModelConfig, load_config
@@ -96,7 +98,7 @@ class VirtualModelTrainer:
             batch_size=batch_size,
             mode=mode,
             workers=self.workers if mode == "train" else 0,
-            seed=cfg.training.seed,
+            seed=getattr(cfg.training, stage).seed,
             start_step=start_step,
             shuffle_buffer=cfg.data.shuffle_buffer,
             require=required_precomputed(cfg, stage),
@@ -112,9 +114,17 @@ class VirtualModelTrainer:
                 check_members(out, shard_urls(out), sample_spec(self.cfg, stage), required_precomputed(self.cfg, stage))
 
     # -- the run
+    def plans(self, stages: tuple[str, ...], world: int | None = None) -> dict[str, BatchPlan]:
+        """Each stage's global batch split over this run's processes (BatchPlanError if it cannot be)."""
+        world = world_size() if world is None else world
+        return {
+            s: plan_batch(getattr(self.cfg.training, s).batch_size, world, getattr(self.cfg.training, s).per_device_batch) for s in stages
+        }
+
     def fit(self, stages: tuple[str, ...], max_steps: int | None = None, resume: bool = False) -> dict[str, TrainResult]:
         check_run(self.run, self.cfg, stages, resume)
         self.check_data(stages)
+        self.plan = self.plans(stages)  # refused here, before any model is built
         self.components = build_components(self.cfg)  # missing weights fail here, before the run folder exists
         from accelerate import PartialState
         from accelerate.utils import parse_flag_from_env
@@ -139,31 +149,21 @@ class VirtualModelTrainer:
             log.warning("branches: no stage-1 weights in %s; the branches train on the config's base UNet as loaded", self.run)
 
     def _fit_stage(self, stage: str, max_steps: int | None, resume: bool) -> TrainResult:
+        from hoiforge.datasets.loader import split_size
+
         cfg, comp = self.cfg, self.components
         sc = getattr(cfg.training, stage)
-        t = cfg.training
-        core = TrainConfig(
-            output_dir=self.run,
-            name=stage,
-            max_steps=sc.max_steps if max_steps is None else max_steps,
-            optimizer=OptimizerConfig(name="adam", lr=sc.lr),
-            mixed_precision=t.mixed_precision,
-            gradient_accumulation_steps=sc.gradient_accumulation_steps,
-            gradient_checkpointing=t.gradient_checkpointing,
-            ema=t.ema,
-            checkpoint_every=t.checkpoint_every,
-            checkpoints_keep=t.checkpoints_keep,
-            validate_every=t.validate_every,
-            log_every=t.log_every,
-            seed=t.seed,
-        )
+        plan = self.plan[stage]
+        steps = max_steps if max_steps is not None else sc.steps(split_size(self.data) if sc.epochs is not None else None)
+        core = sc.core_config(self.run, stage, steps, plan)
+        log.info("%s: %s", stage, plan.describe())
         frozen = {"vae": comp.vae, "text_encoder": comp.text_encoder, "dino": comp.dino}
         if stage == "base":
             trainable = {"unet": comp.unet}
             comp.unet.requires_grad_(True)
             loss = self._base_loss
         else:
-            torch.manual_seed(t.seed)
+            torch.manual_seed(sc.seed)
             self.branches = VirtualModelBranches(comp.unet, comp.branch_spec(cfg))
             trainable = {"branches": self.branches}
             frozen["unet"] = comp.unet
@@ -176,10 +176,17 @@ class VirtualModelTrainer:
             core,
             trainable=trainable,
             frozen=frozen,
-            data=(lambda start: self.batches(stage, start)) if self.batches else (lambda start: self.loader(stage, start, sc.batch_size)),
+            data=(lambda start: self.batches(stage, start))
+            if self.batches
+            else (lambda start: self.loader(stage, start, plan.per_device_batch)),
             loss=loss,
             validate=self._validate_base if stage == "base" else self._validate_branches,
-            metadata={"config": cfg.name, "architecture": cfg.architecture(), "model": "virtualmodel"},
+            metadata={
+                "config": cfg.name,
+                "architecture": cfg.architecture(),
+                "model": "virtualmodel",
+                "batch_plan": json.dumps(plan.as_dict()),
+            },
         )
         return trainer.fit(resume=resume)
 

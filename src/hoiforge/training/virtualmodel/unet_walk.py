@@ -7,8 +7,10 @@ re-run under gradient checkpointing), this walks the UNet's own blocks in the or
 calls an input/output block: input layers are ``conv_in``, each (resnet, attention) pair and each
 downsampler (the residuals diffusers' down blocks return); output layers are each (resnet,
 attention) pair of the up blocks, the last pair of a level including its upsampler. SD1.5 has 12
-of each. With no callback, ``encode`` + ``decode`` give exactly ``unet(sample, t, text).sample``
-(tested bit for bit).
+of each, 9 of its output layers with a transformer block (the lowest up level has none). Up
+layers take a second callback, ``before_attention(k, h)``, on the input of the k-th transformer
+block of the output layers: where VirtualModel adds its branches (supp. §10). With no callback,
+``encode`` + ``decode`` give exactly ``unet(sample, t, text).sample`` (tested bit for bit).
 
 Supported: the Stable Diffusion 1.x/2.x layout (CrossAttn/plain down and up blocks, a
 cross-attention mid block, no class or added embeddings, no attention masks).
@@ -58,6 +60,15 @@ def output_channels(unet) -> list[int]:
     out = []
     for block, ch in zip(unet.up_blocks, reversed(unet.config.block_out_channels), strict=True):
         out += [ch] * len(block.resnets)
+    return out
+
+
+def output_attention_channels(unet) -> list[int]:
+    """Channels at the input of each transformer block of the output layers (SD1.5: 9)."""
+    out = []
+    for block, ch in zip(unet.up_blocks, reversed(unet.config.block_out_channels), strict=True):
+        if getattr(block, "attentions", None):
+            out += [ch] * len(block.resnets)
     return out
 
 
@@ -117,10 +128,21 @@ def upsample_sizes(unet, feats: list[torch.Tensor]) -> list:
     return sizes
 
 
-def up_layers(unet, h: torch.Tensor, feats: list[torch.Tensor], emb, text, sizes: list, after: LayerFn | None = None) -> torch.Tensor:
-    """The decoder: output layers in order, ``after(j, h)`` may replace output layer j's result."""
+def up_layers(
+    unet,
+    h: torch.Tensor,
+    feats: list[torch.Tensor],
+    emb,
+    text,
+    sizes: list,
+    after: LayerFn | None = None,
+    before_attention: LayerFn | None = None,
+) -> torch.Tensor:
+    """The decoder: output layers in order, ``after(j, h)`` may replace output layer j's result and
+    ``before_attention(k, h)`` the input of its k-th transformer block."""
     after = after or (lambda j, h: h)
-    skips, j = list(feats), 0
+    before_attention = before_attention or (lambda k, h: h)
+    skips, j, k_attn = list(feats), 0, 0
     for block, size in zip(unet.up_blocks, sizes, strict=True):
         attentions = getattr(block, "attentions", None) or [None] * len(block.resnets)
         n = len(block.resnets)
@@ -128,7 +150,8 @@ def up_layers(unet, h: torch.Tensor, feats: list[torch.Tensor], emb, text, sizes
             h = torch.cat([h, skips.pop()], dim=1)
             h = _resnet(block, resnet, h, emb)
             if attn is not None:
-                h = _attend(attn, h, text)
+                h = _attend(attn, before_attention(k_attn, h), text)
+                k_attn += 1
             if k == n - 1 and block.upsamplers is not None:
                 for upsampler in block.upsamplers:
                     h = upsampler(h, size)
@@ -152,7 +175,8 @@ def encode(unet, sample: torch.Tensor, timestep, text: torch.Tensor) -> Encoded:
 
 
 def decode(unet, enc: Encoded, text: torch.Tensor, adds: list[torch.Tensor] | None = None) -> torch.Tensor:
-    """The decoder half, ``adds[j]`` added to output layer j (the branches' zero-conv features)."""
-    after = None if adds is None else (lambda j, h: h + adds[j])
-    h = up_layers(unet, enc.mid, enc.feats, enc.emb, text, enc.upsample_sizes, after)
+    """The decoder half, ``adds[k]`` added on the input of the k-th transformer block of the output layers
+    (the branches' zero-conv features)."""
+    before = None if adds is None else (lambda k, h: h + adds[k])
+    h = up_layers(unet, enc.mid, enc.feats, enc.emb, text, enc.upsample_sizes, before_attention=before)
     return out_layer(unet, h)
