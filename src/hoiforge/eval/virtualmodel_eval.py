@@ -137,12 +137,15 @@ class Condition:
 
 def read_condition(sid: str, members: Members) -> Condition:
     """The OHG condition of a test sample at the photo's size (m = the union of its products)."""
+    from hoiforge.datasets.bounds import SampleRejected, image_size
     from hoiforge.datasets.vm_sample import product_mask
 
     ann = annotation(members)
     ext = next(e for e in IMAGE_EXTS if e in members)
-    with Image.open(io.BytesIO(members[ext])) as img:
-        w, h = img.size
+    try:
+        w, h = image_size(members[ext], ext)  # from the header, within the pixel bound, before any allocation
+    except SampleRejected as e:
+        raise EvalError(f"test sample {sid}: {e}; the build output is damaged or crafted, rebuild it") from None
     persons = [
         PersonPose(tuple(float(v) for v in p["box"]), np.asarray(p["keypoints"], np.float64).reshape(-1, 3))
         for p in ann.get("persons", [])
@@ -155,7 +158,10 @@ def read_condition(sid: str, members: Members) -> Condition:
         instance_map = decode_mask(members["mask.png"])
     mask = np.zeros((h, w), bool)
     for i in range(len(ann["products"])):
-        pm = product_mask(ann, i, instance_map)
+        try:
+            pm = product_mask(ann, i, instance_map, (h, w))  # a received RLE is checked against the photo's size
+        except SampleRejected as e:
+            raise EvalError(f"test sample {sid}: {e}; the build output is damaged or crafted, rebuild it") from None
         if pm.shape == mask.shape:
             mask |= pm
     labels = tuple(str(p.get("label", "")) for p in ann["products"])

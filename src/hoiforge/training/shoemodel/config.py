@@ -25,6 +25,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hoiforge import safe_yaml
 from hoiforge.errors import HoiforgeError
 
 MODULES = ("wd", "lps1", "lps2", "sw")
@@ -222,7 +223,7 @@ def load_config(name_or_path: str | Path) -> ShoeModelConfig:
     if not path.is_file():
         raise ConfigError(f"ShoeModel config {text!r} is neither tiny, paper nor a YAML file")
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
+        doc = safe_yaml.load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(doc, dict):
