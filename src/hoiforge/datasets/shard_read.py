@@ -38,8 +38,9 @@ class ShardChecksumError(HoiforgeError):
 
 
 @lru_cache(maxsize=64)
-def _listed_checksums(root: str) -> dict[str, str]:
-    """Resolved shard path -> sha256 for every shard the index files of OUT ``root`` list."""
+def _listed_checksums(root: str, stamp: tuple) -> dict[str, str]:
+    """Resolved shard path -> sha256 for every shard the index files of OUT ``root`` list (``stamp``: the
+    index files' names and mtimes, so an OUT rebuilt in place is read again)."""
     found: dict[str, str] = {}
     for index in sorted(Path(root).glob("index*.json")):
         try:
@@ -55,7 +56,9 @@ def _listed_checksums(root: str) -> dict[str, str]:
 def expected_sha256(url: str) -> str | None:
     """The sha256 an OUT's index lists for shard ``url`` (OUT/shards/<name>.tar), None if none lists it."""
     path = Path(url).resolve()
-    return _listed_checksums(str(path.parent.parent)).get(str(path))
+    root = path.parent.parent
+    stamp = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(root.glob("index*.json")))
+    return _listed_checksums(str(root), stamp).get(str(path))
 
 
 class ShardReader:
