@@ -148,9 +148,9 @@ def test_rle_keeps_an_overlapped_product_whole_and_the_instance_map_is_the_fallb
     from tests.vm_shards import _rle
 
     ann = {"products": [{"mask_index": 1, "rle": _rle(under)}, {"mask_index": 2, "rle": _rle(over)}]}
-    assert np.array_equal(product_mask(ann, 0, ids), under.astype(bool))  # whole, although product 2 covers part of it
+    assert np.array_equal(product_mask(ann, 0, ids, ids.shape), under.astype(bool))  # whole, although product 2 covers part of it
     del ann["products"][0]["rle"]
-    assert np.array_equal(product_mask(ann, 0, ids), (ids == 1))  # fallback: only its visible pixels
+    assert np.array_equal(product_mask(ann, 0, ids, ids.shape), (ids == 1))  # fallback: only its visible pixels
 
 
 def test_close_view_is_the_views_tile_when_present_else_cut_from_the_image(tmp_path):
@@ -284,7 +284,7 @@ def test_rle_mask_to_uint8_in_row_order_is_exact():
 
     rng = np.random.default_rng(0)
     mask = rng.random((47, 61)) > 0.6
-    decoded = product_mask({"products": [{"rle": _rle(mask.astype(np.uint8))}]}, 0, None)
+    decoded = product_mask({"products": [{"rle": _rle(mask.astype(np.uint8))}]}, 0, None, mask.shape)
     assert decoded.flags.f_contiguous and not decoded.flags.c_contiguous  # pycocotools' layout, the case that matters
     for m in (decoded, mask):
         out = mask_u8(m)

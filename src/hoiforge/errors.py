@@ -27,3 +27,14 @@ class ConversionError(HoiforgeError):
 
 class EvalError(HoiforgeError):
     """An evaluation cannot be computed as asked (too few images, features from different settings, captions that do not match)."""
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A bounded repr for error messages: received values (a recipe's, a RUN's, a shard's) may be huge or
+    deeply shared (a YAML alias tree), and ``repr`` walks all of them."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxstring, r.maxother, r.maxlist, r.maxtuple, r.maxdict = 2, limit, limit, 4, 4, 4
+    text = r.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -6,8 +6,11 @@
   slot = rank x workers + worker; samples keep their shard order.
 - ``inspect_dataset``: random access by index through wids, for looking at samples.
 
-Shard urls come from ``OUT/index.<split>.json`` (relative to OUT). Per-sample decoding is
-``vm_sample.SampleDecoder``; ``collate`` turns its arrays into tensors.
+Shard urls come from ``OUT/index.<split>.json`` (relative to OUT). Shards are read by
+``shard_read.ShardReader`` (sha256 checked once per process, member sizes bounded); per-sample
+decoding is ``vm_sample.SampleDecoder`` (pixel counts, RLE sizes, finite json checked first);
+``collate`` turns its arrays into tensors. A sample that fails any of these is skipped and counted
+in the log, in both modes.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from hoiforge.datasets.bounds import DEFAULT_LIMITS, MemberLimits
+from hoiforge.datasets.shard_read import ShardReader
 from hoiforge.datasets.vm_sample import WRITTEN_BY, SampleDecoder, SampleSpec, ShardDataError, missing_members
 
 log = logging.getLogger("hoiforge.datasets")
@@ -192,6 +197,7 @@ class ShardStream(IterableDataset):
         rank: int | None = None,
         world: int | None = None,
         drop_last: bool | None = None,
+        limits: MemberLimits = DEFAULT_LIMITS,
     ):
         super().__init__()
         if mode not in ("train", "eval"):
@@ -201,6 +207,7 @@ class ShardStream(IterableDataset):
         r, w = dist_info()
         self.rank, self.world = (r if rank is None else rank), (w if world is None else world)
         self.drop_last = mode == "train" if drop_last is None else drop_last
+        self.limits = limits
 
     def _worker(self) -> tuple[int, int]:
         info = get_worker_info()
@@ -212,23 +219,36 @@ class ShardStream(IterableDataset):
 
         if worker is None:
             worker, workers = self._worker()
+        reader = ShardReader(self.limits, who=f"loader worker {worker} of rank {self.rank}")
         if self.mode == "train":
             # One stream per (seed, rank, worker, start step): a resumed run draws a fresh, reproducible stream.
             rng = random.Random(int(np.random.SeedSequence([self.seed, self.rank, worker, self.start_step]).generate_state(1)[0]))
             nprng = np.random.default_rng(rng.getrandbits(64))
-            shards = ({"url": rng.choice(self.urls)} for _ in iter(int, 1))
-            raw = wds.tarfile_samples(shards, handler=wds.warn_and_continue)
+            raw = reader.stream(self._draw(rng, reader), strict=False)
             raw = wds.shuffle(self.shuffle_buffer, initial=min(self.shuffle_buffer, 100), rng=rng)(raw)
             for sample in raw:
                 try:
                     yield self.decode(sample, nprng)
                 except Exception as e:  # one bad sample must not stop a long run
-                    log.warning("skipped sample %s of %s: %s", sample.get("__key__"), sample.get("__url__"), e)
+                    reader.skip(sample.get("__key__"), sample.get("__url__"), f"{type(e).__name__}: {e}")
         else:
             mine = eval_slice(self.urls, self.rank, self.world, worker, workers)
-            for sample in wds.tarfile_samples([{"url": u} for u in mine]):
-                # Eval randomness is per sample id, so it does not depend on how samples are split.
-                yield self.decode(sample, np.random.default_rng([self.seed, zlib.crc32(str(sample["__key__"]).encode())]))
+            for sample in reader.stream(mine, strict=True):
+                try:
+                    # Eval randomness is per sample id, so it does not depend on how samples are split.
+                    yield self.decode(sample, np.random.default_rng([self.seed, zlib.crc32(str(sample["__key__"]).encode())]))
+                except Exception as e:  # a bad sample is skipped and counted here too (the trainer's validation batch)
+                    reader.skip(sample.get("__key__"), sample.get("__url__"), f"{type(e).__name__}: {e}")
+
+    def _draw(self, rng: random.Random, reader: ShardReader) -> Iterator[str]:
+        """Shards drawn with replacement, leaving out those that failed their checksum in this worker."""
+        good = self.urls
+        while True:
+            if reader.bad & set(good):
+                good = [u for u in self.urls if u not in reader.bad]
+                if not good:
+                    raise ShardDataError(f"every shard of this run fails its sha256 check against index.json (e.g. {self.urls[0]})")
+            yield rng.choice(good)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         batch: list[dict[str, Any]] = []

@@ -12,8 +12,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from PIL import Image
 
+from hoiforge.datasets.bounds import SampleRejected, check_sizes, load_json
 from hoiforge.datasets.contract import CHECKSUM_KEYS, IMAGE_EXTENSIONS, SCHEMA, SHARD_NAME, split_member_name
 from hoiforge.datasets.layout import OutLayout
+from hoiforge.datasets.masks import MaskError, decode_rle
 
 SIZED_MEMBERS = ("pose.png", "mask.png", "edge.png", "wear.png", "shoe.png", "shoemask.png", "wearconf.png")
 
@@ -28,9 +30,10 @@ def _check_sample(url: str, key: str, members: dict[str, bytes], problems: list[
         problems.append(f"{where}: no .json annotation")
         return
     try:
-        ann = json.loads(members["json"])
-    except ValueError as e:
-        problems.append(f"{where}: .json is not JSON: {e}")
+        check_sizes(members)  # what the trainer's loader would skip (bounds.py)
+        ann = load_json(members["json"])
+    except SampleRejected as e:
+        problems.append(f"{where}: {e}")
         return
     if ann.get("schema") != SCHEMA:
         problems.append(f"{where}: schema {ann.get('schema')!r} != {SCHEMA!r}")
@@ -51,6 +54,12 @@ def _check_sample(url: str, key: str, members: dict[str, bytes], problems: list[
             with Image.open(io.BytesIO(members[ext])) as m:
                 if m.size != size:
                     problems.append(f"{where}: {ext} is {m.size}, image is {size}")
+    for i, product in enumerate(ann.get("products") or []):
+        if isinstance(product, dict) and "rle" in product:
+            try:
+                decode_rle(product["rle"], size[1], size[0])  # sized to the image before pycocotools allocates
+            except MaskError as e:
+                problems.append(f"{where}: products[{i}]: {e}")
     if "txt" in members and ann.get("caption", {}).get("text") not in (None, members["txt"].decode("utf-8", "replace")):
         problems.append(f"{where}: .txt differs from json caption")
 
@@ -111,6 +120,16 @@ def validate(out: str | Path, check_images: bool = True) -> list[str]:
                     key, ext = split_member_name(info.name)
                 except ValueError as e:
                     problems.append(f"{url}: {e}")
+                    continue
+                if not info.isreg():  # extractfile would follow a link (KeyError) or return None
+                    kind = (
+                        f"a hard link (to {info.linkname[:200]!r})"
+                        if info.islnk()
+                        else f"a symlink (to {info.linkname[:200]!r})"
+                        if info.issym()
+                        else "not a file"
+                    )
+                    problems.append(f"{url}: {info.name} is {kind}, not a regular file")
                     continue
                 if not order or order[-1] != key:
                     if key in samples:

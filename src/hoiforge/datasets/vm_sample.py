@@ -30,8 +30,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from hoiforge.datasets.bounds import DEFAULT_LIMITS, MemberLimits, SampleRejected, check_sizes, image_size, load_json
 from hoiforge.datasets.contract import IMAGE_EXTENSIONS
 from hoiforge.datasets.images import to_rgb
+from hoiforge.datasets.masks import MaskError, decode_rle
 from hoiforge.datasets.precomputed import latent_image_size
 from hoiforge.datasets.render import render_pose
 from hoiforge.errors import HoiforgeError
@@ -231,15 +233,16 @@ def crop_padded(image: np.ndarray, box, out_size: int, scale: float = 1.0, fast:
     return _resize(np.ascontiguousarray(cut), (out_size, out_size), fast)
 
 
-def product_mask(ann: dict[str, Any], index: int, instance_map: np.ndarray | None) -> np.ndarray:
-    """HxW bool mask of products[index]: its whole RLE when present, else its pixels of the instance map."""
+def product_mask(ann: dict[str, Any], index: int, instance_map: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """HxW bool mask of products[index]: its whole RLE when present (it must be ``shape``, the image's
+    (height, width): masks.decode_rle), else its pixels of the instance map."""
     product = ann["products"][index]
     rle = product.get("rle")
     if rle is not None:
-        from pycocotools import mask as mask_utils
-
-        counts = rle["counts"].encode() if isinstance(rle["counts"], str) else rle["counts"]
-        return mask_utils.decode({"size": list(rle["size"]), "counts": counts}).astype(bool)
+        try:
+            return decode_rle(rle, *shape)
+        except MaskError as e:
+            raise SampleRejected(f"products[{index}]: {e}") from None
     if instance_map is None:
         raise ShardDataError("sample has neither products[i].rle nor mask.png")
     return instance_map == product.get("mask_index", index + 1)
@@ -272,14 +275,34 @@ def person_view_box(person: dict[str, Any], margin: float):
     return square_box(person["close_view"]) if person.get("close_view") else square_box(person["box"], margin)
 
 
+def check_bounds(sample: dict[str, Any], ann: dict[str, Any] | None, limits: MemberLimits = DEFAULT_LIMITS) -> tuple[int, int] | None:
+    """SampleRejected unless a raw sample is within ``limits`` (bounds.py): member sizes, every image member's
+    pixel count (from its header), and the json's image size equal to the image's; returns the image's (W, H)."""
+    check_sizes(sample, limits)
+    for ext in sample:
+        if not ext.startswith("__") and ext.rsplit(".", 1)[-1] in ("png", "jpg", "webp") and ext not in IMAGE_EXTENSIONS:
+            image_size(sample[ext], ext, limits)  # pose/mask/edge/views members: decoded later at their own size
+    ext = image_member(sample)
+    if ext is None:
+        return None
+    size = image_size(sample[ext], ext, limits)
+    info = (ann or {}).get("image") or {}
+    declared = (info.get("width"), info.get("height"))
+    if declared != (None, None) and declared != size:
+        raise SampleRejected(f"json says the image is {str(declared[0])[:12]}x{str(declared[1])[:12]}, it is {size[0]}x{size[1]}")
+    return size
+
+
 class SampleDecoder:
     """Raw webdataset sample (member bytes by extension) -> dict of numpy arrays for the trainer."""
 
-    def __init__(self, spec: SampleSpec):
-        self.spec = spec
+    def __init__(self, spec: SampleSpec, limits: MemberLimits = DEFAULT_LIMITS):
+        self.spec, self.limits = spec, limits
 
     def __call__(self, sample: dict[str, Any], rng: np.random.Generator | None) -> dict[str, Any]:
-        ann = json.loads(sample["json"]) if "json" in sample else None  # parsed once, for the check and the decode
+        # Parsed once, for the checks and the decode; bounded and finite (a received shard is untrusted).
+        ann = load_json(sample["json"], self.limits) if "json" in sample else None
+        check_bounds(sample, ann, self.limits)
         missing = missing_members(sample, self.spec, ann)
         if missing:
             raise ShardDataError(f"sample {sample.get('__key__')} lacks {', '.join(missing)}")
@@ -352,7 +375,7 @@ class SampleDecoder:
         instance_map = _decode_png(sample["mask.png"], cv2.IMREAD_UNCHANGED) if "mask.png" in sample and not has_rle else None
         if instance_map is not None and instance_map.ndim == 3:
             instance_map = instance_map[..., 2]  # a colour-coded map: its first (R) channel, as masks.decode_mask reads it
-        whole = mask_u8(product_mask(ann, index, instance_map))
+        whole = mask_u8(product_mask(ann, index, instance_map, (src_h, src_w)))  # src size: checked against the image (check_bounds)
         mask = resize_crop(whole, size, x0, y0, side) >= 128
 
         out: dict[str, Any] = {

@@ -156,12 +156,15 @@ class Condition:
 
 def read_condition(sid: str, members: Members) -> Condition:
     """The OHG condition of a test sample at the photo's size: one product (``products[0]``, see the module doc)."""
+    from hoiforge.datasets.bounds import SampleRejected, image_size
     from hoiforge.datasets.vm_sample import product_mask
 
     ann = annotation(members)
     ext = next(e for e in IMAGE_EXTS if e in members)
-    with Image.open(io.BytesIO(members[ext])) as img:
-        w, h = img.size
+    try:
+        w, h = image_size(members[ext], ext)  # from the header, within the pixel bound, before any allocation
+    except SampleRejected as e:
+        raise EvalError(f"test sample {sid}: {e}; the build output is damaged or crafted, rebuild it") from None
     persons = [
         PersonPose(tuple(float(v) for v in p["box"]), np.asarray(p["keypoints"], np.float64).reshape(-1, 3))
         for p in ann.get("persons", [])
@@ -172,7 +175,10 @@ def read_condition(sid: str, members: Members) -> Condition:
         from hoiforge.datasets.masks import decode_mask
 
         instance_map = decode_mask(members["mask.png"])
-    mask = product_mask(ann, 0, instance_map)
+    try:
+        mask = product_mask(ann, 0, instance_map, (h, w))  # a received RLE is checked against the photo's size
+    except SampleRejected as e:
+        raise EvalError(f"test sample {sid}: {e}; the build output is damaged or crafted, rebuild it") from None
     if mask.shape != (h, w):  # a received mask of another size: no product pixels rather than a misplaced m
         mask = np.zeros((h, w), bool)
     return Condition(sid, ext, caption(members), persons, mask, (str(ann["products"][0].get("label", "")),))

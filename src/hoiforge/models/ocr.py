@@ -244,9 +244,9 @@ def _model_name(model_dir: str | None) -> str | None:
         return None
     meta = Path(model_dir) / "inference.yml"
     if meta.is_file():
-        import yaml
+        from hoiforge import safe_yaml
 
-        return (yaml.safe_load(meta.read_text()) or {}).get("Global", {}).get("model_name")
+        return (safe_yaml.load(meta.read_text()) or {}).get("Global", {}).get("model_name")
     return None
 
 

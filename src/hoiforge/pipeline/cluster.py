@@ -183,6 +183,33 @@ def plan_segments(stages: list[Stage], cpus: float, gpus: float) -> tuple[float,
     return task_cpus, segments
 
 
+def check_pools(segments: list[Segment], resources: dict[str, float]) -> None:
+    """RecipeError, before the plan runs, for a recipe's own ``concurrency`` that this cluster cannot hold.
+
+    An actor pool larger than the cluster never starts its last actors: Ray Data waits for them
+    without a word (``concurrency: 1000000`` hung the build). Pools sized by ``plan_segments`` fit by
+    construction; a recipe's number is checked here against ``ray.cluster_resources()`` as it is now
+    (ours: an autoscaling cluster is sized by its running nodes, as the default pools are).
+    """
+    from hoiforge.errors import RecipeError
+
+    have = ", ".join(f"{resources.get(k, 0):g} {k}" for k in ("CPU", "GPU"))
+    for seg in segments:
+        run = seg.run
+        if run.concurrency is None or not any("concurrency" in s.params.resources.model_fields_set for s in seg.stages):
+            continue
+        for name, per in {"CPU": run.num_cpus, "GPU": run.num_gpus, **run.custom}.items():
+            total = resources.get(name, 0.0)
+            if per and run.concurrency * per > total + 1e-9:
+                most = int(total / per + 1e-9)
+                fix = f"set its resources.concurrency to at most {most}" if most else f"lower its {name} per actor"
+                raise RecipeError(
+                    f"stage {seg.name}: concurrency {run.concurrency} asks for {run.concurrency} actors of {per:g} {name} "
+                    f"({run.concurrency * per:g} {name}), but this Ray cluster has {total:g} {name} ({have}); {fix}, "
+                    "or leave concurrency out to size the pool from the cluster"
+                )
+
+
 def _batch_size(stage: Stage) -> int:
     r = stage.params.resources
     return r.batch_size if "batch_size" in r.model_fields_set else stage.default_batch_size

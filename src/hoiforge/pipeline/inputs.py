@@ -6,8 +6,9 @@ range of the member, so that reading one is a seek, never an extraction.
 
 Every regular file found under a directory or named in a list (and every tar member) is a row:
 a file that is not an image by its extension gets ``skip`` (it is ``dropped`` at stage ``list``
-and never read), an entry that cannot be read safely (FIFO, device, unsafe tar path) gets
-``error`` (it ``failed``). Nothing found is left out of the manifest.
+and never read), an entry that cannot be read safely (FIFO, device, unsafe tar path, a symlink in
+a folder that resolves outside it) gets ``error`` (it ``failed``). Nothing found is left out of
+the manifest.
 """
 
 from __future__ import annotations
@@ -203,6 +204,16 @@ def _expand(spec: str, *, from_list: str | None = None, allow_outside_lists: boo
     yield from _expand_path(fs, path, explicit=from_list is None, base=base)
 
 
+LINK_OUTSIDE = "symlink leads outside the input folder; not read (name its target as an input to build from it)"
+
+
+def _leaves(folder: str, path: str) -> bool:
+    """Whether the symlink ``path`` found under ``folder`` resolves outside it (a received folder whose
+    ``link.jpg`` points at /etc/passwd must not feed that file into the build, its manifest and viewer)."""
+    root = os.path.realpath(folder)
+    return os.path.commonpath([root, os.path.realpath(path)]) != root
+
+
 def _regular(fs: fsspec.AbstractFileSystem, path: str, info: dict) -> tuple[int | None, str | None]:
     """(size, None) for a regular file (symlinks followed), else (None, why it is not read)."""
     if info.get("type") == "other" and info.get("islink"):
@@ -221,6 +232,10 @@ def _expand_path(fs: fsspec.AbstractFileSystem, path: str, explicit: bool, base:
     info = info or fs.info(path)
     if info.get("type") == "directory":
         for p, found in sorted(fs.find(path, detail=True).items()):
+            if found.get("islink") and is_local(fs) and _leaves(path, p):
+                uri = _full_uri(fs, p)
+                yield InputRef(uri, uri, error=LINK_OUTSIDE, error_code="link_outside_input", relpath=_relative_to(path, p))
+                continue
             yield from _expand_path(fs, p, explicit=False, base=path, info=found)
         return
     uri = _full_uri(fs, path)

@@ -17,7 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hoiforge.errors import RecipeError
+from hoiforge import safe_yaml
+from hoiforge.errors import RecipeError, shown
 from hoiforge.stages import REGISTRY, stage_class
 from hoiforge.stages.base import RecipeDeprecation, Stage, StageParams
 
@@ -62,7 +63,7 @@ def _format_error(where: str, err: ValidationError) -> str:
         elif e["type"] == "value_error":
             msg = e["msg"].removeprefix("Value error, ")
         else:
-            msg = e["msg"] + (f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else "")
+            msg = e["msg"] + (f" (got {shown(e['input'])})" if "input" in e and not isinstance(e["input"], dict) else "")
         lines += [f"{where}: {loc + ': ' if loc else ''}{line}" for line in msg.splitlines()]
     return "\n".join(lines)
 
@@ -151,7 +152,7 @@ def load_recipe(name_or_path: str) -> Recipe:
         known = ", ".join(sorted(bundled_recipes()))
         raise RecipeError(f"recipe {name_or_path!r} not found: give a YAML path or one of: {known}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = safe_yaml.load(path.read_text())
     except yaml.YAMLError as e:
         raise RecipeError(f"{path}: not valid YAML: {e}") from None
     return parse_recipe(data, source=path.name)

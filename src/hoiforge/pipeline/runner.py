@@ -211,7 +211,7 @@ def run_plan(
     import ray
 
     from hoiforge.pipeline.adapter import chain_class
-    from hoiforge.pipeline.cluster import connect, plan_segments
+    from hoiforge.pipeline.cluster import check_pools, connect, plan_segments
     from hoiforge.pipeline.read import read_batch
     from hoiforge.pipeline.visibility import check_out_visible
     from hoiforge.pipeline.writer import ShardSink, shard_counter
@@ -228,6 +228,7 @@ def run_plan(
         check_out_visible(layout.shards)
         resources = ray.cluster_resources()
         task_cpus, segments = plan_segments(stages, resources.get("CPU", 1), resources.get("GPU", 0))
+        check_pools(segments, resources)  # a pool the cluster cannot hold would wait forever, silently
 
         # Blocks of listing rows: enough of them to keep every CPU busy, few enough to stay cheap,
         # and no larger than an actor pool's batch: Ray hands an actor whole blocks, and blocks

@@ -1,8 +1,9 @@
 """Reading one listed input's bytes within limits: regular files only, never more than max_bytes + 1.
 
-A listed size above the limit fails before anything is opened; a local path is opened
-non-blocking and checked with ``fstat`` (a FIFO or a device named ``x.jpg`` is refused, it never
-blocks the build or streams /dev/zero into memory); a tar member is read only after the header
+A listed size above the limit fails before anything is opened; a local path, and the local tar
+holding a member, is opened non-blocking and checked with ``fstat`` (a FIFO or a device named
+``x.jpg`` or ``x.tar`` is refused, it never blocks the build or the viewer, or streams /dev/zero
+into memory); a tar member is read only after the header
 at its recorded offset proves it is still that member (a tar rewritten between two runs).
 """
 
@@ -50,12 +51,21 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return "file" in protocols or "local" in protocols
 
 
-def _read_local(path: str, limit: int | None) -> bytes:
+def _open_regular(path: str):
+    """A local file opened for reading only if it is a regular file: non-blocking, so a FIFO never
+    waits for a writer, and checked with fstat on the opened descriptor (no race with a rename)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb", buffering=0) as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise NotRegularFile(not_regular_reason(file_kind(st.st_mode)))
+    f = os.fdopen(fd, "rb")
+    st = os.fstat(f.fileno())
+    if not stat.S_ISREG(st.st_mode):
+        f.close()
+        raise NotRegularFile(not_regular_reason(file_kind(st.st_mode)))
+    return f, st
+
+
+def _read_local(path: str, limit: int | None) -> bytes:
+    f, st = _open_regular(path)
+    with f:
         if limit is not None and st.st_size > limit:
             raise InputTooLarge(too_large_reason(st.st_size, limit))
         return _read_at_most(f, limit)
@@ -110,7 +120,10 @@ def read_limited(uri: str, member: str | None, offset: int | None, size: int | N
             return _read_at_most(f, max_bytes)
     if offset is None or size is None or offset < BLOCK:
         raise StaleMember(f"no byte range recorded for tar member {member!r}")
-    with fs.open(path, "rb") as f:
+    if not is_local(fs) and fs.info(path).get("type") != "file":
+        raise NotRegularFile(not_regular_reason(str(fs.info(path).get("type"))))
+    # The tar itself is checked like a plain input: a FIFO named x.tar would block fs.open forever.
+    with _open_regular(path)[0] if is_local(fs) else fs.open(path, "rb") as f:
         f.seek(offset - BLOCK)
         check_member_header(f.read(BLOCK), member, size)
         data = f.read(size)

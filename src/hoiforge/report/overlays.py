@@ -9,6 +9,7 @@ stack them with plain <img> elements and a CSS opacity toggle.
 from __future__ import annotations
 
 import io
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
@@ -20,6 +21,11 @@ EDGE_COLOR = (255, 255, 0)
 THUMB_SIZE = 192
 
 
+MAX_MASK_ID = 65535  # masks.encode_mask writes at most 16-bit ids
+UNKNOWN_ID_COLOR = (255, 255, 255)
+
+
+@lru_cache(maxsize=8)
 def _palette(n: int) -> np.ndarray:
     """n distinct, saturated colours (golden-angle hues), RGB uint8."""
     import colorsys
@@ -42,14 +48,20 @@ def _open_within(data: bytes, max_pixels: int | None) -> Image.Image:
     return img
 
 
-def overlay_png(kind: str, data: bytes, max_pixels: int | None = None) -> bytes:
-    """An RGBA PNG of a pose/mask/edge member, transparent outside what it draws."""
+def overlay_png(kind: str, data: bytes, max_pixels: int | None = None, max_id: int | None = None) -> bytes:
+    """An RGBA PNG of a pose/mask/edge member, transparent outside what it draws.
+
+    Mask ids are bounded by ``max_id`` (the sample's product count; never above 16 bits): a received
+    mask may be a 32-bit image whose one id of 2^31-1 would ask for a palette of hundreds of GB. Ids
+    outside 1..max_id are drawn in one colour (white), the palette never larger than max_id + 2."""
     img = _open_within(data, max_pixels)
     if kind == "mask":
         ids = np.asarray(img.convert("I") if img.mode not in ("L", "P", "I;16", "I") else img, dtype=np.int64)
-        colors = _palette(int(ids.max()) + 1)
+        top = MAX_MASK_ID if max_id is None else max(0, min(int(max_id), MAX_MASK_ID))
+        colors = _palette(top + 2).copy()
+        colors[top + 1] = UNKNOWN_ID_COLOR
         rgba = np.zeros((*ids.shape, 4), np.uint8)
-        rgba[..., :3] = colors[ids]
+        rgba[..., :3] = colors[np.where((ids < 0) | (ids > top), top + 1, ids)]
         rgba[..., 3] = np.where(ids > 0, 150, 0)
         return _png(rgba)
     rgb = np.asarray(img.convert("RGB"))

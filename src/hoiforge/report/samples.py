@@ -259,7 +259,7 @@ class SampleIndex:
                 return self._offsets[url]
         offsets = {}
         path = self._shard_path(url)
-        if not path.exists():  # deleted or not copied along with the manifest: nothing to read
+        if not path.is_file():  # deleted, not copied along with the manifest, or a FIFO (whose open would block)
             return {}
         with tarfile.open(path, "r:") as tar:
             for info in tar:  # reads headers only: tarfile seeks past each member's data

@@ -19,7 +19,9 @@ image/text content type; a source is served only when its bytes' sha256 is the m
 they open as an allowed raster format within the build's pixel limit (local files only, unless
 ``remote_sources``); every response carries ``Content-Security-Policy: default-src 'self'``.
 Thumbnails decode within the build's pixel limit on a bounded pool of request threads, cached
-by input index.
+by input index. Sources are regular files only (a FIFO, also as a tar holding the member, is never
+opened for reading), read on their own small pool with a timeout, so no request waits on a read
+forever; mask overlays draw at most as many colours as the sample has products.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ MEMBER_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "
 # Source formats a browser shows as they are; other allowed formats are sent as a PNG rendering.
 BROWSER_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
 REQUEST_THREADS = 8
+SOURCE_READERS = 2  # threads reading sources of dropped/failed rows (files or, with --remote-sources, URLs)
+SOURCE_READ_TIMEOUT = 10.0  # seconds a request waits for one source read before answering "not readable here"
 THUMB_CACHE = 1024
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _ROUTE = re.compile(r"^/api/(sample|member|overlay|thumb|source)/(\d+)(?:/([a-z0-9][a-z0-9._-]*))?$")
@@ -66,11 +70,15 @@ class HttpError(Exception):
 class Viewer:
     """The API over one output directory (no HTTP here, so it is testable without a socket)."""
 
-    def __init__(self, out: str | Path, remote_sources: bool = False):
+    def __init__(self, out: str | Path, remote_sources: bool = False, read_timeout: float | None = None):
         self.out = Path(out)
         self.samples = SampleIndex(out)
         self.limits = build_limits(self.out)
         self.remote_sources = remote_sources
+        # Source reads run here, each awaited at most read_timeout: a read that hangs (a stalled
+        # remote, a filesystem that blocks) holds one of these threads, never a request thread.
+        self.read_timeout = SOURCE_READ_TIMEOUT if read_timeout is None else read_timeout
+        self._readers = ThreadPoolExecutor(SOURCE_READERS, thread_name_prefix="hoiforge-view-read")
         self._thumbs: OrderedDict[int, bytes] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -119,10 +127,22 @@ class Viewer:
         if kind not in OVERLAYS:
             raise HttpError(HTTPStatus.NOT_FOUND, f"overlay must be one of {sorted(OVERLAYS)}")
         data, _ = self.member(index, OVERLAYS[kind])
+        max_id = None
+        if kind == "mask":  # ids are products[id - 1]: the palette is bounded by the json's product count
+            max_id = self._product_count(index)
         try:
-            return overlay_png(kind, data, self.limits["max_pixels"]), "image/png"
+            return overlay_png(kind, data, self.limits["max_pixels"], max_id), "image/png"
         except ValueError as e:
             raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, str(e)) from None
+
+    def _product_count(self, index: int) -> int:
+        """How many products the sample's json lists (0 when it has no readable json)."""
+        raw = self.samples.read_member(self._row(index, where_only=True), "json")
+        try:
+            products = json.loads(raw).get("products") if raw else None
+        except (ValueError, AttributeError):
+            return 0
+        return len(products) if isinstance(products, list) else 0
 
     def source(self, index: int) -> tuple[bytes, str]:
         data = self._source_bytes(index)
@@ -172,8 +192,12 @@ class Viewer:
             fs, _ = fsspec.core.url_to_fs(row["uri"])
             if not (is_local(fs) or self.remote_sources):
                 return None
-            data = read_input(row["uri"], row["member"], offset, size, self.limits["max_bytes"])
-        except Exception:  # noqa: BLE001 - gone, moved, no credentials, too large: all mean "not readable here"
+            reading = self._readers.submit(read_input, row["uri"], row["member"], offset, size, self.limits["max_bytes"])
+            try:
+                data = reading.result(timeout=self.read_timeout)
+            finally:
+                reading.cancel()  # still queued behind hung reads: never started
+        except Exception:  # noqa: BLE001 - gone, moved, no credentials, too large, too slow: all mean "not readable here"
             return None
         if hashlib.sha256(data).hexdigest() != expected["sha256"]:
             return None

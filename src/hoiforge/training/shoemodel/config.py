@@ -27,6 +27,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError
 
+from hoiforge import safe_yaml
 from hoiforge.training.core.config import ConfigError, TrainSettings
 from hoiforge.training.core.config import Strict as _Strict
 
@@ -228,7 +229,7 @@ def load_config(name_or_path: str | Path) -> ShoeModelConfig:
     if not path.is_file():
         raise ConfigError(f"ShoeModel config {text!r} is neither tiny, paper nor a YAML file")
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
+        doc = safe_yaml.load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(doc, dict):

@@ -28,6 +28,7 @@ from PIL import Image
 
 from hoiforge.datasets import keypoints as K
 from hoiforge.datasets import wearable as W
+from hoiforge.datasets.bounds import load_json
 from hoiforge.datasets.vm_sample import ShardDataError
 from hoiforge.training.shoemodel import geometry as G
 
@@ -92,10 +93,10 @@ class ShoeLegSample:
         return self._memo("image", lambda: np.ascontiguousarray(_rgb(_png(self.members[ext]))))
 
     def annotation(self) -> dict[str, Any]:
-        return self._memo("json", lambda: json.loads(self.members["json"]) if "json" in self.members else {})
+        return self._memo("json", lambda: load_json(self.members["json"]) if "json" in self.members else {})
 
     def leg(self) -> dict[str, Any]:
-        return self._memo("leg", lambda: json.loads(self.members["leg.json"]))
+        return self._memo("leg", lambda: load_json(self.members["leg.json"]))  # bounded, finite numbers only
 
     def shoe_rgba(self) -> np.ndarray:
         def make():

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from hoiforge import safe_yaml
 from hoiforge.training.core.config import ConfigError, TrainSettings
 from hoiforge.training.core.config import Strict as _Strict
 
@@ -134,7 +135,7 @@ def load_config(name_or_path: str | Path) -> VirtualModelConfig:
     if not path.is_file():
         raise ConfigError(f"config {text_name!r} is neither a bundled config ({', '.join(BUNDLED)}) nor a YAML file")
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = safe_yaml.load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(doc, dict):

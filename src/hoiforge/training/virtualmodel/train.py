@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from hoiforge.datasets.loader import normalise
-from hoiforge.datasets.vm_sample import SampleSpec
+from hoiforge.datasets.vm_sample import SampleSpec, ShardDataError
 from hoiforge.training.core import BatchPlan, Trainer, TrainResult, list_checkpoints, plan_batch, weights_path
 from hoiforge.training.core.batch_plan import world_size
 from hoiforge.training.virtualmodel import conditioning as C
@@ -171,7 +171,9 @@ class VirtualModelTrainer:
         self.text = C.TextEncoder(comp.tokenizer, comp.text_encoder, cfg.models.text_chunks)
         self.noise = noise_scheduler(comp)
         # The validation sample: the first of the first shard, on every rank (only the main one draws it).
-        self.val_batch = next(iter(self.loader(stage, 0, 1, mode="eval", crop="center", rank=0, world=1)))
+        self.val_batch = next(iter(self.loader(stage, 0, 1, mode="eval", crop="center", rank=0, world=1)), None)
+        if self.val_batch is None:  # every sample was skipped (the log says why, one line each)
+            raise ShardDataError(f"{self.data[0]}: no sample decodes for the validation image (see the skipped samples above)")
         trainer = Trainer(
             core,
             trainable=trainable,
