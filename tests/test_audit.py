@@ -156,6 +156,10 @@ def test_summary_precision_estimate_and_two_reviewers_kappa(tmp_path):
     assert pair["kappa"] == pytest.approx(cohen_kappa(a_labels, b_labels))
     assert s["dropped"]["reviewed"] == 1 and s["dropped"]["precision"] == 0.0 and s["dropped"]["estimated_wrong"] == 6
     assert set(audit_figures(out)) == {"person"}
+    from hoiforge.report.audit_section import render
+
+    page = render(audit_figures(out), out)
+    assert "ann / bob" in page and f'<td class="kappa">{pair["kappa"]:.3f}</td>' in page
 
 
 def test_answer_files_are_untrusted_when_read_back(tmp_path):

@@ -394,15 +394,13 @@ def _consensus(verdicts: list[str]) -> str:
     return "correct" if c > w else "wrong"
 
 
-def stage_summary(
-    out: str | Path, stage: str, population: dict[str, int] | None = None, current: set[tuple[int, str]] | None = None
-) -> dict[str, Any]:
-    """The audit figures of one stage. ``population``: kept/dropped counts of the build (read from
-    the manifest when not given). Answers for an index that is no longer that status in the
-    manifest are ignored (the build was redone since)."""
+def stage_summary(out: str | Path, stage: str, rows: Rows | None = None) -> dict[str, Any]:
+    """The audit figures of one stage. ``rows``: the manifest's kept / dropped-at-stage rows (read
+    when not given). Answers for an index that is no longer that status in the manifest are left
+    out and counted as stale (the build was redone since)."""
     answers, ignored = read_answers(out, stage)
-    if current is None or population is None:
-        current, population = _current(out, stage)
+    rows = rows or Rows(out, stage)
+    current, population = rows, rows.population
     marks = latest(a for a in answers if (a["index"], a["status"]) in current)
     stale = sum(1 for a in answers if (a["index"], a["status"]) not in current)
     result: dict[str, Any] = {"stage": stage, "question": STAGES[stage].question, "ignored": {**ignored, "stale": stale}}
@@ -475,17 +473,27 @@ def agreement(marks: dict[tuple[int, str, str], dict[str, Any]]) -> list[dict[st
     return pairs
 
 
-def _current(out: str | Path, stage: str) -> tuple[set[tuple[int, str]], dict[str, int]]:
-    """(index, status) of the rows an answer may refer to, and the kept/dropped-at-stage counts."""
-    t = pq.read_table(OutLayout(out).manifest, columns=["index", "status", "stage"])
-    index, status, stages = t.column("index").to_pylist(), t.column("status").to_pylist(), t.column("stage").to_pylist()
-    current = set()
-    population = {"kept": 0, "dropped": 0}
-    for i, s, st in zip(index, status, stages, strict=True):
-        if s == "kept" or (s == "dropped" and st == stage):
-            current.add((int(i), s))
-            population[s] += 1
-    return current, population
+class Rows:
+    """Which (index, status) pairs an answer may refer to: kept rows, and rows dropped at the stage.
+    Column-wise (numpy, searchsorted), read once: a build of millions of rows is checked per answer,
+    not turned into Python objects."""
+
+    def __init__(self, out: str | Path, stage: str):
+        t = pq.read_table(OutLayout(out).manifest, columns=["index", "status", "stage"])
+        index = np.asarray(t.column("index").to_numpy(), dtype=np.int64)
+        kept = np.asarray(pc.fill_null(pc.equal(t.column("status"), "kept"), False).to_numpy(zero_copy_only=False), bool)
+        dropped = pc.and_(pc.equal(t.column("status"), "dropped"), pc.equal(t.column("stage"), stage))
+        dropped = np.asarray(pc.fill_null(dropped, False).to_numpy(zero_copy_only=False), bool)
+        order = np.argsort(index, kind="stable")
+        self.index, self.kept, self.dropped = index[order], kept[order], dropped[order]
+        self.population = {"kept": int(kept.sum()), "dropped": int(dropped.sum())}
+
+    def __contains__(self, key: tuple[int, str]) -> bool:
+        index, status = key
+        pos = int(np.searchsorted(self.index, index))
+        if pos >= self.index.size or self.index[pos] != index:
+            return False
+        return bool(self.kept[pos] if status == "kept" else self.dropped[pos] if status == "dropped" else False)
 
 
 def audit_figures(out: str | Path) -> dict[str, Any]:
@@ -498,8 +506,7 @@ def audit_figures(out: str | Path) -> dict[str, Any]:
     )
     figures = {}
     for stage in stages:
-        current, population = _current(out, stage)
-        summary = stage_summary(out, stage, population, current)
+        summary = stage_summary(out, stage, Rows(out, stage))
         if "kept" in summary or "dropped" in summary:
             figures[stage] = summary
     return figures

@@ -10,6 +10,10 @@ from pathlib import Path
 from typing import Any
 
 MAX_THUMBS = 12  # per stage and status: the page stays small on a big audit
+STYLE = (
+    "<style>#audit .audit-wrong{gap:6px}#audit figure{margin:0;font-size:11px;color:#555}"
+    "#audit figure img{height:110px;display:block}#audit .question{color:#555;margin:2px 0}</style>"
+)
 
 
 def _e(value: Any) -> str:
@@ -111,7 +115,7 @@ def render(audit: dict[str, Any], out: str | Path) -> str:
                 f'<p class="absent">Ignored: {ignored.get("lines", 0)} malformed answer line(s), {ignored.get("files", 0)} unreadable '
                 f"file(s), {ignored.get('stale', 0)} answer(s) for samples no longer in this build.</p>"
             )
-    return f'<section id="audit"><h2>Audit: how many annotations are right</h2>{"".join(body)}</section>'
+    return f'<section id="audit"><h2>Audit: how many annotations are right</h2>{STYLE}{"".join(body)}</section>'
 
 
 def _viewer(out: str | Path):

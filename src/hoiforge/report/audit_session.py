@@ -20,7 +20,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from hoiforge.report.audit import STAGES, AnswerStore, AuditError, draw_sample, latest, read_answers, stage_summary
+from hoiforge.report.audit import STAGES, AnswerStore, AuditError, Rows, draw_sample, latest, read_answers, stage_summary
 
 LAYERS = {"shoemask": "shoemask.png", "wear": "wear.png"}
 MAX_BODY = 4096
@@ -42,6 +42,7 @@ class AuditSession:
         self.store = AnswerStore(out, stage, seed, reviewer)
         self.stage, self.spec = stage, STAGES[stage]
         self.items = {(it["index"], it["status"]): it for it in self.sample["items"]}
+        self.rows = Rows(out, stage)  # the manifest does not change during a review: read it once
 
     def document(self) -> dict[str, Any]:
         answers, _ = read_answers(self.out, self.stage)
@@ -60,7 +61,7 @@ class AuditSession:
             "reasons": list(self.spec.reasons),
             "answers": mine,
             "answers_file": f"audit/{self.store.path.name}",
-            "summary": stage_summary(self.out, self.stage),
+            "summary": stage_summary(self.out, self.stage, self.rows),
         }
 
     def answer(self, body: bytes) -> dict[str, Any]:
@@ -81,7 +82,7 @@ class AuditSession:
             record = self.store.mark(item, str(doc.get("verdict")), reason if isinstance(reason, str) else None)
         except AuditError as e:
             raise HttpError(HTTPStatus.BAD_REQUEST, str(e)) from None
-        return {"saved": record, "summary": stage_summary(self.out, self.stage)}
+        return {"saved": record, "summary": stage_summary(self.out, self.stage, self.rows)}
 
 
 def route(viewer, method: str, path: str, body: bytes | None) -> tuple[bytes, str]:

@@ -9,6 +9,7 @@ Stdlib ``ThreadingHTTPServer`` bound to 127.0.0.1 by default. JSON API:
     GET /api/overlay/<index>/<kind>      pose | mask | edge as a transparent PNG
     GET /api/thumb/<index>               small JPEG (the shard image, else the readable source)
     GET /api/source/<index>              the source image of a dropped/failed row, if still readable
+    /audit, GET|POST /api/audit/...      audit mode only (``hoiforge audit``): report/audit_session.py
 
 ``<index>`` is the manifest's input index. No parameter reaches the filesystem except through
 a manifest row: shards must be listed in index.json, sources are the row's own uri/member, and

@@ -31,6 +31,10 @@ function showSummary(summary) {
     span.textContent = s.reviewed
       ? `${status}: ${what} ${pct(s.precision)} (95 % CI ${pct(s.wilson95[0])}–${pct(s.wilson95[1])}) over ${s.reviewed} reviewed · est. ${s.estimated_wrong} wrong of ${s.population}`
       : `${status}: nothing judged yet`;
+    for (const pair of s.agreement || []) {
+      const k = pair.kappa === null ? "undefined" : pair.kappa.toFixed(2);
+      span.textContent += ` · ${pair.reviewers.join(" / ")}: kappa ${k} over ${pair.both_answered} both answered`;
+    }
     parts.push(span, " ");
   }
   $("live").replaceChildren(...parts);
@@ -134,6 +138,7 @@ async function open(pos) {
   // Cleanup: the source beside the cleaned image, so removed regions can be compared.
   const before = layers.includes("source") && it.status === "kept";
   $("before").hidden = !before;
+  document.querySelector(".images").classList.toggle("with-before", before);
   if (before) $("source").src = `/api/source/${row.index}`;
   const cap = s.caption || (s.annotation && s.annotation.caption && s.annotation.caption.text) || "";
   $("caption").textContent = layers.includes("caption") ? cap || (it.status === "kept" ? "(no caption in this sample)" : "") : "";
