@@ -197,6 +197,13 @@ def test_answer_files_are_untrusted_when_read_back(tmp_path):
     with pytest.raises(AuditError, match="symbolic link"):
         store.mark(item, "correct")
     assert not (tmp_path / "elsewhere.jsonl").exists()
+    other = _out(tmp_path / "second")  # OUT/audit itself a link out of OUT: neither written nor read
+    (tmp_path / "outside").mkdir()
+    (other / "audit").symlink_to(tmp_path / "outside")
+    (tmp_path / "outside" / "person-0.jsonl").write_text(json.dumps(good) + "\n")
+    with pytest.raises(AuditError, match="symbolic link"):
+        AnswerStore(other, "person", 0, "ann").mark(item, "correct")
+    assert read_answers(other, "person")[0] == [] and (tmp_path / "outside" / "person-0.jsonl").read_text().count("\n") == 1
     with pytest.raises(AuditError, match="reason"):
         AnswerStore(out, "person", 1, "ann").mark(item, "correct", "person missed")
 

@@ -278,6 +278,8 @@ class AnswerStore:
         }
         line = (json.dumps(record, ensure_ascii=True) + "\n").encode()
         with self._lock:
+            if self.path.parent.is_symlink():
+                raise AuditError(f"{self.path.parent} is a symbolic link: answers are written only under OUT/audit itself")
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.is_symlink():
                 raise AuditError(f"{self.path} is a symbolic link: answers are written only to a plain file under OUT/audit")
