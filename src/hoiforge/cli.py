@@ -5,6 +5,7 @@ hoiforge inspect OUT ID
 hoiforge validate OUT
 hoiforge stats OUT                 (OUT/report/index.html + figures.json)
 hoiforge view OUT [--host H] [--port P]
+hoiforge audit OUT [--stage products|person|pose|cleanup|caption|shoes|wear_labels] [--n 100] [--split train|test] [--seed S] [--reviewer NAME] [--dropped]
 hoiforge models list|check|fetch
 hoiforge wear check IMAGES --labels-dir DIR | --coco FILE
 hoiforge eval metrics --real DIR --fake DIR [--captions CAPTIONS.jsonl] [--json]
@@ -34,7 +35,7 @@ from hoiforge.commands.models import models_app
 from hoiforge.datasets.wearable_cli import wear_app
 from hoiforge.errors import HoiforgeError
 from hoiforge.eval.cli import eval_app
-from hoiforge.report.cli import stats_command, view_command
+from hoiforge.report.cli import audit_command, stats_command, view_command
 from hoiforge.training.cli import generate_app, train_app
 from hoiforge.training.shoemodel import cli as _shoemodel_cli  # noqa: F401 - registers `train/generate shoemodel`
 
@@ -46,6 +47,7 @@ app.add_typer(train_app, name="train")
 app.add_typer(generate_app, name="generate")
 app.command("stats")(stats_command)
 app.command("view")(view_command)
+app.command("audit")(audit_command)
 console = Console(stderr=True)
 stdout = Console()
 

@@ -50,6 +50,10 @@ def stats_command(
         f"in {took:.2f} s (figures {result['seconds']['figures']:.2f} s, page {result['seconds']['render']:.2f} s)",
         err=as_json,
     )
+    from hoiforge.report.audit_section import summary_line
+
+    for stage, summary in result["figures"].get("audit", {}).items():
+        typer.echo(summary_line(stage, summary), err=as_json)
 
 
 @app.command("view")
@@ -75,6 +79,46 @@ def view_command(
     server = make_server(out, host, port, remote_sources=remote_sources)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     typer.echo(f"hoiforge view: http://{shown}:{server.server_address[1]}/  ({out}; Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@app.command("audit")
+def audit_command(
+    out: Annotated[Path, typer.Argument(help="output directory of a build")],
+    stage: Annotated[str, typer.Option("--stage", help="products | person | pose | cleanup | caption | shoes | wear_labels")] = "products",
+    n: Annotated[int, typer.Option("--n", help="samples to draw (kept; as many again of the stage's drops with --dropped)")] = 100,
+    split: Annotated[str | None, typer.Option("--split", help="train | test: only kept samples of this split")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="the draw's seed; the answers go to OUT/audit/<stage>-<seed>.jsonl")] = 0,
+    reviewer: Annotated[str | None, typer.Option("--reviewer", help="your name in the answer file (default: your login name)")] = None,
+    dropped: Annotated[bool, typer.Option("--dropped", help="also audit the samples the stage dropped (were the drops right?)")] = False,
+    port: Annotated[int, typer.Option("--port", help="TCP port on 127.0.0.1 (0 = any free port)")] = 8765,
+) -> None:
+    """Review a seeded sample of a stage's annotations in the viewer: keys c / w / s mark correct / wrong / skip."""
+    from hoiforge.errors import HoiforgeError
+    from hoiforge.report.audit import default_reviewer
+    from hoiforge.report.audit_session import AuditSession
+    from hoiforge.report.viewer import make_server
+
+    _require_build(out)
+    if split not in (None, "train", "test"):
+        typer.echo("error: --split must be train or test", err=True)
+        raise typer.Exit(2)
+    try:
+        session = AuditSession(out, stage, n=n, seed=seed, split=split, dropped=dropped, reviewer=reviewer or default_reviewer())
+    except HoiforgeError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    server = make_server(out, "127.0.0.1", port, audit=session)
+    doc = session.sample
+    typer.echo(
+        f"hoiforge audit: http://127.0.0.1:{server.server_address[1]}/audit  ({stage}, {len(doc['items'])} samples, seed {seed}, "
+        f"reviewer {session.store.reviewer}; answers -> {session.store.path}; Ctrl-C to stop)"
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

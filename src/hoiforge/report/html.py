@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from hoiforge.datasets.layout import OutLayout, write_atomic
+from hoiforge.report import audit_section
+from hoiforge.report.audit import audit_figures
 from hoiforge.report.figures import compute_figures
 
 KEPT_COLOR, ALL_COLOR, DROP_COLOR = "#2a9d8f", "#b0b7c3", "#e76f51"
@@ -30,6 +32,7 @@ def build_report(out: str | Path) -> dict[str, Any]:
     """Compute the figures and write figures.json + index.html under OUT/report; returns timings and paths."""
     t0 = time.perf_counter()
     figures = compute_figures(out)
+    figures["audit"] = audit_figures(out)
     t1 = time.perf_counter()
     page = render_page(figures)
     t2 = time.perf_counter()
@@ -171,6 +174,7 @@ def render_page(f: dict[str, Any]) -> str:
         _splits_section(f["splits"]),
         _time_section(f["stage_time"]),
         _profile_section(f.get("profile") or {}),
+        audit_section.render(f.get("audit") or {}, f["out"]),
     ]
     t = f["totals"]
     head = (

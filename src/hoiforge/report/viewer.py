@@ -9,6 +9,7 @@ Stdlib ``ThreadingHTTPServer`` bound to 127.0.0.1 by default. JSON API:
     GET /api/overlay/<index>/<kind>      pose | mask | edge as a transparent PNG
     GET /api/thumb/<index>               small JPEG (the shard image, else the readable source)
     GET /api/source/<index>              the source image of a dropped/failed row, if still readable
+    /audit, GET|POST /api/audit/...      audit mode only (``hoiforge audit``): report/audit_session.py
 
 ``<index>`` is the manifest's input index. No parameter reaches the filesystem except through
 a manifest row: shards must be listed in index.json, sources are the row's own uri/member, and
@@ -47,6 +48,7 @@ from hoiforge.report.overlays import OVERLAYS, overlay_png, thumbnail_jpeg
 from hoiforge.report.samples import PAGE_SIZE, Query, SampleIndex
 
 STATIC_FILES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js", "/app.css": "app.css"}
+STATIC_FILES |= {"/audit": "audit.html", "/audit.js": "audit.js", "/audit.css": "audit.css"}  # audit mode (report/audit_session.py)
 CSP = "default-src 'self'"
 # What a shard member may be served as, by the last part of its extension; anything else is refused.
 MEMBER_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "json": "application/json",
@@ -70,8 +72,9 @@ class HttpError(Exception):
 class Viewer:
     """The API over one output directory (no HTTP here, so it is testable without a socket)."""
 
-    def __init__(self, out: str | Path, remote_sources: bool = False, read_timeout: float | None = None):
+    def __init__(self, out: str | Path, remote_sources: bool = False, read_timeout: float | None = None, audit=None):
         self.out = Path(out)
+        self.audit = audit  # an audit_session.AuditSession in audit mode, else None
         self.samples = SampleIndex(out)
         self.limits = build_limits(self.out)
         self.remote_sources = remote_sources
@@ -285,6 +288,35 @@ def make_handler(viewer: Viewer, allowed_hosts: tuple[str, ...] | None):
             except Exception as e:  # noqa: BLE001 - a bug must not kill the server: report it to the page
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, json.dumps({"error": f"{type(e).__name__}: {e}"}).encode(), "application/json")
 
+        def do_POST(self) -> None:
+            # Only audit answers are ever posted: JSON from this page's own origin (no CSRF from elsewhere).
+            try:
+                self._check_host()
+                origin = self.headers.get("Origin")
+                if origin is not None and urlsplit(origin).netloc != self.headers.get("Host"):
+                    raise HttpError(HTTPStatus.FORBIDDEN, "cross-origin request refused")
+                if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
+                    raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the answer as application/json")
+                if not urlsplit(self.path).path.startswith("/api/audit/"):
+                    raise HttpError(HTTPStatus.NOT_FOUND, "nothing to post here")
+                body, ctype = self._route()
+                self._send(HTTPStatus.OK, body, ctype)
+            except HttpError as e:
+                self._send(e.status, json.dumps({"error": str(e)}).encode(), "application/json")
+            except BrokenPipeError:
+                pass
+            except Exception as e:  # noqa: BLE001 - as do_GET
+                self._send(HTTPStatus.INTERNAL_SERVER_ERROR, json.dumps({"error": f"{type(e).__name__}: {e}"}).encode(), "application/json")
+
+        def _body(self) -> bytes:
+            try:
+                size = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                size = -1
+            if not 0 <= size <= 4096:
+                raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "an answer is at most 4096 bytes")
+            return self.rfile.read(size)
+
         def _check_host(self) -> None:
             # Bound to loopback, refuse other Host names (DNS rebinding: a web page cannot reach us).
             if allowed_hosts is None:
@@ -300,6 +332,10 @@ def make_handler(viewer: Viewer, allowed_hosts: tuple[str, ...] | None):
                 return _static(name), _mime(name) + ("; charset=utf-8" if not name.endswith(".png") else "")
             if url.path == "/favicon.ico":
                 return b"", "image/x-icon"
+            if url.path.startswith("/api/audit"):
+                from hoiforge.report.audit_session import route
+
+                return route(viewer, self.command, url.path, self._body() if self.command == "POST" else None)
             if url.path == "/api/facets":
                 return _json(viewer.facets())
             if url.path == "/api/samples":
@@ -361,8 +397,9 @@ class PooledHTTPServer(HTTPServer):
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def make_server(out: str | Path, host: str = "127.0.0.1", port: int = 8765, remote_sources: bool = False) -> PooledHTTPServer:
-    """A ready (not yet serving) server; port 0 picks a free port (``server.server_address``)."""
-    viewer = Viewer(out, remote_sources=remote_sources)
+def make_server(out: str | Path, host: str = "127.0.0.1", port: int = 8765, remote_sources: bool = False, audit=None) -> PooledHTTPServer:
+    """A ready (not yet serving) server; port 0 picks a free port (``server.server_address``).
+    ``audit``: an audit_session.AuditSession, served under /audit and /api/audit."""
+    viewer = Viewer(out, remote_sources=remote_sources, audit=audit)
     allowed = (*LOOPBACK, host) if host in LOOPBACK else None
     return PooledHTTPServer((host, port), make_handler(viewer, allowed))
