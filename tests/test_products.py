@@ -134,15 +134,19 @@ def test_upper_garment_covers_the_jacket(worn):
 
 
 def test_held_object_is_found_at_the_hand(worn):
-    """basketball1: the man holds the ball up in both hands; the ball's middle is near (150, 110)."""
-    s = worn["basketball1.png"]
+    """basketball2: the man holds a ball up on his palm; the ball is a disk of radius ~38 at (164, 111).
+
+    The held object must lie on the ball (not the wall or the door behind it) and cover a good
+    part of it; mediapipe's motion-blurred grey ball gives a partial mask (docs/products.md)."""
+    s = worn["basketball2.png"]
     ids = decode_mask(s.members["mask.png"])
     held = [i for i, q in enumerate(s.ann["products"], start=1) if q["label"] == "held-object"]
-    assert held, [q["label"] for q in s.ann["products"]]
-    ball = np.zeros(ids.shape, bool)
+    assert len(held) == 1, [q["label"] for q in s.ann["products"]]
     yy, xx = np.mgrid[: ids.shape[0], : ids.shape[1]]
-    ball[(xx - 152) ** 2 + (yy - 112) ** 2 <= 20**2] = True
-    assert max((ids[ball] == i).mean() for i in held) >= 0.8
+    ball = (xx - 164) ** 2 + (yy - 111) ** 2 <= 40**2
+    mask = ids == held[0]
+    assert (mask & ball).sum() / mask.sum() >= 0.9, "the held object runs off the ball"
+    assert (mask & ball).sum() / ball.sum() >= 0.25, "the held object covers too little of the ball"
 
 
 def test_worn_held_options_are_typed_and_pick_kinds(tmp_path):

@@ -133,6 +133,24 @@ def _components(mask: np.ndarray, min_pixels: int, keep_ratio: float = 0.2) -> n
     return np.isin(lab, keep)
 
 
+def _to_scene(mask: np.ndarray, place: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    """A crop-sized mask placed at ``place`` (x, y) in an image of ``shape``, clipped."""
+    out = np.zeros(shape, bool)
+    x, y = place
+    hh, ww = min(mask.shape[0], shape[0] - y), min(mask.shape[1], shape[1] - x)
+    out[y : y + hh, x : x + ww] = mask[:hh, :ww]
+    return out
+
+
+def _in_crop(mask: np.ndarray, place: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    """The crop-sized window at ``place`` of a scene mask (the inverse of ``_to_scene``)."""
+    out = np.zeros(shape, bool)
+    x, y = place
+    part = mask[y : y + shape[0], x : x + shape[1]]
+    out[: part.shape[0], : part.shape[1]] = part
+    return out
+
+
 def _box_of(mask: np.ndarray) -> Box:
     ys, xs = np.nonzero(mask)
     return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
@@ -209,6 +227,7 @@ class WornHeldDetector:
         full_shape = rgb.shape[:2]
         min_full = max(1, int(self.min_area * full_shape[0] * full_shape[1]))
         out: list[Product] = []
+        scene = None  # (the whole image at a crop's scale, that scale): held objects may leave the crop
         for box in boxes:
             x0, y0, x1, y1 = self._crop(box, full_shape)
             if x1 - x0 < 16 or y1 - y0 < 16:
@@ -228,9 +247,15 @@ class WornHeldDetector:
                     if result.pose_landmarks is None:
                         continue
                     person = _Person(result, crop.shape[1], crop.shape[0], 0.5)
-            for label, mask, score in self._person_products(crop, person, full_shape, (x0, y0, x1, y1), s):
-                big = np.zeros(full_shape, bool)
-                big[y0:y1, x0:x1] = _upsample(mask, (y1 - y0, x1 - x0))
+            if scene is None or scene[1] != s:
+                scene = (_resize(rgb, round(max(full_shape) * s))[0], s)
+            place = (round(x0 * s), round(y0 * s))
+            for label, mask, score in self._person_products(crop, person, full_shape, scene[0], place, s):
+                if mask.shape == scene[0].shape[:2]:  # a held object, found in the whole image at the crop's scale
+                    big = _upsample(mask, full_shape)
+                else:
+                    big = np.zeros(full_shape, bool)
+                    big[y0:y1, x0:x1] = _upsample(mask, (y1 - y0, x1 - x0))
                 if big.sum() < min_full:
                     continue
                 if big.mean() > (self.max_held_area if label == "held-object" else self.max_area):
@@ -245,7 +270,9 @@ class WornHeldDetector:
         x0, y0, x1, y1 = crop_box(box, shape[1], shape[0], self.box_scale)
         return x0, y0, x1, min(shape[0], int(np.ceil(y1 + (box[3] - box[1]))))
 
-    def _person_products(self, crop: np.ndarray, p: _Person, full_shape, window, scale) -> list[tuple[str, np.ndarray, float]]:
+    def _person_products(
+        self, crop: np.ndarray, p: _Person, full_shape, scene: np.ndarray, place, scale
+    ) -> list[tuple[str, np.ndarray, float]]:
         h, w = crop.shape[:2]
         ycc = cv2.cvtColor(crop, cv2.COLOR_RGB2YCrCb)
         # the crop's pixel count that stands for min_area of the full image
@@ -253,8 +280,10 @@ class WornHeldDetector:
         size = max(h, w)
 
         face = self._face_mask(p)
-        hands = [_hull(pts, (h, w), grow=max(2, int(0.12 * np.ptp(pts, 0).max()))) for pts in p.hands]
-        hands += self._pose_hands(p, already=len(p.hands))
+        # (mask, fingertips, wrist) per hand: landmarks 0 = wrist, 4/8/12/16/20 = fingertips
+        grips = [(_hull(pts, (h, w), grow=max(2, int(0.12 * np.ptp(pts, 0).max()))), pts[[4, 8, 12, 16, 20]], pts[0]) for pts in p.hands]
+        grips += self._pose_hands(p, already=len(p.hands))
+        hands = [g[0] for g in grips]
         hand_any = np.any(hands, 0) if hands else np.zeros((h, w), bool)
 
         skin = face | hand_any
@@ -284,13 +313,24 @@ class WornHeldDetector:
             if m.any():
                 support |= cv2.dilate(m.astype(np.uint8), _disk(max(2, int(0.5 * reach[name])))).astype(bool)
         support |= head_zone
+        body = p.body & support
+        torso_cloth = clothing & parts["torso"]
+        if torso_cloth.sum() >= 30:
+            # Person pixels unlike the shirt and unlike skin near a hand are what it holds, not the
+            # person (a ball the segmentation counts as the chest; ours).
+            shirt = ColourModel(ycc[torso_cloth], floor=6.0)
+            body &= (shirt.distance(ycc) < self.skin_distance) | ~cv2.dilate(
+                np.any(hands, 0).astype(np.uint8) if hands else np.zeros((h, w), np.uint8), _disk(max(4, size // 8))
+            ).astype(bool)
         held_any = np.zeros((h, w), bool)
         if "held-object" in self.kinds:
-            for hand in hands:
-                held = self._held(crop, ycc, p.body & support, hand, skin, skin_model, min_px, p)
+            # only hands with landmarks: the pose's wrist and finger points are too coarse a grip to
+            # seed from (on camera.png they seed the sleeve and the sky; ours)
+            for grip in grips[: len(p.hands)]:
+                held = self._held(scene, place, body, grip, skin, skin_model, min_px, p, p.body)
                 if held is not None:
                     found.append(("held-object", held[0], held[1]))
-                    held_any |= held[0]
+                    held_any |= _in_crop(held[0], place, (h, w))
         body_clothing = clothing & ~head_zone & ~held_any
 
         nearest, dist, names = _nearest_part(parts, (h, w))
@@ -318,7 +358,7 @@ class WornHeldDetector:
         pts = np.array(pts)
         return _hull(pts, p.shape, grow=max(2, int(0.3 * np.ptp(pts[:, 0]))))
 
-    def _pose_hands(self, p: _Person, already: int) -> list[np.ndarray]:
+    def _pose_hands(self, p: _Person, already: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Hands holistic's hand model missed: the pose's wrist, pinky, index and thumb points."""
         if already == 2:
             return []
@@ -330,7 +370,7 @@ class WornHeldDetector:
             if already and any(_hull(h_pts, p.shape)[int(pts[0, 1]), int(pts[0, 0])] for h_pts in p.hands):
                 continue  # this hand has landmarks already
             reach = max(3.0, float(np.ptp(pts, 0).max()))
-            out.append(_hull(pts, p.shape, grow=int(0.6 * reach)))
+            out.append((_hull(pts, p.shape, grow=int(0.6 * reach)), pts[1:], pts[0]))
         return out
 
     def _headwear(self, p: _Person, face: np.ndarray, clothing: np.ndarray, ycc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -405,9 +445,23 @@ class WornHeldDetector:
             reach["feet"] = max(3.0, 0.5 * max(feet))
         return {k: m.astype(bool) for k, m in parts.items()}, label, score, reach
 
-    def _held(self, crop, ycc, body: np.ndarray, hand: np.ndarray, skin: np.ndarray, skin_model, min_px: int, p: _Person):
-        """The object a hand holds: seeded GrabCut from the hand outward, kept only if bounded."""
+    def _held(self, scene, place, body: np.ndarray, grip, skin: np.ndarray, skin_model, min_px: int, p: _Person, segmented: np.ndarray):
+        """The object a hand holds: grown from just beyond the fingertips outward, kept only if bounded.
+
+        Works in ``scene`` (the whole image at the crop's scale; the crop's masks placed at
+        ``place``): an object held at arm's length may leave the person's crop. Seeds: a dot a
+        little beyond each fingertip (away from the wrist) that is neither skin nor person;
+        background: the window's rim, skin and the person; a watershed on the image splits the
+        two along the strongest edges, so a ball against a wall of the same grey is cut at its
+        outline, not by colour.
+        """
+        crop = scene
         h, w = crop.shape[:2]
+        hand, tips, wrist = grip
+        ox, oy = place
+        tips, wrist = tips + (ox, oy), wrist + (ox, oy)
+        body, hand, skin, segmented = (_to_scene(m, place, (h, w)) for m in (body, hand, skin, segmented))
+        ycc = cv2.cvtColor(crop, cv2.COLOR_RGB2YCrCb)
         ys, xs = np.nonzero(hand)
         if len(ys) == 0:
             return None
@@ -420,17 +474,22 @@ class WornHeldDetector:
         sub = (slice(wy0, wy1), slice(wx0, wx1))
         hand_w, body_w, skin_w = hand[sub], body[sub], skin[sub]
         ww, wh = wx1 - wx0, wy1 - wy0
-        near = cv2.dilate(hand_w.astype(np.uint8), _disk(max(2, hs // 3))).astype(bool)
-        free = ~skin_w & ~(body_w & ~near)  # neither skin nor (person away from the hand)
-        seeds = near & ~hand_w & free
-        if seeds.sum() < 10:
+        free = ~skin_w & ~body_w & ~hand_w
+        seeds = np.zeros((wh, ww), np.uint8)
+        for t in tips:
+            d = t - wrist
+            n = float(np.hypot(*d))
+            if n < 1:
+                continue
+            q = t + d / n * max(3.0, 0.2 * hs) - (wx0, wy0)
+            cv2.circle(seeds, (int(round(q[0])), int(round(q[1]))), max(2, hs // 10), 1, -1)
+        # and the ring just around the hand where the person segmentation runs on past skin and
+        # garment: mediapipe counts what a hand holds as the person (a palm under a ball touches
+        # it with no fingertip); a wall seen between the fingers is not segmented, so no seed
+        ring = cv2.dilate(hand_w.astype(np.uint8), _disk(max(2, hs // 4))).astype(bool) & segmented[sub]
+        seeds = (seeds.astype(bool) | ring) & free
+        if seeds.sum() < 4:
             return None
-        gc = np.full((wh, ww), cv2.GC_PR_BGD, np.uint8)
-        grow = cv2.dilate(hand_w.astype(np.uint8), _disk(max(2, int(1.5 * hs)))).astype(bool)
-        gc[grow & free] = cv2.GC_PR_FGD
-        gc[seeds] = cv2.GC_PR_FGD
-        body_core = cv2.erode(body_w.astype(np.uint8), _disk(max(1, hs // 4))).astype(bool) & ~near
-        gc[body_core | skin_w] = cv2.GC_BGD
         rim = np.zeros((wh, ww), bool)
         b = max(2, hs // 6)
         # the window's rim is background except where it is the image border (an object may be cut there)
@@ -442,25 +501,38 @@ class WornHeldDetector:
             rim[:, :b] = True
         if wx1 < w:
             rim[:, -b:] = True
-        gc[rim] = cv2.GC_BGD
-        if (gc == cv2.GC_BGD).sum() < 16 or ((gc == cv2.GC_PR_FGD) | (gc == cv2.GC_FGD)).sum() < 16:
-            return None
-        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-        cv2.setRNGSeed(0)  # GrabCut seeds its colour models with k-means on OpenCV's global RNG
-        cv2.grabCut(cv2.cvtColor(crop[sub], cv2.COLOR_RGB2BGR), gc, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK)
-        fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)) & free
-        fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, _disk(max(1, hs // 10))).astype(bool)
-        n, lab = cv2.connectedComponents(fg.astype(np.uint8), connectivity=8)
-        touching = set(np.unique(lab[seeds & fg])) - {0}
+        markers = np.zeros((wh, ww), np.int32)
+        markers[rim | skin_w | hand_w | cv2.erode(body_w.astype(np.uint8), _disk(1)).astype(bool)] = 1
+        # the object may reach a little past mediapipe's person outline, never far: what lies
+        # outside it is the scene behind the hand (ours)
+        reach = cv2.dilate(segmented[sub].astype(np.uint8), _disk(max(2, hs // 8))).astype(bool)
+        markers[~reach] = 1
+        markers[seeds] = 2
+        smooth = cv2.GaussianBlur(cv2.cvtColor(crop[sub], cv2.COLOR_RGB2BGR), (0, 0), max(0.8, hs / 40))
+        cv2.watershed(smooth, markers)
+        obj = (markers == 2) & free
+        obj = cv2.morphologyEx(obj.astype(np.uint8), cv2.MORPH_OPEN, _disk(max(1, hs // 12))).astype(bool)
+        n, lab = cv2.connectedComponents(obj.astype(np.uint8), connectivity=8)
+        touching = set(np.unique(lab[seeds & obj])) - {0}
         if not touching:
             return None
-        obj = np.isin(lab, list(touching))
-        obj = cv2.morphologyEx(obj.astype(np.uint8), cv2.MORPH_CLOSE, _disk(max(1, hs // 8))).astype(bool) & free
+        # the largest seeded piece: slivers of ring left beside the fingers are not the object
+        obj = lab == max(touching, key=lambda i: int((lab == i).sum()))
         if obj.sum() < min_px:
+            return None
+        # held products are hand-sized (a cup, a phone, a ball, a book; ours: at most 2.5 hand
+        # sizes across): what floods past that is the wall or the table behind the hand
+        oy_, ox_ = np.nonzero(obj)
+        if max(np.ptp(ox_), np.ptp(oy_)) > 2.5 * hs:
             return None
         # bounded: it must not reach the window's rim (a wall, a table, the floor runs on) ...
         ring = cv2.dilate(rim.astype(np.uint8), _disk(2)).astype(bool)
         if (obj & ring).sum() > 0.05 * obj.sum():
+            return None
+        # held products are compact (a cup, a phone, a ball, a book): a thin frame or an L of
+        # background that GrabCut grew along is not (ours)
+        hull = cv2.convexHull(cv2.findNonZero(obj.astype(np.uint8)))
+        if obj.sum() < 0.6 * cv2.contourArea(hull):
             return None
         full = np.zeros((h, w), bool)
         full[sub] = obj
