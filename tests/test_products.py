@@ -133,6 +133,19 @@ def test_upper_garment_covers_the_jacket(worn):
     assert ids[200, 256] != upper and ids[380, 255] != upper
 
 
+def test_headwear_is_the_cap_and_hair_is_not_headwear(worn):
+    """grace_hopper: a navy cap over white hair (the cap lies in x 140-380, y 10-180); the
+    astronaut's and the footballer's hair is not a hat."""
+    s = worn["grace_hopper.jpg"]
+    ids = decode_mask(s.members["mask.png"])
+    [cap] = [i for i, q in enumerate(s.ann["products"], start=1) if q["label"] == "headwear"]
+    mask = ids == cap
+    assert mask[10:180, 140:380].sum() / mask.sum() >= 0.95
+    assert mask[100:140, 180:340].mean() >= 0.6  # the cap's dark band (its white crown matches her white hair: missed)
+    for name in ("astronaut.png", "messi5.jpg"):
+        assert "headwear" not in [q["label"] for q in worn[name].ann["products"]], name
+
+
 def test_held_object_is_found_at_the_hand(worn):
     """basketball2: the man holds a ball up on his palm; the ball is a disk of radius ~38 at (164, 111).
 

@@ -193,7 +193,7 @@ class WornHeldDetector:
         box_scale: Annotated[float, Field(ge=1.0, le=3.0)] = 1.5,
         min_visibility: Annotated[float, Field(ge=0, le=1)] = 0.5,
         skin_distance: Annotated[float, Field(gt=0, description="Mahalanobis bound of the face-colour skin model")] = 3.0,
-        hair_distance: Annotated[float, Field(gt=0, description="headwear: farther than this from the hair colour")] = 3.0,
+        hair_distance: Annotated[float, Field(gt=0, description="headwear: farther than this from the hair colour")] = 4.0,
         hand_window: Annotated[float, Field(gt=1, description="held search window: hand size x this, each side")] = 2.5,
     ):
         require("mediapipe", INSTALL)
@@ -379,22 +379,27 @@ class WornHeldDetector:
         fx0, fx1, fy0, fy1 = xs.min(), xs.max(), ys.min(), ys.max()
         fw, fh = fx1 - fx0 + 1, fy1 - fy0 + 1
         h, w = p.shape
-        zone = np.zeros((h, w), bool)
+        # The head: everything above the brows across the face's width and a half, and the face
+        # grown by 40 % of its width (hair beside the face; rounded, so a collar next to the jaw
+        # stays with the garment). Headwear sits above the brows: the top quarter of the face
+        # mesh is forehead (ours).
         zx0, zx1 = max(0, int(fx0 - 0.5 * fw)), min(w, int(fx1 + 0.5 * fw) + 1)
-        zone[max(0, int(fy0 - 1.0 * fh)) : fy1 + 1, zx0:zx1] = True
-        above = zone.copy()
-        # headwear sits above the brows: the top quarter of the face mesh is forehead (ours)
-        above[int(fy0 + 0.25 * fh) :] = False
+        above = np.zeros((h, w), bool)
+        above[max(0, int(fy0 - 1.0 * fh)) : int(fy0 + 0.25 * fh), zx0:zx1] = True
+        zone = above | cv2.dilate(face.astype(np.uint8), _disk(max(2, int(0.4 * fw)))).astype(bool)
         candidates = clothing & above
+        # the hair model: non-skin person pixels beside the face from the eyes to the chin (a
+        # hat's sides may come down to the brows)
         beside = clothing & zone & ~above
-        beside[: int(fy0 + 0.25 * fh)] = False
-        beside[int(fy0 + 0.75 * fh) :] = False
+        beside[: int(fy0 + 0.45 * fh)] = False
+        beside[int(fy0 + 0.9 * fh) :] = False
         if beside.sum() >= 30:
             hair = ColourModel(ycc[beside], floor=6.0)
             candidates &= hair.distance(ycc) > self.hair_distance
-        # a hat covers the top of the head: it must span the face's middle column (ours)
-        cx = (fx0 + fx1) // 2
-        if not candidates[:, max(0, cx - fw // 6) : cx + fw // 6 + 1].any():
+        # a hat sits across the head: just above the brows it spans most of the face's width,
+        # where a lighter patch of hair does not (ours)
+        band = candidates[max(0, int(fy0 - 0.3 * fh)) : int(fy0 + 0.25 * fh), fx0 : fx1 + 1]
+        if band.size == 0 or band.any(0).mean() < 0.7:
             candidates[:] = False
         return zone & (clothing | face), candidates
 
