@@ -315,13 +315,14 @@ class WornHeldDetector:
         support |= head_zone
         body = p.body & support
         torso_cloth = clothing & parts["torso"]
-        if torso_cloth.sum() >= 30:
-            # Person pixels unlike the shirt and unlike skin near a hand are what it holds, not the
-            # person (a ball the segmentation counts as the chest; ours).
+        foreign = np.zeros((h, w), bool)
+        if torso_cloth.sum() >= 30 and hands:
+            # Person pixels near a hand unlike the shirt (and not skin) are what it holds, not the
+            # person: the segmentation counts a ball held to the chest as the chest (ours).
             shirt = ColourModel(ycc[torso_cloth], floor=6.0)
-            body &= (shirt.distance(ycc) < self.skin_distance) | ~cv2.dilate(
-                np.any(hands, 0).astype(np.uint8) if hands else np.zeros((h, w), np.uint8), _disk(max(4, size // 8))
-            ).astype(bool)
+            near_hands = cv2.dilate(hand_any.astype(np.uint8), _disk(max(4, size // 8))).astype(bool)
+            foreign = near_hands & (shirt.distance(ycc) >= self.skin_distance)
+            body &= ~foreign
         held_any = np.zeros((h, w), bool)
         if "held-object" in self.kinds:
             # only hands with landmarks: the pose's wrist and finger points are too coarse a grip to
@@ -331,7 +332,7 @@ class WornHeldDetector:
                 if held is not None:
                     found.append(("held-object", held[0], held[1]))
                     held_any |= _in_crop(held[0], place, (h, w))
-        body_clothing = clothing & ~head_zone & ~held_any
+        body_clothing = clothing & ~head_zone & ~held_any & ~foreign
 
         nearest, dist, names = _nearest_part(parts, (h, w))
         garments: dict[str, tuple[np.ndarray, float]] = {}
