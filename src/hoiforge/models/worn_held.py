@@ -13,24 +13,25 @@ person at a working resolution:
   keypoints: each pixel goes to the nearest body part, drawn from the pose landmarks (torso and
   arms -> ``clothes-upper``, pelvis and legs -> ``clothes-lower``, ankle/heel/toe -> ``shoes``);
   non-skin pixels above the face that do not match the hair beside the face -> ``headwear``.
-- **held**: around each hand, the pixels that are neither person nor skin are seeds; GrabCut in
-  a window around the hand (the window's rim and the person's core as background) grows them
-  into the object. It is kept only if it touches the hand, stays inside the window (bounded:
-  a wall or a table runs out of it), touches at most one image border and covers at most
-  ``max_held_area`` of the image -> ``held-object``.
-- **never the background**: every candidate must touch its person's body or hand; nothing is
+- **held**: at each hand with landmarks, seeds just beyond the fingertips and where the person
+  segmentation runs past skin and shirt around the hand (mediapipe counts what a hand holds as
+  the person); a watershed against the rim of a window around the hand, skin and body grows
+  them into the object. It is kept only if it is hand-sized, compact, stays off the window's
+  rim (bounded: a wall or a table runs out of it), touches at most one image border and covers
+  at most ``max_held_area`` of the image -> ``held-object``.
+- **never the background**: every candidate is part of a person's body or grows from a hand; nothing is
   searched for elsewhere in the image, so a curtain, a wall or a bus behind a person is never a
   product.
 
 Scores (0..1) say how sure the geometry is: the mean visibility of the keypoints that define the
-part (held objects: the hand's, times how much of the window rim stayed background).
+part (held objects: the better wrist's).
 
 Limits (why a user switches to grounding-dino + sam): persons mediapipe misses (seen from the
 back with no face, tiny, heavily cropped) wear nothing; one garment that covers upper and lower
 body (a dress, an overall) is cut at the waist into two; hair that differs from the hair beside
 the face (a bun, a ponytail above it) can become ``headwear``; a held object the colour of the
-background it is seen against, or one mediapipe's segmentation counts as the person (a camera in
-front of the face), is not found; bare-skin regions the face colour does not match (strong
+background it is seen against, at a hand without landmarks, or one the segmentation does not
+reach (a ball seen against a wall of its grey) is not found; bare-skin regions the face colour does not match (strong
 shading, tattoos) may be left in a garment. Choices marked "(ours)" are not from the paper.
 """
 
@@ -536,7 +537,7 @@ class WornHeldDetector:
         if (obj & ring).sum() > 0.05 * obj.sum():
             return None
         # held products are compact (a cup, a phone, a ball, a book): a thin frame or an L of
-        # background that GrabCut grew along is not (ours)
+        # background the watershed grew along is not (ours)
         hull = cv2.convexHull(cv2.findNonZero(obj.astype(np.uint8)))
         if obj.sum() < 0.6 * cv2.contourArea(hull):
             return None
