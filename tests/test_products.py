@@ -162,6 +162,23 @@ def test_held_object_is_found_at_the_hand(worn):
     assert (mask & ball).sum() / ball.sum() >= 0.25, "the held object covers too little of the ball"
 
 
+def test_shoes_are_the_boots_when_small_products_are_allowed():
+    """messi5: the boots are ~0.1 % of the image each, under the default min_area (0.5 %); with
+    min_area 0.001 the shoes product is the two boots (near (280, 322) and (432, 272))."""
+    from hoiforge.models.worn_held import WornHeldDetector
+
+    rgb = decode_rgb((DATA / "messi5.jpg").read_bytes())
+    detector = WornHeldDetector(min_area=0.001)
+    try:
+        [found] = detector.detect([rgb])
+    finally:
+        detector.close()
+    [shoes] = [p.mask for p in found if p.label == "shoes"]
+    near, far = shoes[300:340, 245:315].sum(), shoes[250:295, 400:462].sum()
+    assert (near + far) / shoes.sum() >= 0.9, "the shoes product runs off the boots"
+    assert min(near, far) / shoes.sum() >= 0.2, "one boot is missing"
+
+
 def test_worn_held_options_are_typed_and_pick_kinds(tmp_path):
     from hoiforge.models import registry
 
