@@ -49,7 +49,7 @@ def test_strip_round_trip_and_rle_round_trip():
 
 
 def test_products_write_views_and_whole_masks_that_survive_overlaps():
-    (s,) = run_stage(Products(Products.Params(stage="products", min_products=1)), [decoded(DATA / "coffee.png")])
+    (s,) = run_stage(Products(Products.Params(stage="products", detector="embedded", min_products=1)), [decoded(DATA / "coffee.png")])
     assert s.live
     products, h, w = s.ann["products"], s.ann["image"]["height"], s.ann["image"]["width"]
     tiles = decode_strip(s.members["views.jpg"])

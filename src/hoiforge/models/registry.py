@@ -48,6 +48,7 @@ BACKENDS: dict[str, dict[str, str]] = {
         "laion-aesthetic": "hoiforge.models.aesthetic:LaionAestheticScorer",
     },
     "product-detector": {
+        "worn-held": "hoiforge.models.worn_held:WornHeldDetector",
         "embedded": "hoiforge.models.embedded_segment:EmbeddedProductDetector",
         "grounding-dino": "hoiforge.models.grounding_dino:GroundingDinoDetector",
     },

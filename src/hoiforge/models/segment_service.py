@@ -9,6 +9,7 @@ Backends (recipe names):
 
 | detector | what |
 |---|---|
+| ``worn-held`` | what persons wear (garment regions) and hold (object at a hand), mediapipe; gives masks too |
 | ``embedded`` | class-agnostic salient non-person foreground (mediapipe + GrabCut); gives masks too |
 | ``grounding-dino`` | GroundingDINO (transformers), open vocabulary, labels = prompt phrases |
 
@@ -54,8 +55,8 @@ class ProductSegmenter:
         self.detector_name, self.segmenter_name = detector, segmenter
         self.detector_options, self.segmenter_options = dict(detector_options or {}), dict(segmenter_options or {})
         self.detector = _load(DETECTOR_TASK, detector, self.detector_options) if load_detector else None
-        # The embedded detector already gives masks: a second (GrabCut) pass would only redo them.
-        self._reuse_masks = detector == "embedded" and segmenter == "embedded"
+        # The embedded detectors already give masks: a second (GrabCut) pass would only redo them.
+        self._reuse_masks = detector in ("embedded", "worn-held") and segmenter == "embedded"
         self.segmenter = None if self._reuse_masks and load_detector else _load(SEGMENTER_TASK, segmenter, self.segmenter_options)
 
     def close(self) -> None:
@@ -63,11 +64,15 @@ class ProductSegmenter:
             if b is not None and hasattr(b, "close"):
                 b.close()
 
-    def detect(self, images: list[np.ndarray], prompt: str) -> list[list[Product]]:
-        """Products with boxes, labels and masks (HxW bool at image size)."""
+    def detect(self, images: list[np.ndarray], prompt: str, persons: list[list[Box]] | None = None) -> list[list[Product]]:
+        """Products with boxes, labels and masks (HxW bool at image size); ``persons``: known person
+        boxes per image, for a detector that looks at persons (``takes_persons``)."""
         if self.detector is None:
             raise ValueError("this ProductSegmenter was built for boxes only (load_detector=False)")
-        found = self.detector.detect(images, prompt)
+        if getattr(self.detector, "takes_persons", False):
+            found = self.detector.detect(images, prompt, persons=persons)
+        else:
+            found = self.detector.detect(images, prompt)
         if self._reuse_masks:
             return found
         masks = self.segmenter.segment(images, [[p.box for p in ps] for ps in found])

