@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from hoiforge.training.core import checkpoints as ckpt
+from hoiforge.training.core import run_lock
 from hoiforge.training.core.config import TrainConfig
+from hoiforge.training.core.disk_full import saving
 from hoiforge.training.core.metrics import MetricsLog
 from hoiforge.training.core.seeding import seed_everything, step_seed
 
@@ -106,6 +108,10 @@ class Trainer:
         return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.accelerator.mixed_precision, torch.float32)
 
     def fit(self, resume: bool = False) -> TrainResult:
+        with run_lock.hold(self.output_dir):  # one trainer per RUN: a second would delete this one's temp checkpoint
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> TrainResult:
         cfg, acc = self.config, self.accelerator
         if cfg.allow_tf32 and torch.cuda.is_available():
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -138,12 +144,19 @@ class Trainer:
         metrics = MetricsLog(self.output_dir, cfg.name)
 
         start, resumed_from = 0, None
-        latest = ckpt.latest_checkpoint(self.output_dir, cfg.name) if resume else None
+        latest = ckpt.latest_complete(self.output_dir, cfg.name) if resume else None
         if latest is not None:
             start, path = latest
-            acc.load_state(str(path))
-            if ema is not None:
-                self._load_ema(ema, path)
+            try:
+                acc.load_state(str(path))
+                if ema is not None:
+                    self._load_ema(ema, path)
+            except Exception as e:  # noqa: BLE001 - verified files that still do not load: say which, not 100 lines
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                raise ckpt.CheckpointError(
+                    f"checkpoint {path} does not load into this run's models ({type(e).__name__}: {first}); "
+                    "resume with the config it was trained with, or train into another --out"
+                ) from None
             resumed_from = start
             log.info("%s: resumed from %s (step %d)", cfg.name, path, start)
         if acc.is_main_process:
@@ -180,6 +193,8 @@ class Trainer:
                 m.train()
             losses = []
             for micro in range(cfg.gradient_accumulation_steps):
+                # Seeded before the batch is fetched too: a loader without workers draws from the global RNGs.
+                seed_everything(step_seed(cfg.seed, step, micro, acc.process_index))
                 try:
                     batch = next(batches)
                 except StopIteration:
@@ -187,7 +202,6 @@ class Trainer:
                     bar.close()
                     return last_loss
                 batch = to_device(batch, acc.device)
-                seed_everything(step_seed(cfg.seed, step, micro, acc.process_index))
                 with acc.accumulate(*models_p):
                     with acc.autocast():
                         loss = self.loss(batch, models)
@@ -220,6 +234,10 @@ class Trainer:
             bar.update(1)
             if step % cfg.checkpoint_every == 0 or is_last:
                 self._save_checkpoint(step, ema)
+                if not is_last:
+                    # The data restarts at every checkpoint, as a run resumed from it starts data(step): the
+                    # stream (shards drawn, shuffle buffer, augmentation RNG) is then the same in both (exact resume).
+                    batches = iter(self.data(step))
             if self.validate is not None and ((cfg.validate_every and step % cfg.validate_every == 0) or is_last):
                 self._run_validation(step, models, models_p, ema)
         bar.close()
@@ -282,17 +300,22 @@ class Trainer:
     def _save_checkpoint(self, step: int, ema) -> None:
         acc, cfg = self.accelerator, self.config
         tmp, final = ckpt.temp_dir(self.output_dir, cfg.name, step), ckpt.checkpoint_dir(self.output_dir, cfg.name, step)
-        if acc.is_main_process:
-            tmp.mkdir(parents=True, exist_ok=True)  # before anyone writes: every process saves its RNG state into it
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp), safe_serialization=True)
-        if acc.is_main_process:
-            if ema is not None:
-                self._save_ema(ema, tmp)
-            (tmp / "hoiforge.json").write_text(
-                json.dumps({"stage": cfg.name, "step": step, "models": list(self.trainable), **self.metadata})
-            )
-        acc.wait_for_everyone()
+        previous = ckpt.latest_checkpoint(self.output_dir, cfg.name)
+        survived = f"checkpoint {previous[1]} (step {previous[0]}) is intact" if previous else "no earlier checkpoint exists"
+        with saving(f"checkpoint {final.name}", final.parent, survived, cleanup=tmp if acc.is_main_process else None):
+            if acc.is_main_process:
+                tmp.mkdir(parents=True, exist_ok=True)  # before anyone writes: every process saves its RNG state into it
+            acc.wait_for_everyone()
+            acc.save_state(str(tmp), safe_serialization=True)
+            if acc.is_main_process:
+                if ema is not None:
+                    self._save_ema(ema, tmp)
+                (tmp / "hoiforge.json").write_text(
+                    json.dumps({"stage": cfg.name, "step": step, "models": list(self.trainable), **self.metadata})
+                )
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                ckpt.write_checksums(tmp)  # last: a checkpoint without it (or not matching it) is incomplete
         if acc.is_main_process:
             if final.exists():
                 shutil.rmtree(final)
@@ -304,19 +327,22 @@ class Trainer:
         from safetensors.torch import save_model
 
         path = weights_path(self.output_dir, self.config.name, name, ema=ema is not None)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {**self.metadata, "stage": self.config.name, "step": str(self.step), "model": name, "ema": str(ema is not None)}
-        if ema is None:
-            save_model(module, str(path), metadata=meta)
+        latest = ckpt.latest_checkpoint(self.output_dir, self.config.name)
+        survived = f"checkpoint {latest[1]} holds the trained state" if latest else "nothing was saved"
+        with saving(f"the final weights {path.name}", path.parent, survived):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            meta = {**self.metadata, "stage": self.config.name, "step": str(self.step), "model": name, "ema": str(ema is not None)}
+            if ema is None:
+                save_model(module, str(path), metadata=meta)
+                return path
+            trained = [p for p in module.parameters() if p.requires_grad]
+            ema.store(trained)
+            ema.copy_to(trained)
+            try:
+                save_model(module, str(path), metadata=meta)
+            finally:
+                ema.restore(trained)
             return path
-        trained = [p for p in module.parameters() if p.requires_grad]
-        ema.store(trained)
-        ema.copy_to(trained)
-        try:
-            save_model(module, str(path), metadata=meta)
-        finally:
-            ema.restore(trained)
-        return path
 
     # -- validation images (main process; other processes wait)
     def _run_validation(self, step: int, models, models_p, ema) -> None:

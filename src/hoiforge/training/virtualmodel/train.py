@@ -19,7 +19,7 @@ import torch
 
 from hoiforge.datasets.loader import normalise
 from hoiforge.datasets.vm_sample import SampleSpec
-from hoiforge.training.core import OptimizerConfig, TrainConfig, Trainer, TrainResult, list_checkpoints, weights_path
+from hoiforge.training.core import OptimizerConfig, TrainConfig, Trainer, TrainResult, list_checkpoints, run_lock, weights_path
 from hoiforge.training.virtualmodel import conditioning as C
 from hoiforge.training.virtualmodel.components import Components, build_components, ddim_scheduler, noise_scheduler
 from hoiforge.training.virtualmodel.config import ConfigError, VirtualModelConfig, load_config
@@ -119,16 +119,18 @@ class VirtualModelTrainer:
         from accelerate import PartialState
         from accelerate.utils import parse_flag_from_env
 
-        # The first PartialState fixes the process group for the whole run; it reads ACCELERATE_USE_CPU only if told.
-        if PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).is_main_process:
-            self.run.mkdir(parents=True, exist_ok=True)
-            (self.run / CONFIG_FILE).write_text(self.cfg.to_yaml())
-        results = {}
-        for stage in stages:
-            if stage == "branches":
-                self._load_base_weights()
-            results[stage] = self._fit_stage(stage, max_steps, resume)
-        return results
+        with run_lock.hold(self.run):  # one trainer per RUN, from its config.yaml to its last weights
+            check_run(self.run, self.cfg, stages, resume)  # again, now that no other trainer can write the run
+            # The first PartialState fixes the process group for the whole run; it reads ACCELERATE_USE_CPU only if told.
+            if PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).is_main_process:
+                self.run.mkdir(parents=True, exist_ok=True)
+                (self.run / CONFIG_FILE).write_text(self.cfg.to_yaml())
+            results = {}
+            for stage in stages:
+                if stage == "branches":
+                    self._load_base_weights()
+                results[stage] = self._fit_stage(stage, max_steps, resume)
+            return results
 
     def _load_base_weights(self) -> None:
         path = weights_path(self.run, "base", "unet")
