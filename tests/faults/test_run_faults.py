@@ -187,3 +187,28 @@ def test_a_really_full_tmpfs_while_saving_is_one_sentence(tiny_disk):
         Trainer(cfg, trainable={"net": model(width=6000)}, data=batches, loss=loss).fit()
     assert "is full" in str(full.value) and "--resume" in str(full.value)
     assert [s for s, _ in list_checkpoints(run, "toy")] == [2] and ckpt.verify(ckpt.checkpoint_dir(run, "toy", 2)) is None
+
+
+def test_generate_from_a_run_with_truncated_weights_is_one_sentence_naming_the_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from hoiforge.cli import app
+    from tests.vm_shards import write_out
+
+    data, run = tmp_path / "out", tmp_path / "run"
+    write_out(data, 2, per_shard=2, rle=True)
+    runner = CliRunner()
+    trained = runner.invoke(app, ["train", "virtualmodel", "--data", str(data), "--config", "tiny", "--out", str(run), "--max-steps", "1"])
+    assert trained.exit_code == 0, trained.output
+    weights = run / "weights" / "branches" / "branches.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    product = tmp_path / "product.png"
+    from PIL import Image
+
+    Image.new("RGBA", (64, 64), (200, 10, 10, 255)).save(product)
+    pose = tmp_path / "pose.png"
+    Image.new("RGB", (64, 64)).save(pose)
+    result = runner.invoke(app, ["generate", "virtualmodel", "--checkpoint", str(run), "--product", str(product), "--pose", str(pose),
+                                 "--prompt", "x", "--out", str(tmp_path / "x.png"), "--size", "64"])  # fmt: skip
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2 and str(weights) in output and "truncated" in output and "Traceback" not in result.output

@@ -34,7 +34,8 @@ def _free(folder: Path) -> str:
     for p in (folder, *folder.parents):
         if p.exists():
             try:
-                return f"{shutil.disk_usage(p).free / 1e9:.2f} GB free"
+                free = shutil.disk_usage(p).free
+                return f"{free / 1e9:.1f} GB free" if free >= 1e8 else f"{free / 1e6:.1f} MB free"
             except OSError:
                 break
     return "free space unknown"

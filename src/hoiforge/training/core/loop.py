@@ -171,9 +171,10 @@ class Trainer:
         result = TrainResult(step=self.step, last_loss=last_loss, resumed_from=resumed_from)
         if acc.is_main_process:
             for name, module in zip(names, models_p, strict=True):
-                result.weights[name] = self._save_weights(acc.unwrap_model(module), name, ema=None)
-                if ema is not None:
-                    result.ema_weights[name] = self._save_weights(acc.unwrap_model(module), name, ema=ema[name])
+                with self._disk_full_guard(f"the final weights of {cfg.name}/{name}", self.output_dir / WEIGHTS):
+                    result.weights[name] = self._save_weights(acc.unwrap_model(module), name, ema=None)
+                    if ema is not None:
+                        result.ema_weights[name] = self._save_weights(acc.unwrap_model(module), name, ema=ema[name])
         acc.wait_for_everyone()
         acc.free_memory()
         return result
@@ -233,7 +234,9 @@ class Trainer:
                 bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}", refresh=False)
             bar.update(1)
             if step % cfg.checkpoint_every == 0 or is_last:
-                self._save_checkpoint(step, ema)
+                root, tmp = ckpt.checkpoint_root(self.output_dir), ckpt.temp_dir(self.output_dir, cfg.name, step)
+                with self._disk_full_guard(f"the step-{step} checkpoint of {cfg.name}", root, cleanup=tmp):
+                    self._save_checkpoint(step, ema)
                 if not is_last:
                     # The data restarts at every checkpoint, as a run resumed from it starts data(step): the
                     # stream (shards drawn, shuffle buffer, augmentation RNG) is then the same in both (exact resume).
@@ -297,26 +300,28 @@ class Trainer:
                     t.copy_(f.get_tensor(n).to(t.device, t.dtype))
 
     # -- checkpoints and weights
+    def _disk_full_guard(self, what: str, folder: Path, cleanup: Path | None = None):
+        """A full disk while saving ``what`` becomes one OutputError naming what survived (disk_full.saving)."""
+        latest = ckpt.latest_checkpoint(self.output_dir, self.config.name)
+        survived = f"checkpoint {latest[1]} (step {latest[0]}) is intact" if latest else "no checkpoint of it was saved before"
+        return saving(what, folder, survived, cleanup=cleanup if self.accelerator.is_main_process else None)
+
     def _save_checkpoint(self, step: int, ema) -> None:
         acc, cfg = self.accelerator, self.config
         tmp, final = ckpt.temp_dir(self.output_dir, cfg.name, step), ckpt.checkpoint_dir(self.output_dir, cfg.name, step)
-        previous = ckpt.latest_checkpoint(self.output_dir, cfg.name)
-        survived = f"checkpoint {previous[1]} (step {previous[0]}) is intact" if previous else "no earlier checkpoint exists"
-        with saving(f"checkpoint {final.name}", final.parent, survived, cleanup=tmp if acc.is_main_process else None):
-            if acc.is_main_process:
-                tmp.mkdir(parents=True, exist_ok=True)  # before anyone writes: every process saves its RNG state into it
-            acc.wait_for_everyone()
-            acc.save_state(str(tmp), safe_serialization=True)
-            if acc.is_main_process:
-                if ema is not None:
-                    self._save_ema(ema, tmp)
-                (tmp / "hoiforge.json").write_text(
-                    json.dumps({"stage": cfg.name, "step": step, "models": list(self.trainable), **self.metadata})
-                )
-            acc.wait_for_everyone()
-            if acc.is_main_process:
-                ckpt.write_checksums(tmp)  # last: a checkpoint without it (or not matching it) is incomplete
         if acc.is_main_process:
+            tmp.mkdir(parents=True, exist_ok=True)  # before anyone writes: every process saves its RNG state into it
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp), safe_serialization=True)
+        if acc.is_main_process:
+            if ema is not None:
+                self._save_ema(ema, tmp)
+            (tmp / "hoiforge.json").write_text(
+                json.dumps({"stage": cfg.name, "step": step, "models": list(self.trainable), **self.metadata})
+            )
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            ckpt.write_checksums(tmp)  # last: a checkpoint without it (or not matching it) is incomplete
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -327,22 +332,19 @@ class Trainer:
         from safetensors.torch import save_model
 
         path = weights_path(self.output_dir, self.config.name, name, ema=ema is not None)
-        latest = ckpt.latest_checkpoint(self.output_dir, self.config.name)
-        survived = f"checkpoint {latest[1]} holds the trained state" if latest else "nothing was saved"
-        with saving(f"the final weights {path.name}", path.parent, survived):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            meta = {**self.metadata, "stage": self.config.name, "step": str(self.step), "model": name, "ema": str(ema is not None)}
-            if ema is None:
-                save_model(module, str(path), metadata=meta)
-                return path
-            trained = [p for p in module.parameters() if p.requires_grad]
-            ema.store(trained)
-            ema.copy_to(trained)
-            try:
-                save_model(module, str(path), metadata=meta)
-            finally:
-                ema.restore(trained)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {**self.metadata, "stage": self.config.name, "step": str(self.step), "model": name, "ema": str(ema is not None)}
+        if ema is None:
+            save_model(module, str(path), metadata=meta)
             return path
+        trained = [p for p in module.parameters() if p.requires_grad]
+        ema.store(trained)
+        ema.copy_to(trained)
+        try:
+            save_model(module, str(path), metadata=meta)
+        finally:
+            ema.restore(trained)
+        return path
 
     # -- validation images (main process; other processes wait)
     def _run_validation(self, step: int, models, models_p, ema) -> None:

@@ -18,7 +18,8 @@ from PIL import Image
 from hoiforge.datasets.render import render_pose
 from hoiforge.datasets.vm_sample import training_size
 from hoiforge.errors import InputError
-from hoiforge.training.core import latest_checkpoint, run_paths, weights_path
+from hoiforge.training.core import run_paths, weights_path
+from hoiforge.training.core.checkpoints import latest_complete
 from hoiforge.training.virtualmodel.config import ConfigError, VirtualModelConfig, load_config
 from hoiforge.training.virtualmodel.train import CONFIG_FILE, TRAINED, load_weights
 
@@ -32,7 +33,7 @@ def stage_weights(run: Path, stage: str, cfg: VirtualModelConfig) -> Path | None
         path = weights_path(run, stage, TRAINED[stage], ema=ema)
         if path.exists():
             return run_paths.check_inside(run, path, f"the {stage} weights")
-    latest = latest_checkpoint(run, stage)
+    latest = latest_complete(run, stage)  # a broken newest checkpoint is named in a warning and skipped
     if latest is None:
         return None
     folder = run_paths.check_inside(run, latest[1], f"the {stage} checkpoint")
