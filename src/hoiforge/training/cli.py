@@ -152,13 +152,28 @@ def generate_virtualmodel_command(
     cfg: Annotated[float, typer.Option("--cfg", min=0.0, help="classifier-free guidance scale")] = 7.0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     size: Annotated[int, typer.Option("--size", min=8, help="short side of the output (multiple of 8)")] = 512,
+    allow_outside_run: Annotated[
+        bool, typer.Option("--allow-outside-run", help="load base models the run's config names outside it (only for runs you made)")
+    ] = False,
 ) -> None:
     """Generate a human-object image around a product; the product's pixels are backfilled at the output size."""
     training_logs()
     try:
         from hoiforge.training.virtualmodel.generate import generate_virtualmodel
 
-        path = generate_virtualmodel(checkpoint, product, mask, pose, prompt, out, steps=steps, cfg_scale=cfg, seed=seed, size=size)
+        path = generate_virtualmodel(
+            checkpoint,
+            product,
+            mask,
+            pose,
+            prompt,
+            out,
+            steps=steps,
+            cfg_scale=cfg,
+            seed=seed,
+            size=size,
+            allow_outside_run=allow_outside_run,
+        )
     except HoiforgeError as e:
         fail(str(e))
     console.print(f"[green]✓[/] {path}", highlight=False)

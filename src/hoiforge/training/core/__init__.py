@@ -25,14 +25,19 @@ What the core owns, so trainers don't:
 - optimizer (Adam/AdamW) and learning-rate schedule from ``OptimizerConfig``; optional EMA (diffusers' EMAModel);
 - determinism: before each micro-step python/numpy/torch are reseeded from (seed, step, micro-step,
   process), so ``loss`` may draw noise/timesteps/dropout from the global RNGs and a resumed run
-  draws exactly what the uninterrupted one did. The data is the trainer's: ``data(start_step)``
-  reproduces the uninterrupted stream if it is a function of the step;
+  draws exactly what the uninterrupted one did. The data is the trainer's: the core calls
+  ``data(start_step)`` at the start and again after every checkpoint, so a run resumed from a
+  checkpoint sees the very stream the uninterrupted run saw (exact resume) as long as ``data`` is a
+  function of ``start_step`` (a seeded stream is);
+- one trainer per output directory: ``fit`` holds ``run_lock`` (the OUT lock's flock and message);
+- checkpoints end with ``checksums.json``; ``fit(resume=True)`` skips broken ones (named in a
+  warning) for the newest that verifies; a full disk while saving is one OutputError (disk_full);
 - layout under ``output_dir`` (stages share one run directory, each prefixed by its ``name``):
   ``checkpoints/<name>-<step:08d>/`` (accelerate ``save_state``, model weights as safetensors, EMA
   under ``ema/``; written under a temp name and renamed, the newest ``checkpoints_keep`` kept),
   ``metrics.jsonl`` (stage, step, loss, lr, it_s, elapsed_s), ``validation/<name>-<step>-<key>.png``,
   ``weights/<name>/<model>.safetensors`` (+ ``<model>.ema.safetensors``) at the end;
-- ``fit(resume=True)`` continues from the newest checkpoint of this stage (up to ``max_steps``);
+- ``fit(resume=True)`` continues from the newest complete checkpoint of this stage (up to ``max_steps``);
 - a tqdm progress bar with loss and lr (it/s is tqdm's own).
 
 Nothing in this package knows about a particular model.

@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from hoiforge.training.core import checkpoints as ckpt
+from hoiforge.training.core import run_lock
 from hoiforge.training.core.config import TrainConfig
+from hoiforge.training.core.disk_full import saving
 from hoiforge.training.core.metrics import MetricsLog
 from hoiforge.training.core.seeding import seed_everything, step_seed
 
@@ -106,6 +108,10 @@ class Trainer:
         return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.accelerator.mixed_precision, torch.float32)
 
     def fit(self, resume: bool = False) -> TrainResult:
+        with run_lock.hold(self.output_dir):  # one trainer per RUN: a second would delete this one's temp checkpoint
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> TrainResult:
         cfg, acc = self.config, self.accelerator
         if cfg.allow_tf32 and torch.cuda.is_available():
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -138,12 +144,19 @@ class Trainer:
         metrics = MetricsLog(self.output_dir, cfg.name)
 
         start, resumed_from = 0, None
-        latest = ckpt.latest_checkpoint(self.output_dir, cfg.name) if resume else None
+        latest = ckpt.latest_complete(self.output_dir, cfg.name) if resume else None
         if latest is not None:
             start, path = latest
-            acc.load_state(str(path))
-            if ema is not None:
-                self._load_ema(ema, path)
+            try:
+                acc.load_state(str(path))
+                if ema is not None:
+                    self._load_ema(ema, path)
+            except Exception as e:  # noqa: BLE001 - verified files that still do not load: say which, not 100 lines
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                raise ckpt.CheckpointError(
+                    f"checkpoint {path} does not load into this run's models ({type(e).__name__}: {first}); "
+                    "resume with the config it was trained with, or train into another --out"
+                ) from None
             resumed_from = start
             log.info("%s: resumed from %s (step %d)", cfg.name, path, start)
         if acc.is_main_process:
@@ -158,9 +171,10 @@ class Trainer:
         result = TrainResult(step=self.step, last_loss=last_loss, resumed_from=resumed_from)
         if acc.is_main_process:
             for name, module in zip(names, models_p, strict=True):
-                result.weights[name] = self._save_weights(acc.unwrap_model(module), name, ema=None)
-                if ema is not None:
-                    result.ema_weights[name] = self._save_weights(acc.unwrap_model(module), name, ema=ema[name])
+                with self._disk_full_guard(f"the final weights of {cfg.name}/{name}", self.output_dir / WEIGHTS):
+                    result.weights[name] = self._save_weights(acc.unwrap_model(module), name, ema=None)
+                    if ema is not None:
+                        result.ema_weights[name] = self._save_weights(acc.unwrap_model(module), name, ema=ema[name])
         acc.wait_for_everyone()
         acc.free_memory()
         return result
@@ -180,6 +194,8 @@ class Trainer:
                 m.train()
             losses = []
             for micro in range(cfg.gradient_accumulation_steps):
+                # Seeded before the batch is fetched too: a loader without workers draws from the global RNGs.
+                seed_everything(step_seed(cfg.seed, step, micro, acc.process_index))
                 try:
                     batch = next(batches)
                 except StopIteration:
@@ -187,7 +203,6 @@ class Trainer:
                     bar.close()
                     return last_loss
                 batch = to_device(batch, acc.device)
-                seed_everything(step_seed(cfg.seed, step, micro, acc.process_index))
                 with acc.accumulate(*models_p):
                     with acc.autocast():
                         loss = self.loss(batch, models)
@@ -219,7 +234,13 @@ class Trainer:
                 bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}", refresh=False)
             bar.update(1)
             if step % cfg.checkpoint_every == 0 or is_last:
-                self._save_checkpoint(step, ema)
+                root, tmp = ckpt.checkpoint_root(self.output_dir), ckpt.temp_dir(self.output_dir, cfg.name, step)
+                with self._disk_full_guard(f"the step-{step} checkpoint of {cfg.name}", root, cleanup=tmp):
+                    self._save_checkpoint(step, ema)
+                if not is_last:
+                    # The data restarts at every checkpoint, as a run resumed from it starts data(step): the
+                    # stream (shards drawn, shuffle buffer, augmentation RNG) is then the same in both (exact resume).
+                    batches = iter(self.data(step))
             if self.validate is not None and ((cfg.validate_every and step % cfg.validate_every == 0) or is_last):
                 self._run_validation(step, models, models_p, ema)
         bar.close()
@@ -279,6 +300,12 @@ class Trainer:
                     t.copy_(f.get_tensor(n).to(t.device, t.dtype))
 
     # -- checkpoints and weights
+    def _disk_full_guard(self, what: str, folder: Path, cleanup: Path | None = None):
+        """A full disk while saving ``what`` becomes one OutputError naming what survived (disk_full.saving)."""
+        latest = ckpt.latest_checkpoint(self.output_dir, self.config.name)
+        survived = f"checkpoint {latest[1]} (step {latest[0]}) is intact" if latest else "no checkpoint of it was saved before"
+        return saving(what, folder, survived, cleanup=cleanup if self.accelerator.is_main_process else None)
+
     def _save_checkpoint(self, step: int, ema) -> None:
         acc, cfg = self.accelerator, self.config
         tmp, final = ckpt.temp_dir(self.output_dir, cfg.name, step), ckpt.checkpoint_dir(self.output_dir, cfg.name, step)
@@ -294,6 +321,7 @@ class Trainer:
             )
         acc.wait_for_everyone()
         if acc.is_main_process:
+            ckpt.write_checksums(tmp)  # last: a checkpoint without it (or not matching it) is incomplete
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)

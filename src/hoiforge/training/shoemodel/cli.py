@@ -90,6 +90,9 @@ def generate_shoemodel(
     seed: Annotated[int, typer.Option("--seed", help="random seed (legs and images)")] = 0,
     layout: Annotated[Optional[str], typer.Option("--layout", help="move:DX,DY or rotate:DEGREES applied to the shoe first")] = None,
     device: Annotated[Optional[str], typer.Option("--device", help="cuda, cpu, ... (default: cuda when present)")] = None,
+    allow_outside_run: Annotated[
+        bool, typer.Option("--allow-outside-run", help="load a base model the run records outside itself (only for runs you made)")
+    ] = False,
 ) -> None:
     """Put the shoe on generated legs: segment -> WD -> LpS -> SW -> backfill; the shoe's visible pixels stay the input's."""
     from hoiforge.training.shoemodel import system as S
@@ -97,7 +100,7 @@ def generate_shoemodel(
     training_logs()
     try:
         placement = S.parse_layout(layout)
-        model = S.ShoeModel(checkpoint, device=device)
+        model = S.ShoeModel(checkpoint, device=device, allow_outside_run=allow_outside_run)
         if model.tiny:
             _say(f"[bold yellow]warning:[/] {checkpoint} holds tiny random modules (config tiny): the images are noise around the shoe")
         found = S.apply_layout(S.read_shoe(shoe, model.gen_cfg), placement)

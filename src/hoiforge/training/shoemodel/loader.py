@@ -5,8 +5,8 @@ own stream seeded by (seed, rank, worker, start step), shuffles samples in a buf
 sample that fails to decode. Here each raw sample becomes a ``ShoeLegSample`` (members decoded
 lazily), a module's ``make_examples`` turns the stream into training examples (WD pools four
 crops for a mosaic, so this is a stream-to-stream function, not a per-sample map) and the
-examples are collated with torch's ``default_collate``. A resumed run continues with a fresh draw
-of the data; weights, optimizer and per-step noise are restored exactly by the core.
+examples are collated with torch's ``default_collate``. The core restarts the data at every
+checkpoint, so a run resumed from one draws exactly the stream the uninterrupted run drew.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from hoiforge.errors import HoiforgeError, InputError
+from hoiforge.training.core import run_paths
 from hoiforge.training.shoemodel import data as D
 from hoiforge.training.shoemodel import geometry as G
 from hoiforge.training.shoemodel.config import MODULES, GenerateConfig, LpS1Config, LpS2Config, SWConfig, WDConfig
@@ -173,7 +174,7 @@ def _inference_settings(record: dict) -> dict:
 
 
 class ShoeModel:
-    def __init__(self, run: str | Path, device: str | None = None, dtype: str | None = None):
+    def __init__(self, run: str | Path, device: str | None = None, dtype: str | None = None, allow_outside_run: bool = False):
         import torch
         from diffusers import ControlNetModel
         from transformers import VitPoseForPoseEstimation
@@ -190,6 +191,14 @@ class ShoeModel:
                 f"{self.run} does not exist: train the four modules into it with `hoiforge train shoemodel --module wd|lps1|lps2|sw ... --out {self.run}`"
             )
         self.records = check_run(self.run)
+        from hoiforge.training.shoemodel import config_check
+
+        config_check.check_run(self.run, self.records)  # a received RUN's settings before anything is built
+        record = self.run / "sw" / RECORD
+        base_dir = run_paths.model_folder(self.records["sw"].get("base_model"), self.run, f"{record} base_model", allow_outside_run)
+        if not (base_dir / "unet").is_dir():
+            raise MissingModule(f"the SW base model {base_dir} recorded in {record} is not there")
+        config_check.check_folder(base_dir, f"SW base model {base_dir}")
         self.tiny = any(r.get("tiny") for r in self.records.values())
         self.device, self.dtype = device_dtype(device, dtype)
         self.wd_cfg = WDConfig.model_validate(_inference_settings(self.records["wd"]))
@@ -197,13 +206,12 @@ class ShoeModel:
         self.lps2_cfg = LpS2Config.model_validate(_inference_settings(self.records["lps2"]))
         self.sw_cfg = SWConfig.model_validate(_inference_settings(self.records["sw"]))
         self.gen_cfg = GenerateConfig.model_validate(self.records["sw"].get("generate", {}))
+        for module in MODULES:  # a received RUN's folders must not lead out of it (symlinks)
+            run_paths.check_inside(self.run, self.run / module / ARTIFACTS[module], f"the {module} module")
         self.wd = SegformerWearSegmenter(str(self.run / "wd" / "model"), device=str(self.device), dtype="float32")
         self.lps1 = VitPoseForPoseEstimation.from_pretrained(self.run / "lps1" / "model").to(self.device).eval()
         self.lps2, self.lps2_sched = lps2.load(self.run / "lps2")
         self.lps2 = self.lps2.to(self.device).eval()
-        base_dir = Path(self.records["sw"]["base_model"])
-        if not (base_dir / "unet").is_dir():
-            raise MissingModule(f"the SW base model {base_dir} recorded in {self.run / 'sw' / RECORD} is not there")
         base = sw.load_base(base_dir)
         controlnet = ControlNetModel.from_pretrained(self.run / "sw" / "controlnet")
         self.pipe = sw.pipeline(base, controlnet, self.device, self.dtype)

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from hoiforge.errors import HoiforgeError
-from hoiforge.training.core import BatchPlan, plan_batch
+from hoiforge.training.core import BatchPlan, plan_batch, run_lock, run_paths
 from hoiforge.training.core.batch_plan import world_size
 from hoiforge.training.shoemodel import data as D
 from hoiforge.training.shoemodel import geometry as G
@@ -71,8 +71,19 @@ def train(
     if not data:
         raise TrainError("give at least one --data OUT (a shoe-leg build)")
     cfg = config if isinstance(config, ShoeModelConfig) else load_config(config)
+    from hoiforge.training.shoemodel.config_check import check_module
+
+    check_module(cfg, module)  # sizes and shapes before any network is built (a YAML may be someone else's)
     folder = Path(out) / module
     _check_run_folder(folder, module, cfg, resume)
+    with run_lock.hold(folder):  # one trainer per module folder, from its first file to its record
+        _check_run_folder(folder, module, cfg, resume)  # again, now that no other trainer can write it
+        return _train_locked(module, data, cfg, folder, max_steps, resume, progress, say)
+
+
+def _train_locked(
+    module: str, data: list[str], cfg: ShoeModelConfig, folder: Path, max_steps: int | None, resume: bool, progress: bool, say
+) -> TrainSummary:
     urls = D.shard_urls(data, "train")
     notes: list[str] = []
     head = D.check_members(list(data), "train", NEEDS[module], module.upper(), TRAIN_HINTS[module])
@@ -91,6 +102,9 @@ def train(
     steps = max_steps if max_steps is not None else settings.steps(_train_samples(data, settings))
     say(f"{module}: {plan.describe()}, {steps} steps")
     builder = {"wd": _wd, "lps1": _lps1, "lps2": _lps2, "sw": _sw}[module]
+    from hoiforge.training.core import seed_everything
+
+    seed_everything(settings.seed)  # new weights (heads, LpS2, the ControlNet's embedding) are a function of the seed
     parts = builder(cfg, urls, list(data), folder, settings, plan)
     trainer = _trainer(module, folder, settings, steps, progress, parts, plan)
     result = trainer.fit(resume=resume)
@@ -323,7 +337,11 @@ def _sw(cfg: ShoeModelConfig, urls, data, folder: Path, s: ModuleTrain, plan: Ba
     if c.base_model:
         base_path = sw.base_folder(c.base_model)
         base = sw.load_base(base_path)
+        from hoiforge.models import weights as Wt
+
+        entry = c.base_model if c.base_model in Wt.REGISTRY else None
     else:
+        entry = None
         base_path = folder / "base"
         base = sw.tiny_base(c.tiny_base, seed=s.seed)
         sw.save_base(base, base_path)
@@ -363,5 +381,6 @@ def _sw(cfg: ShoeModelConfig, urls, data, folder: Path, s: ModuleTrain, plan: Ba
         "validate": validate,
         "export": export,
         "preset": cfg.preset,
-        "record": {"base_model": str(base_path.resolve())},
+        # Relative to the RUN (folder.parent) or a registry name: a copied RUN loads its own base (run_paths).
+        "record": {"base_model": run_paths.model_record(base_path, folder.parent, entry)},
     }

@@ -80,6 +80,9 @@ def byte_clip_tokenizer():
 
 
 def build_components(cfg: VirtualModelConfig) -> Components:
+    from hoiforge.training.virtualmodel.config_check import check_config
+
+    check_config(cfg)  # sizes and shapes before anything is allocated: a RUN's config.yaml is received data
     if cfg.models.source == "random":
         log.warning(UNTRAINED_WARNING.format(name=cfg.name))
         return _random(cfg)
@@ -141,6 +144,10 @@ def _pretrained(cfg: VirtualModelConfig) -> Components:
         raise BackendUnavailable(f"config {cfg.name!r}: source 'pretrained' needs models.stable_diffusion and models.dino")
     sd = _local(m.stable_diffusion, "Stable Diffusion")
     dino_dir = _local(m.dino, "DINOv2")
+    from hoiforge.training.virtualmodel.config_check import check_pretrained_folder
+
+    check_pretrained_folder(sd, "Stable Diffusion")
+    check_pretrained_folder(dino_dir, "DINOv2")
     for sub in ("unet", "vae", "text_encoder", "tokenizer"):
         if not (sd / sub).is_dir():
             raise BackendUnavailable(f"{sd} has no {sub}/ folder; point models.stable_diffusion at a Stable Diffusion 1.5 folder")

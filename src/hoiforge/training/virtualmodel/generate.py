@@ -18,7 +18,8 @@ from PIL import Image
 from hoiforge.datasets.render import render_pose
 from hoiforge.datasets.vm_sample import training_size
 from hoiforge.errors import InputError
-from hoiforge.training.core import latest_checkpoint, weights_path
+from hoiforge.training.core import run_paths, weights_path
+from hoiforge.training.core.checkpoints import latest_complete
 from hoiforge.training.virtualmodel.config import ConfigError, VirtualModelConfig, load_config
 from hoiforge.training.virtualmodel.train import CONFIG_FILE, TRAINED, load_weights
 
@@ -31,11 +32,11 @@ def stage_weights(run: Path, stage: str, cfg: VirtualModelConfig) -> Path | None
     for ema in (True, False):
         path = weights_path(run, stage, TRAINED[stage], ema=ema)
         if path.exists():
-            return path
-    latest = latest_checkpoint(run, stage)
+            return run_paths.check_inside(run, path, f"the {stage} weights")
+    latest = latest_complete(run, stage)  # a broken newest checkpoint is named in a warning and skipped
     if latest is None:
         return None
-    folder = latest[1]
+    folder = run_paths.check_inside(run, latest[1], f"the {stage} checkpoint")
     meta_file = folder / "hoiforge.json"
     meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
     if meta.get("architecture") and meta["architecture"] != cfg.architecture():
@@ -43,7 +44,24 @@ def stage_weights(run: Path, stage: str, cfg: VirtualModelConfig) -> Path | None
     return folder / CHECKPOINT_MODEL if (folder / CHECKPOINT_MODEL).exists() else None
 
 
-def load_run(checkpoint: Path):
+def run_models(cfg: VirtualModelConfig, run: Path, allow_outside_run: bool = False) -> VirtualModelConfig:
+    """The run's config with its pretrained model paths resolved by run_paths' rules (registry names kept)."""
+    from hoiforge.models import weights as Wt
+
+    found = {}
+    for key in ("stable_diffusion", "dino"):
+        value = getattr(cfg.models, key)
+        if not value or value in Wt.REGISTRY:
+            continue
+        what = f"{run / CONFIG_FILE} models.{key}"
+        if Path(value).is_absolute():
+            found[key] = str(run_paths.model_folder({"outside": value}, run, what, allow_outside_run))
+        else:  # relative: to the run, not to wherever generate is started
+            found[key] = str(run_paths.inside(run, value, what))
+    return cfg.model_copy(update={"models": cfg.models.model_copy(update=found)}) if found else cfg
+
+
+def load_run(checkpoint: Path, allow_outside_run: bool = False):
     """(config, pipeline) of a run directory (or one of its checkpoint folders)."""
     import torch
 
@@ -60,7 +78,7 @@ def load_run(checkpoint: Path):
         raise ConfigError(
             f"{checkpoint} is not a VirtualModel run (no {CONFIG_FILE}); pass the --out folder of `hoiforge train virtualmodel`"
         )
-    cfg = load_config(run / CONFIG_FILE)
+    cfg = run_models(load_config(run / CONFIG_FILE), run, allow_outside_run)
     branches_file = stage_weights(run, "branches", cfg)
     if branches_file is None:
         raise ConfigError(f"{run} holds no trained branches; run `hoiforge train virtualmodel --stage branches --out {run}` first")
@@ -158,13 +176,14 @@ def generate_virtualmodel(
     cfg_scale: float | None = None,
     seed: int = 0,
     size: int = 512,
+    allow_outside_run: bool = False,
 ) -> Path:
     from hoiforge.training.virtualmodel.pipeline import backfill
 
     if size < 8 or size % 8:
         raise InputError(f"--size must be a positive multiple of 8, got {size}")
     product_px, mask_px, pose_px = read_inputs(product, mask, pose, size)  # bad inputs fail before models load
-    cfg, pipe = load_run(checkpoint)
+    cfg, pipe = load_run(checkpoint, allow_outside_run)
     h, w = mask_px.shape
     image = pipe(
         prompt,

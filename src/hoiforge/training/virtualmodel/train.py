@@ -20,7 +20,7 @@ import torch
 
 from hoiforge.datasets.loader import normalise
 from hoiforge.datasets.vm_sample import SampleSpec, ShardDataError
-from hoiforge.training.core import BatchPlan, Trainer, TrainResult, list_checkpoints, plan_batch, weights_path
+from hoiforge.training.core import BatchPlan, Trainer, TrainResult, list_checkpoints, plan_batch, run_lock, weights_path
 from hoiforge.training.core.batch_plan import world_size
 from hoiforge.training.virtualmodel import conditioning as C
 from hoiforge.training.virtualmodel.components import Components, build_components, ddim_scheduler, noise_scheduler
@@ -129,16 +129,18 @@ class VirtualModelTrainer:
         from accelerate import PartialState
         from accelerate.utils import parse_flag_from_env
 
-        # The first PartialState fixes the process group for the whole run; it reads ACCELERATE_USE_CPU only if told.
-        if PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).is_main_process:
-            self.run.mkdir(parents=True, exist_ok=True)
-            (self.run / CONFIG_FILE).write_text(self.cfg.to_yaml())
-        results = {}
-        for stage in stages:
-            if stage == "branches":
-                self._load_base_weights()
-            results[stage] = self._fit_stage(stage, max_steps, resume)
-        return results
+        with run_lock.hold(self.run):  # one trainer per RUN, from its config.yaml to its last weights
+            check_run(self.run, self.cfg, stages, resume)  # again, now that no other trainer can write the run
+            # The first PartialState fixes the process group for the whole run; it reads ACCELERATE_USE_CPU only if told.
+            if PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).is_main_process:
+                self.run.mkdir(parents=True, exist_ok=True)
+                (self.run / CONFIG_FILE).write_text(self.cfg.to_yaml())
+            results = {}
+            for stage in stages:
+                if stage == "branches":
+                    self._load_base_weights()
+                results[stage] = self._fit_stage(stage, max_steps, resume)
+            return results
 
     def _load_base_weights(self) -> None:
         path = weights_path(self.run, "base", "unet")
@@ -279,8 +281,11 @@ def load_weights(module: torch.nn.Module, path: Path, cfg: VirtualModelConfig) -
     from safetensors import safe_open
     from safetensors.torch import load_model
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # noqa: BLE001 - safetensors' own error type: a truncated or foreign file
+        raise ConfigError(f"{path} is not a readable safetensors file ({str(e).splitlines()[0][:200]}); it may be truncated") from None
     if meta.get("architecture") and meta["architecture"] != cfg.architecture():
         raise ConfigError(f"{path} was trained with config {meta.get('config')!r}, not {cfg.name!r} (another architecture)")
     try:
