@@ -662,7 +662,61 @@ def stage_cases(ctx: Ctx) -> list[StageCase]:
                            lambda: T.VitPoseForPoseEstimation(vp), randn(3, *bb.image_size), vitpose_forward,
                            "transformers VitPoseForPoseEstimation from config through models.vitpose.VitPoseWholeBody.heatmaps (flip test)"))  # fmt: skip
 
+    cases += precompute_cases(ctx)
     return cases
+
+
+def precompute_cases(ctx: Ctx) -> list[StageCase]:
+    """The recipe's precompute stage (batch 16): models.encoders' own encode methods over SD1.5 VAE / CLIP text / DINOv2-base."""
+    import numpy as np
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextConfig, CLIPTextModel, Dinov2Config, Dinov2Model
+
+    from hoiforge.models import encoders as E
+    from hoiforge.models.text_encoding import LongPromptEncoder
+    from hoiforge.training.virtualmodel.components import byte_clip_tokenizer
+
+    smoke, b = ctx.smoke, (2 if ctx.smoke else 16)
+    short, views, chunks = (64 if smoke else 512), 3, 3
+    vae_cfg = dict(SD15_VAE, block_out_channels=[8, 8, 16, 16], layers_per_block=1, norm_num_groups=4) if smoke else SD15_VAE
+    text_cfg = dict(SD15_TEXT, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2) if smoke else SD15_TEXT
+    dino_cfg = (
+        dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, patch_size=14) if smoke else DINOV2_BASE
+    )
+    side = 56 if smoke else 224
+
+    def shim(cls, **attrs):
+        obj = object.__new__(cls)  # the backend without its from_pretrained: the model is built here
+        obj.__dict__.update(attrs)
+        return obj
+
+    def vae_build():
+        vae = AutoencoderKL(**vae_cfg)
+        return shim(E.SDVaeEncoder, vae=vae, scaling_factor=0.18215, short_side=short, batch_size=8, device=ctx.device, dtype=None)
+
+    def text_build():
+        model = CLIPTextModel(CLIPTextConfig(**text_cfg, bos_token_id=0, eos_token_id=1, pad_token_id=1))
+        return shim(E.ClipTextEncoder, encoder=LongPromptEncoder(byte_clip_tokenizer(), model, max_chunks=chunks))
+
+    def dino_build():
+        return shim(E.Dinov2Encoder, model=Dinov2Model(Dinov2Config(**dino_cfg)), mean=np.asarray([0.485, 0.456, 0.406], np.float32),
+                    std=np.asarray([0.229, 0.224, 0.225], np.float32), size=side, layer=-2, batch_size=32, device=ctx.device, dtype=None)  # fmt: skip
+
+    rgb, _, _ = photo(short)
+    import cv2
+
+    wide = cv2.resize(rgb, (short * 4 // 3, short))  # a 4:3 photo: 512x680 at the 512 short side, as gpu_hours counts
+    note = "models.encoders.{}.encode (the precompute stage's backend) over a {} built from config"
+    return [
+        StageCase("vae-encoder", f"SD1.5 VAE encoder @{short}x{wide.shape[1]}", b, vae_build, lambda n, dt: [wide] * n,
+                  lambda m, x: m.encode(x), note.format("SDVaeEncoder", "random SD1.5 AutoencoderKL")),
+        StageCase("clip-text", f"CLIP ViT-L/14 text, {chunks} chunks of 77", b, text_build, lambda n, dt: [CAPTION] * n,
+                  lambda m, x: m.encode(x), note.format("ClipTextEncoder", "random SD1.5 CLIP text model (byte-level tokenizer)"),
+                  extra={"units_per_item": chunks}),
+        StageCase("dinov2", f"DINOv2-base @{side}², {views} close views per image", b * views, dino_build,
+                  lambda n, dt: [cv2.resize(rgb, (side, side))] * n, lambda m, x: m.encode(x),
+                  note.format("Dinov2Encoder", "random DINOv2-base")),
+    ]  # fmt: skip
 
 
 def vitpose_forward(model, x):
@@ -832,6 +886,15 @@ def _set_dtype(ctx: Ctx, case: StageCase, model, dtype: str):
         model.dtype = torch.float16 if dt == torch.bfloat16 else torch.float32
         model.model = model.model.half() if model.dtype == torch.float16 else model.model.float()
         return model, dt
+    if case.key == "vae-encoder":
+        model.vae, model.dtype = model.vae.to(dtype=dt), dt
+        return model, dt
+    if case.key == "dinov2":
+        model.model, model.dtype = model.model.to(dtype=dt), dt
+        return model, dt
+    if case.key == "clip-text":
+        model.encoder.text_encoder.to(dtype=dt)
+        return model, dt
     return model.to(dtype=dt), dt
 
 
@@ -845,6 +908,9 @@ def run_stage(ctx: Ctx, case: StageCase) -> list[dict]:
             model = case.build()
         if hasattr(model, "eval"):
             model.eval()
+        for part in ("vae", "model"):  # the precompute shims: their network evaluated, on the device
+            if isinstance(getattr(model, part, None), torch.nn.Module):
+                getattr(model, part).eval()
     except Exception as e:
         return [failed(case.key, "stages", case.what, e)]
     for dtype in [d for d in ("fp32", "bf16") if d in ctx.dtypes and d in case.dtypes]:

@@ -214,15 +214,28 @@ def rows(args) -> list[Row]:
     vae_config = dict(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
                       block_out_channels=[128, 256, 512, 512], layers_per_block=2, latent_channels=4, sample_size=512)  # fmt: skip
     p, g = meta_count(lambda: AutoencoderKL(**vae_config).encoder, lambda: empty(1, 3, 512, 680))
-    out.append(Row("precompute", "SD1.5 VAE encoder @512x680", p, g, "conv", "meta-device count"))
+    out.append(Row("precompute", "SD1.5 VAE encoder @512x680", p, g, "conv", "meta-device count", key="vae-encoder"))
     p, g = meta_count(
         lambda: T.CLIPTextModel(T.CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)),
         lambda: {"input_ids": torch.zeros(1, 77, dtype=torch.long)},
     )
     chunks = -(-args.caption_tokens // 75)
-    out.append(Row("precompute", f"CLIP ViT-L/14 text, {chunks} chunks of 77", p, g, "vit", "meta-device count", per_image=chunks))
+    out.append(
+        Row("precompute", f"CLIP ViT-L/14 text, {chunks} chunks of 77", p, g, "vit", "meta-device count", per_image=chunks, key="clip-text")
+    )
     p, g = meta_count(lambda: T.Dinov2Model(T.Dinov2Config()), lambda: {"pixel_values": empty(1, 3, 224, 224)})
-    out.append(Row("precompute", f"DINOv2-base @224, {args.views} close views", p, g, "vit", "meta-device count", per_image=args.views))
+    out.append(
+        Row(
+            "precompute",
+            f"DINOv2-base @224, {args.views} close views",
+            p,
+            g,
+            "vit",
+            "meta-device count",
+            per_image=args.views,
+            key="dinov2",
+        )
+    )
     return out
 
 
@@ -251,8 +264,8 @@ def load_measured(path: str, caption_tokens: int) -> tuple[dict[str, tuple[float
             out["caption-vision"] = (0.0, "in the prefill")
             out["caption-prefill"] = (prefill, how + ", vision + prefill")
             out["caption-decode"] = (per_token * caption_tokens, how + f", {r['new_tokens']} tokens scaled, transformers")
-        else:
-            out[key] = (r["s_per_image"], how)
+        else:  # per unit of the FLOP row: a caption's text chunk, a close view, an image
+            out[key] = (r["s_per_image"] / r.get("units_per_item", 1), how)
     return out, doc.get("environment", {})
 
 

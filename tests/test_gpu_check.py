@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKED = ("ray", "webdataset", "wids")
 TRAINING = {"vm-base", "vm-branches", "sw", "wd", "lps1", "lps2"}
-STAGES = {"rtdetr", "clip-aesthetic", "grounding-dino", "sam-encoder", "lama", "vitpose", "caption"}
+STAGES = {"rtdetr", "clip-aesthetic", "grounding-dino", "sam-encoder", "lama", "vitpose", "caption", "vae-encoder", "clip-text", "dinov2"}
 
 RUNNER = textwrap.dedent(
     """
