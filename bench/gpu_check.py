@@ -189,6 +189,8 @@ def time_training(ctx: Ctx, name: str, *, trainable, frozen, loss, batches, mixe
     from hoiforge.training.core import OptimizerConfig, TrainConfig
 
     AcceleratorState._reset_state(reset_partial_state=True)  # each case picks its own mixed precision
+    for module in trainable.values():
+        module.zero_grad(set_to_none=True)  # a try that ran out of memory may have left gradients behind
     if not ctx.cuda:
         mixed = "no"  # as the trainers do: autocast fp16/bf16 is a GPU path
     n = ctx.warmup + ctx.steps
