@@ -24,6 +24,7 @@ tensor-core work) 0.15; onnxruntime OCR 0.10. Decoding: 70 % of HBM bandwidth.
 
     python bench/gpu_hours.py                                    # the table (meta-device counts: ~1 min)
     python bench/gpu_hours.py --visual-tokens 640 --caption-tokens 120
+    python bench/gpu_hours.py --measured gpu_check.json          # bench/gpu_check.py's measured time beside each estimate
 
 Last line: total H100-hours (every stage sees every image; the goal is < 100).
 """
