@@ -35,7 +35,6 @@ import contextlib
 import gc
 import inspect
 import json
-import math
 import os
 import platform
 import sys
@@ -56,15 +55,10 @@ CAPTION = (
 )  # a QwenVL-length caption: 2-3 CLIP chunks, as the trainers see them
 
 # -- per-device batches ----------------------------------------------------------------------
-# The papers' global batches (shared/PAPER_TABLES.md; VirtualModel: sd15.yaml's 8 processes x
-# batch x accumulation) and the processes they are spread over.
-GLOBAL_BATCH = {"vm-base": 256, "vm-branches": 128, "sw": 128, "wd": 16, "lps1": 240, "lps2": 4096}
-PROCESSES = {"vm-base": 8, "vm-branches": 8}  # sd15.yaml: 8 GPUs; ShoeModel configs name no process count: one
-# The largest per-device batch assumed to fit an 80 GB card under each config's own precision and
-# checkpointing (ours, unmeasured until this check runs: a training case halves it on OOM and
-# records what fitted). sd15.yaml: 8 with gradient checkpointing. SW has no checkpointing and
-# trains the ControlNet through the whole frozen UNet: 8. WD trains in fp32 (its config) at 640²: 8.
-PER_DEVICE_80GB = {"vm-base": 8, "vm-branches": 8, "sw": 8, "wd": 8, "lps1": 240, "lps2": 4096}
+# The paper configs are the one source: their batch_size is the paper's GLOBAL batch and their
+# per_device_batch what one 80 GB card holds (`hoiforge train ... --dry-run` sizes it); the papers'
+# GPU counts are the world sizes (shared/PAPER_TABLES.md: WD on 4 V100s, the rest on 8).
+PROCESSES = {"vm-base": 8, "vm-branches": 8, "sw": 8, "wd": 4, "lps1": 8, "lps2": 8}
 
 
 @dataclass(frozen=True)
@@ -75,14 +69,26 @@ class BatchPlan:
     accumulation: int
 
 
+def paper_settings(job: str):
+    """The TrainSettings of ``job`` in the paper config (sd15 for VirtualModel, ``paper`` for ShoeModel)."""
+    if job.startswith("vm-"):
+        from hoiforge.training.virtualmodel.config import load_config
+
+        return getattr(load_config("sd15").training, job.removeprefix("vm-"))
+    from hoiforge.training.shoemodel.config import preset
+
+    return getattr(preset("paper"), job).train
+
+
 def per_device_batch(job: str, smoke: bool = False) -> BatchPlan:
-    """THE per-device batch choice of this check (one place, so the lead can wire it to trainp's
-    global-batch -> per-device + accumulation plan in training/core at merge and drop PER_DEVICE_80GB)."""
+    """The per-device batch one card runs in this check: the paper config's plan (training.core.plan_batch)."""
     if smoke:
         return BatchPlan(2, 1, 2, 1) if job != "lps2" else BatchPlan(64, 1, 64, 1)
-    g, n = GLOBAL_BATCH[job], PROCESSES.get(job, 1)
-    per = max(1, min(PER_DEVICE_80GB[job], g // n))
-    return BatchPlan(g, n, per, math.ceil(g / (per * n)))
+    from hoiforge.training.core import plan_batch
+
+    settings = paper_settings(job)
+    p = plan_batch(settings.batch_size, PROCESSES[job], settings.per_device_batch)
+    return BatchPlan(p.global_batch, p.world_size, p.per_device_batch, p.accumulation_steps)
 
 
 # -- SD1.5 / DINOv2-base shapes (the published config.json files), for random weights -----------
@@ -334,7 +340,7 @@ def vm_cases(ctx: Ctx) -> list[dict]:
         try:
             r = with_oom_fallback(ctx, plan, run)
             rows.append({"case": f"vm-{stage}", "section": "VirtualModel", "what": f"{cfg.name} stage {stage} train step @{side}²", **r,
-                         "gradient_checkpointing": t.gradient_checkpointing})  # fmt: skip
+                         "gradient_checkpointing": getattr(t, stage).gradient_checkpointing})  # fmt: skip
         except Exception as e:
             rows.append(failed(f"vm-{stage}", "VirtualModel", f"{cfg.name} stage {stage} train step @{side}²", e))
 
@@ -344,13 +350,13 @@ def vm_cases(ctx: Ctx) -> list[dict]:
         "base",
         lambda b: time_training(
             ctx, "base", trainable={"unet": comp.unet}, frozen={"vae": comp.vae, "text_encoder": comp.text_encoder, "dino": comp.dino},
-            loss=vm._base_loss, batches=lambda: _repeat(vm_batch(ctx, cfg, comp, b, "base")), mixed=t.mixed_precision,
-            checkpointing=t.gradient_checkpointing, lr=t.base.lr,
+            loss=vm._base_loss, batches=lambda: _repeat(vm_batch(ctx, cfg, comp, b, "base")), mixed=t.base.mixed_precision,
+            checkpointing=t.base.gradient_checkpointing, lr=t.base.lr, optimizer=t.base.optimizer,
         ),
     )  # fmt: skip
     _gc_cuda(ctx)
     # Stage 2: IB + CB over the frozen base (which the core casts to the mixed-precision dtype).
-    torch.manual_seed(t.seed)
+    torch.manual_seed(t.branches.seed)
     with ctx.build():
         branches = VirtualModelBranches(comp.unet, comp.branch_spec(cfg))
     vm.branches = branches
@@ -359,8 +365,8 @@ def vm_cases(ctx: Ctx) -> list[dict]:
         lambda b: time_training(
             ctx, "branches", trainable={"branches": branches},
             frozen={"vae": comp.vae, "text_encoder": comp.text_encoder, "dino": comp.dino, "unet": comp.unet},
-            loss=vm._branches_loss, batches=lambda: _repeat(vm_batch(ctx, cfg, comp, b, "branches")), mixed=t.mixed_precision,
-            checkpointing=t.gradient_checkpointing, lr=t.branches.lr,
+            loss=vm._branches_loss, batches=lambda: _repeat(vm_batch(ctx, cfg, comp, b, "branches")), mixed=t.branches.mixed_precision,
+            checkpointing=t.branches.gradient_checkpointing, lr=t.branches.lr, optimizer=t.branches.optimizer,
         ),
     )  # fmt: skip
     _gc_cuda(ctx)

@@ -86,17 +86,16 @@ def test_smoke_table_lists_every_row(smoke):
     assert md.count("\n|") >= len(rows) + 6  # each row, plus three headers and three rules
 
 
-def test_per_device_plan_covers_the_global_batch():
+def test_per_device_plan_is_the_paper_configs_plan():
     sys.path.insert(0, str(ROOT / "bench"))
-    from gpu_check import GLOBAL_BATCH, per_device_batch
+    from gpu_check import PROCESSES, paper_settings, per_device_batch
 
-    for job, global_batch in GLOBAL_BATCH.items():
-        p = per_device_batch(job)
-        assert p.global_batch == global_batch
-        assert p.per_device * p.processes * p.accumulation >= global_batch
-        assert p.per_device * p.processes * (p.accumulation - 1) < global_batch  # no needless accumulation step
+    for job in PROCESSES:
+        p, settings = per_device_batch(job), paper_settings(job)
+        assert p.global_batch == settings.batch_size and p.per_device <= settings.per_device_batch
+        assert p.per_device * p.processes * p.accumulation == p.global_batch  # the paper's global batch exactly
     vm = per_device_batch("vm-base")
-    assert (vm.per_device, vm.processes, vm.accumulation) == (8, 8, 4)  # sd15.yaml: 8 x 4 x 8 GPUs = 256
+    assert (vm.global_batch, vm.per_device, vm.processes, vm.accumulation) == (256, 32, 8, 1)  # sd15.yaml: 32 x 8 GPUs = 256
 
 
 def test_gpu_hours_measured_columns(smoke, capsys):
