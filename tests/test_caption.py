@@ -97,7 +97,7 @@ def test_template_takes_no_vlm_options():
 def tiny_qwen2_vl(tmp_path_factory) -> Path:
     """A Qwen2-VL checkpoint directory: tiny random weights of the real architecture, a byte-level BPE
     tokenizer trained locally with Qwen's special tokens, the Qwen2-VL image processor, a chat template."""
-    from hoiforge.models.random_qwen2_vl import write_random_qwen2_vl
+    from tests.random_qwen2_vl import write_random_qwen2_vl
 
     return write_random_qwen2_vl(tmp_path_factory.mktemp("qwen2vl"), size="tiny")
 

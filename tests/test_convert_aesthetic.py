@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from safetensors.torch import load_file
 
-from hoiforge.models.convert_aesthetic import LAYOUT, ConversionError, build_mlp, convert, main
+from hoiforge.models.weights.convert_aesthetic import LAYOUT, ConversionError, build_mlp, convert, main
 
 
 @pytest.fixture

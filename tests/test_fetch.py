@@ -17,8 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hoiforge.commands.models import models_app
-from hoiforge.models import weights as W
-from hoiforge.models.fetch import ChecksumError, FetchError, download_url, fetch, verify_present
+from hoiforge.models.weights import registry as W
+from hoiforge.models.weights.fetch import ChecksumError, FetchError, download_url, fetch, verify_present
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, not compressible to nothing, every byte position distinct mod 256
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -323,7 +323,7 @@ def test_converter_refusal_is_one_line(server, tmp_path):
     rtmw = W.REGISTRY["rtmw-x-wholebody"]
     with pytest.raises(FetchError) as e:
         fetch(served(rtmw, server, onnx_sdk_zip({"x/model.onnx": b"?"})), tmp_path)
-    assert str(e.value) == (f"rtmw-x-wholebody: hoiforge.models.convert_onnx_zip could not convert {rtmw.files[0].path}: "
+    assert str(e.value) == (f"rtmw-x-wholebody: hoiforge.models.weights.convert_onnx_zip could not convert {rtmw.files[0].path}: "
                             f"ConversionError: {rtmw.files[0].path}: expected one end2end.onnx, found 0")  # fmt: skip
     assert rtmw.missing_in(tmp_path / rtmw.name) == [rtmw.converted]
 
@@ -332,7 +332,7 @@ def test_fetch_runs_the_converter(server, tmp_path):
     torch = pytest.importorskip("torch")
     from safetensors.torch import load_file
 
-    from hoiforge.models.convert_aesthetic import build_mlp
+    from hoiforge.models.weights.convert_aesthetic import build_mlp
 
     state = build_mlp().state_dict()
     buf = io.BytesIO()

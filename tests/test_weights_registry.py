@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from hoiforge.commands.models import models_app
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models import registry
-from hoiforge.models import weights as W
+from hoiforge.models.weights import registry as W
 from hoiforge.pipeline.recipe import Recipe, load_recipe, parse_recipe
 from hoiforge.pipeline.weights_plan import preflight, required_for, with_weights
 

@@ -93,7 +93,7 @@ def build(
     """Run a recipe over INPUTs into sharded WebDataset tars + manifest + wids index + stats."""
     from pydantic import ValidationError
 
-    from hoiforge.models.weights import WEIGHTS_ENV
+    from hoiforge.models.weights.registry import WEIGHTS_ENV
     from hoiforge.pipeline.recipe import OutputSpec, load_recipe
     from hoiforge.pipeline.runner import build as run_build
     from hoiforge.stages.base import RecipeDeprecation

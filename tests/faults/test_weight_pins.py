@@ -15,8 +15,8 @@ from dataclasses import replace
 import pytest
 
 from hoiforge.errors import BackendUnavailable
-from hoiforge.models import fetch as F
-from hoiforge.models import weights as W
+from hoiforge.models.weights import fetch as F
+from hoiforge.models.weights import registry as W
 from tests.test_fetch import FakeHub, hf_spec
 
 A = bytes(range(256)) * 2048  # 512 KiB

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hoiforge.errors import HoiforgeError
-from hoiforge.models import weights as W
+from hoiforge.models.weights import registry as W
 
 models_app = typer.Typer(name="models", help="Model weights: what each recipe needs, what is present, fetch.", no_args_is_help=True)
 out = Console()
@@ -92,7 +92,7 @@ def check(
         missing = [s for s in needed if W.locate(s, root) is None]
         problems = []
         if verify:
-            from hoiforge.models.fetch import verify_present
+            from hoiforge.models.weights.fetch import verify_present
 
             for s in needed:
                 if s not in missing:
@@ -120,7 +120,7 @@ def fetch(
     weights: WeightsOpt = None,
 ) -> None:
     """Download entries (or everything a recipe needs) with resume and checksum verification."""
-    from hoiforge.models.fetch import fetch as fetch_one
+    from hoiforge.models.weights.fetch import fetch as fetch_one
 
     try:
         root = W.weights_root(weights)

@@ -23,7 +23,7 @@ def connect(address: str | None = None, verbose: bool = False) -> bool:
     """
     import ray
 
-    from hoiforge.models.weights import runtime_env_vars
+    from hoiforge.models.weights.registry import runtime_env_vars
 
     if ray.is_initialized():
         return False

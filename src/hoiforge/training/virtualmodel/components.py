@@ -122,7 +122,7 @@ def _local(name_or_path: str, what: str) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
-    from hoiforge.models.weights import resolve
+    from hoiforge.models.weights.registry import resolve
 
     try:
         return resolve(name_or_path)

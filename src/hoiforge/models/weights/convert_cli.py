@@ -1,4 +1,4 @@
-"""The command line every weights converter shares: ``python -m hoiforge.models.convert_X SRC DST``."""
+"""The command line every weights converter shares: ``python -m hoiforge.models.weights.convert_X SRC DST``."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from hoiforge.errors import HoiforgeError
-from hoiforge.models.weights import MANIFEST, WeightSpec, is_commit, read_manifest, weights_root
+from hoiforge.models.weights.registry import MANIFEST, WeightSpec, is_commit, read_manifest, weights_root
 
 CHUNK = 1 << 20
 TIMEOUT_S = 30
