@@ -96,7 +96,7 @@ class UltralyticsPersonDetector:
                 f"person backend 'yolo': weights {model} not found; give options.model the path of a local .pt "
                 "(ultralytics would download it, which this tool never does)"
             )
-        from hoiforge.models.weights.fetch import sha256_of
+        from hoiforge.models.weights.digest import sha256_of
 
         digest = sha256_of(Path(model).expanduser())
         if digest not in pinned_pt_sha256s(trusted_sha256):

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from hoiforge.errors import BackendUnavailable
+from hoiforge.models.weights import digest
 
 WEIGHTS_ENV = "HOIFORGE_WEIGHTS"
 DEFAULT_ROOT = Path("~/.cache/hoiforge/weights")
@@ -340,8 +341,6 @@ def verify_pinned(s: WeightSpec, folder: Path, root: Path | str | None = None) -
     """BackendUnavailable unless ``folder`` holds the pinned bytes of ``s``: each file with a pinned sha256
     hashes to it (skipped when .hoiforge.json records that very file, by size and mtime, with that sha256),
     and a Hugging Face copy comes from the pinned commit."""
-    from hoiforge.models.weights.fetch import sha256_of
-
     refetch = f"delete {folder} and get them again with: {fetch_command([s.name], root)}"
     manifest = read_manifest(folder)
     if s.hf_repo and is_commit(s.revision) and (manifest or folder.parent.name == "snapshots"):
@@ -361,7 +360,7 @@ def verify_pinned(s: WeightSpec, folder: Path, root: Path | str | None = None) -
         known = recorded.get(f.path, {})
         if known.get("sha256") == f.sha256 and all(known.get(k) == v for k, v in file_stamp(path).items()):
             continue
-        got = sha256_of(path)
+        got = digest.sha256_of(path)
         if got != f.sha256:
             raise BackendUnavailable(
                 f"weights {s.name!r}: {path} has sha256 {got}, not the pinned {f.sha256} (corrupted or replaced); refused, "
