@@ -11,7 +11,7 @@ from PIL import Image
 from hoiforge.datasets.images import decode_rgb, encode_png
 from hoiforge.datasets.masks import decode_mask, encode_mask
 from hoiforge.errors import BackendUnavailable
-from hoiforge.models.segment_types import Product
+from hoiforge.models.tasks import Product
 from hoiforge.pipeline.adapter import run_stage
 from hoiforge.stages.base import Sample
 from hoiforge.stages.edges import Edges

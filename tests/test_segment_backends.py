@@ -19,7 +19,7 @@ pytest.importorskip("transformers")
 
 from hoiforge.datasets.images import decode_rgb
 from hoiforge.datasets.masks import decode_mask
-from hoiforge.models.segment_types import prompt_phrases
+from hoiforge.models.tasks import prompt_phrases
 
 DATA = Path(__file__).parent / "data"
 PROMPT = "cup, shoe, electronic products, phone, book"

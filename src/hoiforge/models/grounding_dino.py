@@ -20,7 +20,7 @@ import numpy as np
 from hoiforge.models.base import require
 from hoiforge.models.device import Dtype, device_dtype
 from hoiforge.models.registry import Weights
-from hoiforge.models.segment_types import (
+from hoiforge.models.tasks import (
     Product,
     prompt_phrases,
 )

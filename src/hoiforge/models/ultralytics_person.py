@@ -29,9 +29,10 @@ from typing import Annotated
 import numpy as np
 
 from hoiforge.errors import BackendUnavailable
-from hoiforge.models.base import Detection, require
+from hoiforge.models.base import require
 from hoiforge.models.device import Dtype, device_dtype
 from hoiforge.models.registry import Weights
+from hoiforge.models.tasks import Detection
 
 INSTALL = "pip install ultralytics (needs a torchvision that loads beside your torch, e.g. torch==2.14.1 torchvision==0.29.1)"
 COCO_PERSON = 0

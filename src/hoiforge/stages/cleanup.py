@@ -66,7 +66,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hoiforge.datasets.masks import decode_mask, encode_mask
 from hoiforge.datasets.views import crop_square, encode_strip
 from hoiforge.models.inpaint import dilate
-from hoiforge.models.ocr import TextRegion
+from hoiforge.models.tasks import TextRegion
 from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
 
 REMOVED, KEPT, IGNORED = "removed", "kept", "ignored"

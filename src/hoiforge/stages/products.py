@@ -26,7 +26,7 @@ from pydantic import Field, model_validator
 
 from hoiforge.datasets.masks import encode_mask
 from hoiforge.datasets.views import crop_square, encode_strip, mask_to_rle, square_box
-from hoiforge.models.segment_types import Product
+from hoiforge.models.tasks import Product
 from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
 
 # HoIHuman's GroundingDINO prompt (VirtualModel paper), verbatim.
