@@ -16,7 +16,7 @@ from dataclasses import replace
 import pytest
 from typer.testing import CliRunner
 
-from hoiforge.commands.models import models_app
+from hoiforge.cli.models import models_app
 from hoiforge.models.weights import registry as W
 from hoiforge.models.weights.fetch import ChecksumError, FetchError, download_url, fetch, verify_present
 

@@ -24,8 +24,7 @@ LAYER = {
     "report": 5,
     "training": 5,
     "eval": 5,
-    "commands": 6,
-    "cli": 7,
+    "cli": 6,
 }
 # Same-rank packages that may use each other: eval scores what training generates, and a trainer
 # reports the papers' own metrics while it validates (the WD module's mIoU from eval.segmentation).

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from hoiforge.report.cli import app
+from hoiforge.cli import app
 from hoiforge.report.figures import compute_figures
 from tests.report_build import small_build
 

@@ -309,7 +309,7 @@ def test_wear_labels_segmenter_sees_the_shoe_crop_not_the_whole_frame(torch, tmp
 def test_wear_check_lists_bad_missing_and_orphan_labels(tmp_path):
     from typer.testing import CliRunner
 
-    from hoiforge.datasets.wearable_cli import wear_app
+    from hoiforge.cli.wear import wear_app
 
     images = tmp_path / "images"
     images.mkdir()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hoiforge.commands.models import models_app
+from hoiforge.cli.models import models_app
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models import registry
 from hoiforge.models.weights import registry as W

@@ -20,7 +20,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from hoiforge import cli
+from hoiforge.cli import build as cli
 from hoiforge.datasets.layout import OutLayout
 from hoiforge.errors import OutputError
 from hoiforge.pipeline.inputs import list_inputs, refs_to_table

@@ -127,7 +127,7 @@ def _say(message: str) -> None:
 
 
 def _logs() -> None:
-    from hoiforge.training.cli import training_logs
+    from hoiforge.cli.virtualmodel import training_logs
 
     training_logs()
 

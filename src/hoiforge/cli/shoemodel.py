@@ -12,9 +12,9 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from hoiforge.cli.virtualmodel import fail as _fail
+from hoiforge.cli.virtualmodel import generate_app, train_app, training_logs
 from hoiforge.errors import HoiforgeError
-from hoiforge.training.cli import fail as _fail
-from hoiforge.training.cli import generate_app, train_app, training_logs
 
 console = Console(stderr=True)
 stdout = Console()

@@ -30,13 +30,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from hoiforge.commands.models import models_app
-from hoiforge.datasets.wearable_cli import wear_app
+from hoiforge.cli import shoemodel as _shoemodel_cli  # noqa: F401 - registers `train/generate shoemodel`
+from hoiforge.cli.eval import eval_app
+from hoiforge.cli.models import models_app
+from hoiforge.cli.report import stats_command, view_command
+from hoiforge.cli.virtualmodel import generate_app, train_app
+from hoiforge.cli.wear import wear_app
 from hoiforge.errors import HoiforgeError
-from hoiforge.eval.cli import eval_app
-from hoiforge.report.cli import stats_command, view_command
-from hoiforge.training.cli import generate_app, train_app
-from hoiforge.training.shoemodel import cli as _shoemodel_cli  # noqa: F401 - registers `train/generate shoemodel`
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build, check and inspect HOI training data.")
 app.add_typer(models_app, name="models")
