@@ -44,7 +44,7 @@ def test_inspect_prints_annotations_by_id_prefix_and_by_path(built, tmp_path):
     assert (tmp_path / f"{kept['id']}.png").read_bytes() == Path(kept["uri"]).read_bytes()
     result = runner.invoke(app, ["inspect", str(built), rows["coffee.png"]["key"]])
     assert json.loads(result.output)["manifest"]["status"] == "dropped"
-    assert runner.invoke(app, ["inspect", str(built), "ffffffffffff"]).exit_code == 1
+    assert runner.invoke(app, ["inspect", str(built), "ffffffffffff"]).exit_code == 2
 
 
 @pytest.mark.slow

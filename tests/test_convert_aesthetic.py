@@ -64,5 +64,5 @@ def test_command_line(published, tmp_path, capsys):
     _, src = published
     assert main([str(src), str(tmp_path / "m.safetensors")]) == 0
     assert (tmp_path / "m.safetensors").is_file()
-    assert main([str(tmp_path / "absent.pth"), str(tmp_path / "y.safetensors")]) == 1
+    assert main([str(tmp_path / "absent.pth"), str(tmp_path / "y.safetensors")]) == 2
     assert capsys.readouterr().err.startswith("error: ")

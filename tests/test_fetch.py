@@ -385,7 +385,7 @@ def test_cli_fetch_without_network_is_one_line(tmp_path, monkeypatch):
     entry = W.REGISTRY["yolo11x"]
     monkeypatch.setitem(W.REGISTRY, "yolo11x", replace(entry, files=(replace(entry.files[0], url=url),)))
     result = CliRunner().invoke(models_app, ["fetch", "yolo11x", "--to", str(tmp_path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "cannot download yolo11x.pt" in lines[0]
     assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
@@ -393,4 +393,4 @@ def test_cli_fetch_without_network_is_one_line(tmp_path, monkeypatch):
 
 def test_cli_fetch_unknown_name(tmp_path):
     result = CliRunner().invoke(models_app, ["fetch", "no-such-model", "--to", str(tmp_path)])
-    assert result.exit_code == 1 and "unknown weights 'no-such-model'" in result.stderr
+    assert result.exit_code == 2 and "unknown weights 'no-such-model'" in result.stderr

@@ -1,4 +1,4 @@
-"""`hoiforge train shoemodel` and `hoiforge generate shoemodel`, registered on the train/generate groups of training/cli.py.
+"""``hoiforge train shoemodel`` and ``hoiforge generate shoemodel`` (registered by cli/main.py).
 
 hoiforge train shoemodel --module wd|lps1|lps2|sw --data OUT [--data ...] --config tiny|paper|PATH.yaml --out RUN [--max-steps N] [--resume]
 hoiforge generate shoemodel --checkpoint RUN --shoe SHOE.png --prompt "..." --n 4 --out DIR [--seed 0] [--layout move:dx,dy|rotate:deg]
@@ -12,19 +12,14 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from hoiforge.cli.virtualmodel import fail as _fail
-from hoiforge.cli.virtualmodel import generate_app, train_app, training_logs
+from hoiforge.cli.output import fail as _fail
+from hoiforge.cli.output import say as _say
+from hoiforge.cli.output import training_logs, warn
 from hoiforge.errors import HoiforgeError
 
-console = Console(stderr=True)
 stdout = Console()
 
 
-def _say(message: str) -> None:
-    console.print(message, highlight=False, soft_wrap=True)
-
-
-@train_app.command("shoemodel")
 def train_shoemodel(
     module: Annotated[str, typer.Option("--module", help="wd | lps1 | lps2 | sw")],
     data: Annotated[list[Path], typer.Option("--data", help="a shoe-leg build (hoiforge build --recipe shoeleg); repeat for several")],
@@ -52,7 +47,6 @@ def train_shoemodel(
     )
 
 
-@generate_app.command("shoemodel")
 def generate_shoemodel(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="the run directory holding wd/, lps1/, lps2/, sw/")],
     shoe: Annotated[Path, typer.Option("--shoe", help="the shoe photo (a PNG with transparency, or a photo to segment)")],
@@ -71,7 +65,7 @@ def generate_shoemodel(
         placement = S.parse_layout(layout)
         model = S.ShoeModel(checkpoint, device=device)
         if model.tiny:
-            _say(f"[bold yellow]warning:[/] {checkpoint} holds tiny random modules (config tiny): the images are noise around the shoe")
+            warn(f"{checkpoint} holds tiny random modules (config tiny): the images are noise around the shoe")
         found = S.apply_layout(S.read_shoe(shoe, model.gen_cfg), placement)
         _say(f"shoe: {found.found}")
         result = model.generate(found, prompt, n, seed=seed, say=_say)

@@ -1,5 +1,5 @@
-"""``hoiforge train ...`` and ``hoiforge generate ...``: one typer group each, importable so every model adds its
-own subcommand (``train_app.command("shoemodel")(...)``). Nothing heavy is imported until a command runs.
+"""``hoiforge train virtualmodel`` and ``hoiforge generate virtualmodel`` (registered by cli/main.py).
+Nothing heavy is imported until a command runs.
 
 hoiforge train virtualmodel --data OUT [--data OUT2 ...] --config tiny|sd15|PATH.yaml --out RUN
                             [--stage base|branches] [--max-steps N] [--resume]
@@ -9,49 +9,18 @@ hoiforge generate virtualmodel --checkpoint RUN --product P.png --mask M.png --p
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 
+from hoiforge.cli.output import fail, training_logs, warn
 from hoiforge.errors import HoiforgeError
 
-train_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train the generators on built shards.")
-generate_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Generate images with a trained run.")
 console = Console(stderr=True)
 
 
-def fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-class _Stderr(logging.Handler):
-    """Writes to whatever sys.stderr is at the time (test runners swap it between commands)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            sys.stderr.write(self.format(record) + "\n")
-        except Exception:  # noqa: BLE001 - logging must never raise
-            self.handleError(record)
-
-
-def training_logs() -> None:
-    """hoiforge.training / hoiforge.datasets messages on stderr, once."""
-    for name in ("hoiforge.training", "hoiforge.datasets"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(h, _Stderr) for h in logger.handlers):
-            handler = _Stderr()
-            handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-            logger.addHandler(handler)
-            logger.setLevel(logging.INFO)
-            logger.propagate = False
-
-
-@train_app.command("virtualmodel")
 def train_virtualmodel_command(
     data: Annotated[list[Path], typer.Option("--data", help="build output folder (repeat for several)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="run folder: config.yaml, checkpoints, metrics.jsonl, validation images")],
@@ -70,9 +39,7 @@ def train_virtualmodel_command(
 
         cfg = load_config(config)
         if cfg.untrained:
-            console.print(
-                f"[bold yellow]warning:[/] config {cfg.name!r} is UNTRAINED random models: it tests the code path, its images are noise"
-            )
+            warn(f"config {cfg.name!r} is UNTRAINED random models: it tests the code path, its images are noise")
         results = train_virtualmodel(data, config, out, stage=stage, max_steps=max_steps, resume=resume)
     except HoiforgeError as e:
         fail(str(e))
@@ -83,7 +50,6 @@ def train_virtualmodel_command(
         )
 
 
-@generate_app.command("virtualmodel")
 def generate_virtualmodel_command(
     checkpoint: Annotated[
         Path, typer.Option("--checkpoint", help="run folder of `hoiforge train virtualmodel` (or one of its checkpoints)")

@@ -1,8 +1,6 @@
 """``hoiforge wear check``: check human wearable-area labels against their images before a build.
 
-The same checks as the ``wear_labels`` stage (size equals the image, values only 0/1/2, known
-colours and categories), run over a folder of images without Ray, so annotators get every
-problem in one listing instead of failed rows after a build.
+The checks themselves are datasets/wear_check.py; this module lists what they found.
 """
 
 from __future__ import annotations
@@ -12,57 +10,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from hoiforge.datasets import wearable as W
+from hoiforge.cli.output import check_failed, fail
+from hoiforge.datasets.wear_check import check_folder
 
 wear_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Wearable-area labels (shoe-leg).")
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
 @wear_app.callback()
 def _group() -> None:
     """Wearable-area labels (shoe-leg): keeps `wear check` a subcommand as more are added."""
-
-
-def upright_size(path: Path) -> tuple[int, int]:
-    """(width, height) as the decode stage will see the image: EXIF rotation applied."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        w, h = img.size
-        rotated = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # orientations that swap the axes
-    return (h, w) if rotated else (w, h)
-
-
-def check_folder(images: Path, labels_dir: Path | None, coco_json: Path | None, colours: dict[str, int] | None = None) -> dict[str, list]:
-    """{"ok": [key], "missing": [key], "bad": [(key, reason)], "orphans": [key]}: an image's key is its path
-    relative to ``images`` without extension, matched to labels as the wear_labels stage does."""
-    from hoiforge.datasets.label_match import label_key
-
-    sources = []
-    if labels_dir:
-        sources.append(W.LabelFolder(labels_dir, colours))
-    if coco_json:
-        sources.append(W.CocoLabels(coco_json))
-    result: dict[str, list] = {"ok": [], "missing": [], "bad": [], "orphans": []}
-    keys = set()
-    for path in sorted(
-        p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and (labels_dir is None or labels_dir not in p.parents)
-    ):
-        key = label_key(path.relative_to(images).as_posix())
-        keys.add(key)
-        w, h = upright_size(path)
-        try:
-            found = next((f for f in (s.labels_for(key, w, h) for s in sources) if f is not None), None)
-        except W.LabelError as e:
-            result["bad"].append((key, str(e)))
-            continue
-        result["ok" if found is not None else "missing"].append(key)
-    labelled = set()
-    for s in sources:
-        labelled |= s.index.keys()
-    result["orphans"] = sorted(labelled - keys)
-    return result
 
 
 @wear_app.command("check")
@@ -73,8 +29,9 @@ def check_command(
 ) -> None:
     """List images whose labels are bad (wrong size, unknown values), missing, or labels without an image."""
     if labels_dir is None and coco_json is None:
-        typer.echo("error: give --labels-dir and/or --coco", err=True)
-        raise typer.Exit(2)
+        fail("give --labels-dir and/or --coco")
+    if not images.is_dir():
+        fail(f"{images}: no such folder")
     result = check_folder(images, labels_dir, coco_json)
     for rel, reason in result["bad"]:
         typer.echo(f"bad      {rel}: {reason}")
@@ -86,4 +43,4 @@ def check_command(
         f"{len(result['ok'])} ok, {len(result['bad'])} bad, {len(result['missing'])} missing, {len(result['orphans'])} orphan labels"
     )
     if result["bad"]:
-        raise typer.Exit(1)
+        check_failed()
