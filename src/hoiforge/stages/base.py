@@ -10,7 +10,11 @@ A stage is a small class that declares:
   vocabulary (datasets/contract.py). ``parse_recipe`` checks that every read has a writer before
   it, and ``validate`` and the viewer use the writes;
 - ``process(samples)``: annotate the live samples of one batch in place (``sample.ann``,
-  ``sample.members``, ``sample.metrics``), or ``self.drop(sample, code, text, **params)``.
+  ``sample.members``, ``sample.metrics``), or ``self.drop(sample, code, text, **params)``;
+- the **metrics** it records (``metrics``: name, kind, unit, how to plot; stages/metric_spec.py):
+  each becomes the manifest column ``m.<name>`` and a figure of the report, with no report code;
+- optionally a **finalize hook** (``settle``): a decision that needs every committed sample
+  (near-duplicates), made once over the whole manifest when the build finalizes.
 
 The base class does, for every slot: the driver-side preflight (``preflight``), loading once per
 worker (``setup``), provenance (backend, package version, options hash) and ``teardown``. How a
@@ -21,20 +25,27 @@ samples, isolating failures and timing live in pipeline/adapter.py: nothing here
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hoiforge.datasets.contract import is_member
 from hoiforge.models import registry
 
 # A stage file imports everything it needs from here; each lives in its own module.
 from hoiforge.stages.legacy import RecipeDeprecation
+from hoiforge.stages.metric_spec import MetricSpec
 from hoiforge.stages.params import StageParams
 from hoiforge.stages.resources import Resources
 from hoiforge.stages.sample import DROPPED, FAILED, OK, Sample
 from hoiforge.stages.slots import Slot, SlotConfig, slot
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from hoiforge.datasets.layout import OutLayout
+
 __all__ = [
-    "DROPPED", "FAILED", "OK", "RecipeDeprecation", "Resources", "Sample", "Slot", "SlotConfig", "Stage", "StageParams", "slot",
+    "DROPPED", "FAILED", "OK", "MetricSpec", "RecipeDeprecation", "Resources", "Sample", "Slot", "SlotConfig", "Stage",
+    "StageParams", "slot",
 ]  # fmt: skip
 
 
@@ -46,6 +57,7 @@ class Stage:
     Params: ClassVar[type[StageParams]] = StageParams
     reads: ClassVar[tuple[str, ...]] = ()  # annotation keys / members that must exist before this stage
     writes: ClassVar[tuple[str, ...]] = ()  # annotation keys / members this stage adds
+    metrics: ClassVar[tuple[MetricSpec, ...]] = ()  # sample.metrics it records: each is drawn by the report
     default_batch_size: ClassVar[int] = 16
 
     def __init__(self, params: StageParams):
@@ -112,6 +124,12 @@ class Stage:
 
     def process(self, samples: list[Sample]) -> None:
         raise NotImplementedError
+
+    def settle(self, manifest: pa.Table, layout: OutLayout) -> tuple[pa.Table, dict[str, set[str]]]:
+        """Finalize hook, called once with the whole committed manifest when the build finalizes (again on
+        every resume: a function of the committed parts alone). Returns the manifest with the rows it
+        decided on changed, and per shard the sample ids to take out of it. Default: nothing to settle."""
+        return manifest, {}
 
     def provenance(self) -> dict[str, Any]:
         """What ran, for the json of every sample this stage touched."""
