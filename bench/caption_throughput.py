@@ -48,7 +48,11 @@ def main() -> None:
         model_dir = write_random_qwen2_vl(tmp, size=args.size)
         options = {"model": str(model_dir), "device": args.device, "dtype": args.dtype}
         for batch in args.batch:
-            stage = Caption(Caption.Params(stage="caption", backend="qwen2-vl", max_new_tokens=args.max_new_tokens, options=options))
+            stage = Caption(
+                Caption.Params(
+                    stage="caption", captioner={"backend": "qwen2-vl", "options": {**options, "max_new_tokens": args.max_new_tokens}}
+                )
+            )
             stage.setup()
             stage._ready = True
             # min_new_tokens = max: every caption decodes the full budget, so runs compare like for like.

@@ -173,15 +173,9 @@ def test_params_and_preflight_say_what_is_wrong(tmp_path):
     with pytest.raises(ValueError, match="unknown backend 'yolo-world'; choose one of: embedded, grounding-dino"):
         products_stage(detector="yolo-world")
     with pytest.raises(BackendUnavailable, match="checkpoint"):
-        products_stage(
-            segmenter="sam",
-            segmenter_options={"checkpoint": str(tmp_path / "missing.pth")},
-        ).preflight()
+        products_stage(segmenter={"backend": "sam", "options": {"checkpoint": str(tmp_path / "missing.pth")}}).preflight()
     with pytest.raises(BackendUnavailable, match="Hugging Face cache"):
-        products_stage(
-            detector="grounding-dino",
-            detector_options={"model": "nobody/no-such-model"},
-        ).preflight()
+        products_stage(detector={"backend": "grounding-dino", "options": {"model": "nobody/no-such-model"}}).preflight()
     products_stage().preflight()  # embedded: mediapipe is installed here
 
 

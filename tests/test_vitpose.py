@@ -172,4 +172,4 @@ def test_pose_stage_with_vitpose_and_refusal_of_17_keypoint_models(converted, tm
     backbone = VitPoseBackboneConfig(hidden_size=WIDTH, num_hidden_layers=1, num_attention_heads=HEADS, out_indices=[1])
     VitPoseForPoseEstimation(VitPoseConfig(backbone_config=backbone, num_labels=17)).save_pretrained(tmp_path / "coco17")
     with pytest.raises(BackendUnavailable, match="17-keypoint head"):
-        Pose(Pose.Params(stage="pose", backend="vitpose", options={"model": str(tmp_path / "coco17")})).preflight()
+        Pose(Pose.Params(stage="pose", estimator={"backend": "vitpose", "options": {"model": str(tmp_path / "coco17")}})).preflight()
