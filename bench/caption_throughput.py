@@ -10,11 +10,14 @@ of max_new_tokens) is the real model's, so this measures the batching throughput
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.random_qwen2_vl builds the random model
+DATA = ROOT / "tests" / "data"
 PHOTOS = ["astronaut.png", "coffee.png", "basketball1.png", "scenetext01.jpg"]
 
 
@@ -30,10 +33,10 @@ def main() -> None:
 
     import torch
 
-    from hoiforge.models.random_qwen2_vl import write_random_qwen2_vl
     from hoiforge.pipeline.adapter import run_stage
     from hoiforge.stages.caption import Caption
     from hoiforge.stages.testing import decoded
+    from tests.random_qwen2_vl import write_random_qwen2_vl
 
     samples = [decoded(DATA / PHOTOS[i % len(PHOTOS)], i) for i in range(args.images)]
     template = Caption(Caption.Params(stage="caption"))
@@ -45,7 +48,11 @@ def main() -> None:
         model_dir = write_random_qwen2_vl(tmp, size=args.size)
         options = {"model": str(model_dir), "device": args.device, "dtype": args.dtype}
         for batch in args.batch:
-            stage = Caption(Caption.Params(stage="caption", backend="qwen2-vl", max_new_tokens=args.max_new_tokens, options=options))
+            stage = Caption(
+                Caption.Params(
+                    stage="caption", captioner={"backend": "qwen2-vl", "options": {**options, "max_new_tokens": args.max_new_tokens}}
+                )
+            )
             stage.setup()
             stage._ready = True
             # min_new_tokens = max: every caption decodes the full budget, so runs compare like for like.

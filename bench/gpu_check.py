@@ -682,7 +682,7 @@ def precompute_cases(ctx: Ctx) -> list[StageCase]:
 
     from hoiforge.models import encoders as E
     from hoiforge.models.text_encoding import LongPromptEncoder
-    from hoiforge.training.virtualmodel.components import byte_clip_tokenizer
+    from hoiforge.training.virtualmodel.tokenizer import byte_clip_tokenizer
 
     smoke, b = ctx.smoke, (2 if ctx.smoke else 16)
     short, views, chunks = (64 if smoke else 512), 3, 3

@@ -124,7 +124,7 @@ def stages(tmp: TmpFactory) -> dict:
         )
 
     def caption():
-        from hoiforge.models.random_qwen2_vl import write_random_qwen2_vl
+        from tests.random_qwen2_vl import write_random_qwen2_vl
 
         path = write_random_qwen2_vl(tmp.mktemp("qwen2vl"), size="tiny")
         options = {"model": str(path), "device": "cpu", "max_new_tokens": 8, "generate_kwargs": {"min_new_tokens": 8}}

@@ -23,12 +23,12 @@ stages:
   - stage: resolution
     min_short_side: 256
   - stage: person
-    backend: mediapipe
+    detector: mediapipe
     min_score: 0.5
     min_persons: 1
     max_persons: 5
   - stage: pose
-    backend: mediapipe
+    estimator: mediapipe
     min_score: 0.3
   - stage: edges
     low: 75

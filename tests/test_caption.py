@@ -87,7 +87,7 @@ def test_template_pose_cues_after_the_real_pose_stage():
 
 def test_template_takes_no_vlm_options():
     with pytest.raises(ValueError, match="template"):
-        Caption.Params(stage="caption", options={"model": "x"})
+        Caption.Params(stage="caption", captioner={"backend": "template", "options": {"model": "x"}})
 
 
 # -- Qwen2-VL (paper-grade, tiny random model) --------------------------------------------------
@@ -97,13 +97,15 @@ def test_template_takes_no_vlm_options():
 def tiny_qwen2_vl(tmp_path_factory) -> Path:
     """A Qwen2-VL checkpoint directory: tiny random weights of the real architecture, a byte-level BPE
     tokenizer trained locally with Qwen's special tokens, the Qwen2-VL image processor, a chat template."""
-    from hoiforge.models.random_qwen2_vl import write_random_qwen2_vl
+    from tests.random_qwen2_vl import write_random_qwen2_vl
 
     return write_random_qwen2_vl(tmp_path_factory.mktemp("qwen2vl"), size="tiny")
 
 
 def test_qwen2_vl_captions_in_batch_order_through_processor_and_generate(tiny_qwen2_vl):
-    stage = caption_stage(backend="qwen2-vl", max_new_tokens=12, options={"model": str(tiny_qwen2_vl), "device": "cpu", **SMALL})
+    stage = caption_stage(
+        captioner={"backend": "qwen2-vl", "options": {"model": str(tiny_qwen2_vl), "device": "cpu", "max_new_tokens": 12, **SMALL}}
+    )
     stage.preflight()
     names = ["astronaut.png", "coffee.png", "basketball1.png", "scenetext01.jpg"]  # 4 sizes: the batch is padded
     batched = run_stage(stage, [decoded(DATA / n, i) for i, n in enumerate(names)])
@@ -122,9 +124,9 @@ def test_qwen2_vl_captions_in_batch_order_through_processor_and_generate(tiny_qw
 
 def test_qwen2_vl_preflight_says_what_is_missing(tmp_path):
     with pytest.raises(BackendUnavailable, match="no model"):
-        caption_stage(backend="qwen2-vl").preflight()
+        caption_stage(captioner="qwen2-vl").preflight()
     with pytest.raises(BackendUnavailable, match="Hugging Face cache"):
-        caption_stage(backend="qwen2-vl", options={"model": "Qwen/Qwen2-VL-7B-Instruct"}).preflight()
+        caption_stage(captioner={"backend": "qwen2-vl", "options": {"model": "Qwen/Qwen2-VL-7B-Instruct"}}).preflight()
 
 
 def test_qwen2_vl_bounds_image_pixels_by_default_and_flags_truncated_captions(tiny_qwen2_vl):

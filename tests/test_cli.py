@@ -44,7 +44,7 @@ def test_inspect_prints_annotations_by_id_prefix_and_by_path(built, tmp_path):
     assert (tmp_path / f"{kept['id']}.png").read_bytes() == Path(kept["uri"]).read_bytes()
     result = runner.invoke(app, ["inspect", str(built), rows["coffee.png"]["key"]])
     assert json.loads(result.output)["manifest"]["status"] == "dropped"
-    assert runner.invoke(app, ["inspect", str(built), "ffffffffffff"]).exit_code == 1
+    assert runner.invoke(app, ["inspect", str(built), "ffffffffffff"]).exit_code == 2
 
 
 @pytest.mark.slow
@@ -77,7 +77,7 @@ def test_recipe_errors_are_one_line_and_exit_2(tmp_path):
 
 def test_unknown_backend_and_unwritable_output_fail_before_work(tmp_path):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("name: x\nstages:\n  - stage: decode\n  - stage: person\n    backend: yolox-from-mars\n")
+    recipe.write_text("name: x\nstages:\n  - stage: decode\n  - stage: person\n    detector: yolox-from-mars\n")
     result = runner.invoke(app, ["build", str(tmp_path), "--out", str(tmp_path / "o"), "--recipe", str(recipe)])
     assert result.exit_code == 2 and "unknown backend 'yolox-from-mars'" in result.output
     assert not (tmp_path / "o").exists()

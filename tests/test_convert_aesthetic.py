@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from safetensors.torch import load_file
 
-from hoiforge.models.convert_aesthetic import LAYOUT, ConversionError, build_mlp, convert, main
+from hoiforge.models.weights.convert_aesthetic import LAYOUT, ConversionError, build_mlp, convert, main
 
 
 @pytest.fixture
@@ -64,5 +64,5 @@ def test_command_line(published, tmp_path, capsys):
     _, src = published
     assert main([str(src), str(tmp_path / "m.safetensors")]) == 0
     assert (tmp_path / "m.safetensors").is_file()
-    assert main([str(tmp_path / "absent.pth"), str(tmp_path / "y.safetensors")]) == 1
+    assert main([str(tmp_path / "absent.pth"), str(tmp_path / "y.safetensors")]) == 2
     assert capsys.readouterr().err.startswith("error: ")

@@ -16,9 +16,9 @@ from dataclasses import replace
 import pytest
 from typer.testing import CliRunner
 
-from hoiforge.commands.models import models_app
-from hoiforge.models import weights as W
-from hoiforge.models.fetch import ChecksumError, FetchError, download_url, fetch, verify_present
+from hoiforge.cli.models import models_app
+from hoiforge.models.weights import registry as W
+from hoiforge.models.weights.fetch import ChecksumError, FetchError, download_url, fetch, verify_present
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, not compressible to nothing, every byte position distinct mod 256
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -323,7 +323,7 @@ def test_converter_refusal_is_one_line(server, tmp_path):
     rtmw = W.REGISTRY["rtmw-x-wholebody"]
     with pytest.raises(FetchError) as e:
         fetch(served(rtmw, server, onnx_sdk_zip({"x/model.onnx": b"?"})), tmp_path)
-    assert str(e.value) == (f"rtmw-x-wholebody: hoiforge.models.convert_onnx_zip could not convert {rtmw.files[0].path}: "
+    assert str(e.value) == (f"rtmw-x-wholebody: hoiforge.models.weights.convert_onnx_zip could not convert {rtmw.files[0].path}: "
                             f"ConversionError: {rtmw.files[0].path}: expected one end2end.onnx, found 0")  # fmt: skip
     assert rtmw.missing_in(tmp_path / rtmw.name) == [rtmw.converted]
 
@@ -332,7 +332,7 @@ def test_fetch_runs_the_converter(server, tmp_path):
     torch = pytest.importorskip("torch")
     from safetensors.torch import load_file
 
-    from hoiforge.models.convert_aesthetic import build_mlp
+    from hoiforge.models.weights.convert_aesthetic import build_mlp
 
     state = build_mlp().state_dict()
     buf = io.BytesIO()
@@ -385,7 +385,7 @@ def test_cli_fetch_without_network_is_one_line(tmp_path, monkeypatch):
     entry = W.REGISTRY["yolo11x"]
     monkeypatch.setitem(W.REGISTRY, "yolo11x", replace(entry, files=(replace(entry.files[0], url=url),)))
     result = CliRunner().invoke(models_app, ["fetch", "yolo11x", "--to", str(tmp_path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "cannot download yolo11x.pt" in lines[0]
     assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
@@ -393,4 +393,4 @@ def test_cli_fetch_without_network_is_one_line(tmp_path, monkeypatch):
 
 def test_cli_fetch_unknown_name(tmp_path):
     result = CliRunner().invoke(models_app, ["fetch", "no-such-model", "--to", str(tmp_path)])
-    assert result.exit_code == 1 and "unknown weights 'no-such-model'" in result.stderr
+    assert result.exit_code == 2 and "unknown weights 'no-such-model'" in result.stderr

@@ -25,6 +25,7 @@ from hoiforge.pipeline.manifest import finalize
 from hoiforge.pipeline.recipe import parse_recipe
 from hoiforge.pipeline.runner import bind_output, instantiate, prepare_output
 from hoiforge.pipeline.writer import write_part
+from hoiforge.stages.base import Stage
 from hoiforge.stages.testing import sample_from_file
 
 DATA = Path(__file__).parent / "data"
@@ -281,11 +282,12 @@ def test_early_drop_agrees_with_finalize(tmp_path):
 
 
 def test_recipe_without_neardup_keeps_everything(tmp_path):
-    from hoiforge.pipeline.neardup_settle import neardup_params
+    from hoiforge.pipeline.recipe import built_stages
 
     layout = OutLayout(tmp_path / "out")
     prepare_output(layout, parse_recipe({"name": "x", "stages": [{"stage": "decode"}]}))
-    assert neardup_params(layout) is None
+    stages = built_stages(layout.recipe)
+    assert [s.name for s in stages] == ["decode"] and type(stages[0]).settle is Stage.settle  # no finalize hook to run
 
 
 @pytest.mark.parametrize("bad", [{"max_distance": 40}, {"bands": 0}, {"band": 4}])

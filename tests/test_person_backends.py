@@ -95,14 +95,15 @@ def test_person_stage_filters_on_rtdetr_counts(all_person_model, tmp_path):
 
     nobody = tiny_rtdetr(tmp_path / "nobody", person_logit=-8.0)
     s = run_stage(
-        Person(Person.Params(stage="person", backend="rtdetr", options={"model": str(nobody)})), [decoded(DATA / "astronaut.png")]
+        Person(Person.Params(stage="person", detector={"backend": "rtdetr", "options": {"model": str(nobody)}})),
+        [decoded(DATA / "astronaut.png")],
     )[0]
     assert s.status == "dropped" and s.reason.startswith("0 persons")
 
 
 def test_rtdetr_preflight_says_what_to_do(tmp_path):
     with pytest.raises(BackendUnavailable, match="no config.json"):
-        Person(Person.Params(stage="person", backend="rtdetr", options={"model": str(tmp_path)})).preflight()
+        Person(Person.Params(stage="person", detector={"backend": "rtdetr", "options": {"model": str(tmp_path)}})).preflight()
     with pytest.raises(BackendUnavailable, match="never downloads"):
         Person(
             Person.Params(stage="person", detector={"backend": "rtdetr", "options": {"model": "hoiforge-test/not-cached-anywhere"}})
@@ -122,7 +123,7 @@ def _ultralytics_importable() -> bool:
 
 
 def test_yolo_preflight_explains_why_it_cannot_run(tmp_path):
-    stage = Person(Person.Params(stage="person", backend="yolo", options={"model": str(tmp_path / "missing.pt")}))
+    stage = Person(Person.Params(stage="person", detector={"backend": "yolo", "options": {"model": str(tmp_path / "missing.pt")}}))
     with pytest.raises(BackendUnavailable, match="ultralytics|torchvision|not found"):
         stage.preflight()
 

@@ -11,7 +11,7 @@ from PIL import Image
 from hoiforge.datasets.images import decode_rgb, encode_png
 from hoiforge.datasets.masks import decode_mask, encode_mask
 from hoiforge.errors import BackendUnavailable
-from hoiforge.models.segment_types import Product
+from hoiforge.models.tasks import Product
 from hoiforge.pipeline.adapter import run_stage
 from hoiforge.stages.base import Sample
 from hoiforge.stages.edges import Edges
@@ -298,15 +298,9 @@ def test_params_and_preflight_say_what_is_wrong(tmp_path):
     with pytest.raises(ValueError, match="unknown backend 'yolo-world'; choose one of: worn-held, embedded, grounding-dino"):
         products_stage(detector="yolo-world")
     with pytest.raises(BackendUnavailable, match="checkpoint"):
-        products_stage(
-            segmenter="sam",
-            segmenter_options={"checkpoint": str(tmp_path / "missing.pth")},
-        ).preflight()
+        products_stage(segmenter={"backend": "sam", "options": {"checkpoint": str(tmp_path / "missing.pth")}}).preflight()
     with pytest.raises(BackendUnavailable, match="Hugging Face cache"):
-        products_stage(
-            detector="grounding-dino",
-            detector_options={"model": "nobody/no-such-model"},
-        ).preflight()
+        products_stage(detector={"backend": "grounding-dino", "options": {"model": "nobody/no-such-model"}}).preflight()
     products_stage().preflight()  # worn-held: mediapipe is installed here
     products_stage(detector="embedded").preflight()
 

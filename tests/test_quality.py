@@ -31,7 +31,7 @@ def test_brisque_scores_blurred_photos_worse_and_filters_them():
         s = decoded(DATA / name, 10 + i)
         s.set_image(cv2.imencode(".png", cv2.GaussianBlur(s.rgb()[..., ::-1], (0, 0), 4))[1].tobytes())
         blurred.append(s)
-    out = run_stage(quality(backend="brisque", max_brisque=70), originals + blurred)
+    out = run_stage(quality(scorer="brisque", max_brisque=70), originals + blurred)
     sharp, soft = out[: len(PHOTOS)], out[len(PHOTOS) :]
     for s in sharp:
         assert s.live, s.reason
@@ -102,7 +102,7 @@ def _expected_scores(clip, mlp, images) -> list[float]:
 def test_laion_aesthetic_loads_weights_and_scores_batched(tiny_clip):
     root, clip, mlp = tiny_clip
     options = {"clip_model": str(root / "clip"), "mlp_weights": str(root / "sac+logos+ava1-l14-linearMSE.pth"), "device": "cpu"}
-    stage = quality(backend="laion-aesthetic", options=options, min_aesthetic=None)
+    stage = quality(scorer={"backend": "laion-aesthetic", "options": options}, min_aesthetic=None)
     stage.preflight()
     samples = [decoded(DATA / n, i) for i, n in enumerate(PHOTOS)]
     expected = _expected_scores(clip, mlp, [s.rgb() for s in samples])
@@ -115,7 +115,8 @@ def test_laion_aesthetic_loads_weights_and_scores_batched(tiny_clip):
     # The threshold drops exactly the samples scoring below it.
     cut = sorted(got)[1]
     out = run_stage(
-        quality(backend="laion-aesthetic", options=options, min_aesthetic=cut), [decoded(DATA / n, i) for i, n in enumerate(PHOTOS)]
+        quality(scorer={"backend": "laion-aesthetic", "options": options}, min_aesthetic=cut),
+        [decoded(DATA / n, i) for i, n in enumerate(PHOTOS)],
     )
     assert [s.live for s in out] == [g >= cut for g in got]
     assert all("aesthetic" in s.reason for s in out if not s.live)
@@ -139,12 +140,17 @@ def test_laion_mlp_reads_safetensors_and_rejects_other_layouts(tiny_clip, tmp_pa
 
 def test_laion_aesthetic_preflight_says_what_is_missing(tmp_path):
     with pytest.raises(BackendUnavailable, match="no model"):
-        quality(backend="laion-aesthetic").preflight()
+        quality(scorer="laion-aesthetic").preflight()
     with pytest.raises(BackendUnavailable, match="Hugging Face cache"):
-        quality(backend="laion-aesthetic", options={"clip_model": "openai/clip-vit-large-patch14", "mlp_weights": "x.pth"}).preflight()
+        quality(
+            scorer={"backend": "laion-aesthetic", "options": {"clip_model": "openai/clip-vit-large-patch14", "mlp_weights": "x.pth"}}
+        ).preflight()
     (tmp_path / "clip").mkdir()
     (tmp_path / "clip" / "config.json").write_text("{}")
     with pytest.raises(BackendUnavailable, match="does not exist"):
         quality(
-            backend="laion-aesthetic", options={"clip_model": str(tmp_path / "clip"), "mlp_weights": str(tmp_path / "none.pth")}
+            scorer={
+                "backend": "laion-aesthetic",
+                "options": {"clip_model": str(tmp_path / "clip"), "mlp_weights": str(tmp_path / "none.pth")},
+            }
         ).preflight()

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from hoiforge.report.cli import app
+from hoiforge.cli import app
 from hoiforge.report.figures import compute_figures
 from tests.report_build import small_build
 
@@ -205,3 +205,60 @@ def test_fast_histogram_bins_like_numpy():
     sides = rng.integers(0, 3000, 1000).astype(float)
     edges = np.arange(0, 3000 + 128, 128.0)
     assert histogram(sides, edges)["counts"] == np.histogram(sides, edges)[0].tolist()
+
+
+class _Blobs:
+    """A stage added after the report was written: it declares its metrics and nothing else."""
+
+    from hoiforge.stages.base import MetricSpec
+
+    name = "blobs"
+    metrics = (
+        MetricSpec("blobs", "count", "blobs", "blobs per image"),
+        MetricSpec("blob_area", "fraction", "of the image"),
+        MetricSpec("blob_kind", "category"),
+        MetricSpec("blob_odd", "flag", over="all"),
+        MetricSpec("blob_missing", "score"),
+    )
+
+
+def test_a_new_stage_gets_its_figures_by_declaring_its_metrics(monkeypatch):
+    from hoiforge.report.figures import declared_metrics
+    from hoiforge.report.html import render_page
+    from hoiforge.stages import REGISTRY
+
+    monkeypatch.setitem(REGISTRY, "blobs", "tests.test_report:_Blobs")
+    status = ["kept", "kept", "kept", "dropped"]
+    table = pa.table(
+        {
+            "status": status, "m.blobs": [1, 3, 3, 9], "m.blob_area": [0.1, 0.5, 0.55, 0.9],
+            "m.blob_kind": ["round", "square", "round", None], "m.blob_odd": [True, False, True, True],
+        }
+    )  # fmt: skip
+    kept = pa.chunked_array([pa.array([s == "kept" for s in status])])
+    decode, entry = declared_metrics(table, kept, ["decode", "blobs"])
+    assert decode["stage"] == "decode" and not any(m["available"] for m in decode["metrics"])  # declared, not recorded here
+    assert entry["stage"] == "blobs"
+    fig = {m["name"]: m for m in entry["metrics"]}
+    assert fig["blobs"]["counts"] == {"1": 1, "3": 2}  # kept samples only: the dropped 9 is not drawn
+    assert fig["blob_area"]["histogram"]["edges"][0] == 0 and fig["blob_area"]["histogram"]["edges"][-1] == 1
+    assert sum(fig["blob_area"]["histogram"]["counts"]) == 3
+    assert fig["blob_kind"]["counts"] == {"round": 2, "square": 1}
+    assert fig["blob_odd"]["counts"] == {"true": 3, "false": 1}  # over="all"
+    assert fig["blob_missing"]["available"] is False
+    figures = _page_figures(entry)
+    page = render_page(figures)
+    for name in ("blobs", "blob_area", "blob_kind", "blob_odd"):
+        assert '<img alt="" src="data:image/png;base64,' in page.split(f'<figure id="metric-blobs-{name}">', 1)[1].split("</figure>")[0]
+    assert "m.blob_missing" in page.split('<figure id="metric-blobs-blob_missing">', 1)[1].split("</figure>")[0]
+
+
+def _page_figures(entry: dict) -> dict:
+    """The smallest figures document render_page draws: only the declared metrics recorded."""
+    absent = {"available": False, "column": "-"}
+    return {
+        "out": "/x", "totals": {"inputs": 4, "kept": 3, "dropped": 1, "failed": 0},
+        "funnel": {"inputs": 4, "steps": [], "kept": 3}, "reasons": {}, "resolution": absent, "persons": absent,
+        "products": absent, "quality": absent, "caption_words": absent, "keypoints": {"available": False, "parts": {}},
+        "text": absent, "shards": {"available": False, "count": 0}, "splits": {}, "stage_time": {}, "stage_metrics": [entry],
+    }  # fmt: skip

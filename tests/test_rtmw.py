@@ -110,7 +110,7 @@ def test_batched_equals_one_by_one_and_images_without_persons(random_model):
 
 
 def test_pose_stage_with_rtmw(random_model, tmp_path):
-    stage = Pose(Pose.Params(stage="pose", backend="rtmw", options={"model": str(random_model)}))
+    stage = Pose(Pose.Params(stage="pose", estimator={"backend": "rtmw", "options": {"model": str(random_model)}}))
     stage.preflight()
     s = decoded(DATA / "astronaut.png")
     s.ann["persons"] = [{"box": [45.3, 76.6, 325.6, 438.6], "score": 0.9}]
@@ -118,4 +118,4 @@ def test_pose_stage_with_rtmw(random_model, tmp_path):
     assert s.live and s.ann["persons"][0]["pose_backend"] == "rtmw"
     assert len(s.ann["persons"][0]["keypoints"]) == 133 and "kp_feet" in s.metrics
     with pytest.raises(BackendUnavailable, match="not found"):
-        Pose(Pose.Params(stage="pose", backend="rtmw", options={"model": str(tmp_path / "missing.onnx")})).preflight()
+        Pose(Pose.Params(stage="pose", estimator={"backend": "rtmw", "options": {"model": str(tmp_path / "missing.onnx")}})).preflight()

@@ -19,7 +19,7 @@ pytest.importorskip("transformers")
 
 from hoiforge.datasets.images import decode_rgb
 from hoiforge.datasets.masks import decode_mask
-from hoiforge.models.segment_types import prompt_phrases
+from hoiforge.models.tasks import prompt_phrases
 
 DATA = Path(__file__).parent / "data"
 PROMPT = "cup, shoe, electronic products, phone, book"
@@ -274,16 +274,12 @@ def test_products_stage_with_grounding_dino_and_sam(segmenter, tiny_grounding_di
     stage = Products(
         Products.Params(
             stage="products",
-            detector="grounding-dino",
-            segmenter=segmenter,
+            detector={"backend": "grounding-dino", "options": {"model": tiny_grounding_dino, "box_threshold": 0.0, "text_threshold": 0.0}},
+            segmenter={"backend": segmenter, "options": options},
             prompt=PROMPT,
-            box_threshold=0.0,
-            text_threshold=0.0,
             min_area=0.0,
             nms_iou=1.0,
             drop_if_none=False,
-            detector_options={"model": tiny_grounding_dino},
-            segmenter_options=options,
         )
     )
     stage.preflight()

@@ -55,3 +55,34 @@ def test_shoeleg_build_accounts_for_every_input(ray_local, tmp_path):
         "right_small_toe",
         "right_heel",
     ]
+
+
+def test_a_shoeleg_report_draws_the_shoe_and_wear_metrics_its_stages_declare(ray_local, tmp_path):
+    from hoiforge.report.html import build_report
+    from hoiforge.stages.wear_labels import WearLabels
+    from tests.shoemodel_fixtures import full_frame_wear_label
+
+    recipe = load_recipe("shoeleg")
+    wear = WearLabels.Params(stage="wear_labels", labels_dir=str(full_frame_wear_label(tmp_path / "labels")))
+    stages = []
+    for p in recipe.stages:
+        stages.append(p.model_copy(update={"cut_off": "keep"}) if p.stage == "shoes" else p)
+        if p.stage == "shoes":
+            stages.append(wear)
+    out = tmp_path / "out"
+    build([str(DATA / "basketball1.png"), str(DATA / "coffee.png")], out, recipe.model_copy(update={"stages": stages}), progress=False)
+    rows = pq.read_table(out / "manifest.parquet").to_pylist()
+    (kept,) = [r for r in rows if r["status"] == "kept"]
+
+    result = build_report(out)
+    figures = {m["name"]: (e["stage"], m) for e in result["figures"]["stage_metrics"] for m in e["metrics"]}
+    shoes, area, wearable = figures["shoes"][1], figures["shoe_area"][1], figures["wear_wearable"][1]
+    assert figures["shoes"][0] == "shoes" and figures["wear_wearable"][0] == "wear_labels"
+    assert shoes["available"] and shoes["counts"] == {str(kept["m.shoes"]): 1} and kept["m.shoes"] >= 1
+    assert area["available"] and sum(area["histogram"]["counts"]) == 1 and area["summary"]["max"] == pytest.approx(kept["m.shoe_area"])
+    assert wearable["available"] and wearable["summary"]["max"] == kept["m.wear_wearable"] > 0
+    page = Path(result["html"]).read_text()
+    for stage, name in (("shoes", "shoes"), ("shoes", "shoe_area"), ("wear_labels", "wear_wearable")):
+        figure = page.split(f'<figure id="metric-{stage}-{name}">', 1)[1].split("</figure>", 1)[0]
+        assert '<img alt="" src="data:image/png;base64,' in figure, name
+    assert json.loads((out / "report" / "figures.json").read_text())["stage_metrics"] == result["figures"]["stage_metrics"]

@@ -148,6 +148,20 @@ def test_vocabulary_every_declared_read_and_write_is_known():
             assert writers_of(key), f"{name} reads {key!r}, which no stage writes"
 
 
+def test_every_declared_metric_is_drawable_and_owned_by_one_stage():
+    from typing import get_args
+
+    from hoiforge.stages.metric_spec import Kind, Plot
+
+    owner: dict[str, str] = {}
+    for name in REGISTRY:
+        for spec in stage_class(name).metrics:
+            assert spec.kind in get_args(Kind) and spec.how in get_args(Plot), (name, spec)
+            assert spec.name not in owner, f"{spec.name} declared by {owner.get(spec.name)} and {name}"
+            owner[spec.name] = name
+    assert {"shoes", "shoe_area", "wear_wearable", "wear_confidence", "wear_review", "persons"} <= set(owner)
+
+
 def test_execution_kind_is_derived_from_the_backends():
     r = load_recipe("demo")
     from hoiforge.pipeline.runner import instantiate

@@ -98,7 +98,7 @@ def original_forward(sd: dict, x: torch.Tensor, plus: bool) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    from hoiforge.models.convert_vitpose import convert
+    from hoiforge.models.weights.convert_vitpose import convert
 
     out = {}
     for plus in (False, True):
@@ -126,7 +126,7 @@ def test_converted_model_computes_the_original_forward(converted, plus):
 
 
 def test_converter_refuses_checkpoints_without_a_wholebody_head(tmp_path):
-    from hoiforge.models.convert_vitpose import ConversionError, convert_state_dict
+    from hoiforge.models.weights.convert_vitpose import ConversionError, convert_state_dict
 
     sd = original_checkpoint(plus=False)
     sd["keypoint_head.final_layer.weight"] = sd["keypoint_head.final_layer.weight"][:17]
@@ -172,4 +172,4 @@ def test_pose_stage_with_vitpose_and_refusal_of_17_keypoint_models(converted, tm
     backbone = VitPoseBackboneConfig(hidden_size=WIDTH, num_hidden_layers=1, num_attention_heads=HEADS, out_indices=[1])
     VitPoseForPoseEstimation(VitPoseConfig(backbone_config=backbone, num_labels=17)).save_pretrained(tmp_path / "coco17")
     with pytest.raises(BackendUnavailable, match="17-keypoint head"):
-        Pose(Pose.Params(stage="pose", backend="vitpose", options={"model": str(tmp_path / "coco17")})).preflight()
+        Pose(Pose.Params(stage="pose", estimator={"backend": "vitpose", "options": {"model": str(tmp_path / "coco17")}})).preflight()

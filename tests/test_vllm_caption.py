@@ -20,7 +20,7 @@ DATA = Path(__file__).parent / "data"
 
 @pytest.fixture(scope="module")
 def tiny_qwen2_vl(tmp_path_factory) -> Path:
-    from hoiforge.models.random_qwen2_vl import write_random_qwen2_vl
+    from tests.random_qwen2_vl import write_random_qwen2_vl
 
     return write_random_qwen2_vl(tmp_path_factory.mktemp("qwen2vl"), size="tiny")
 

@@ -268,7 +268,7 @@ def test_segmenter_refuses_a_model_that_is_not_3_class(torch, tmp_path):
 
 def test_wear_labels_stage_runs_the_segmenter_on_shoe_png(torch, tmp_path):
     sure = tiny_segformer(tmp_path / "sure", favour=2)
-    stage = importer(source="segmenter", input="shoe", segmenter_options={"model": str(sure), "size": 64})
+    stage = importer(source="segmenter", input="shoe", segmenter={"backend": "segformer", "options": {"model": str(sure), "size": 64}})
     stage.preflight()
     sample, valid = shoe_only_sample()
     out = run_stage(stage, [sample])[0]
@@ -283,7 +283,7 @@ def test_wear_labels_stage_runs_the_segmenter_on_shoe_png(torch, tmp_path):
 def test_wear_labels_segmenter_sees_the_shoe_crop_not_the_whole_frame(torch, tmp_path):
     """A small shoe in a big frame: WD gets the square around the shoe, its labels land back in place."""
     sure = tiny_segformer(tmp_path / "sure", favour=2)
-    stage = importer(source="segmenter", input="shoe", segmenter_options={"model": str(sure), "size": 64})
+    stage = importer(source="segmenter", input="shoe", segmenter={"backend": "segformer", "options": {"model": str(sure), "size": 64}})
     small, valid_small = shoe_only_sample()
     shoe = np.asarray(Image.open(io.BytesIO(small.members["shoe.png"])))
     frame = np.zeros((400, 600, 4), np.uint8)
@@ -309,7 +309,7 @@ def test_wear_labels_segmenter_sees_the_shoe_crop_not_the_whole_frame(torch, tmp
 def test_wear_check_lists_bad_missing_and_orphan_labels(tmp_path):
     from typer.testing import CliRunner
 
-    from hoiforge.datasets.wearable_cli import wear_app
+    from hoiforge.cli.wear import wear_app
 
     images = tmp_path / "images"
     images.mkdir()

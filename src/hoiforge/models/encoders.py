@@ -22,8 +22,8 @@ import numpy as np
 from hoiforge.datasets.precomputed import latent_image_size
 from hoiforge.models.base import require
 from hoiforge.models.device import Dtype, device_dtype
-from hoiforge.models.hf_local import resolve_model_dir
 from hoiforge.models.registry import Weights
+from hoiforge.models.weights.hf_local import resolve_model_dir
 
 INSTALL = "pip install 'hoiforge[train]' (diffusers, transformers, torch)"
 

@@ -19,12 +19,12 @@ import numpy as np
 
 from hoiforge.models.base import require
 from hoiforge.models.device import Dtype, device_dtype
-from hoiforge.models.hf_local import resolve_model_dir
 from hoiforge.models.registry import Weights
-from hoiforge.models.segment_types import (
+from hoiforge.models.tasks import (
     Product,
     prompt_phrases,
 )
+from hoiforge.models.weights.hf_local import resolve_model_dir
 
 INSTALL = "pip install 'transformers>=4.40' torch"
 

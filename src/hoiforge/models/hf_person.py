@@ -13,10 +13,11 @@ from typing import Annotated
 import numpy as np
 
 from hoiforge.errors import BackendUnavailable
-from hoiforge.models.base import Detection, require
+from hoiforge.models.base import require
 from hoiforge.models.device import Dtype, device_dtype
-from hoiforge.models.hf_local import resolve_model_dir
 from hoiforge.models.registry import Weights
+from hoiforge.models.tasks import Detection
+from hoiforge.models.weights.hf_local import resolve_model_dir
 
 INSTALL = "pip install transformers torch"
 

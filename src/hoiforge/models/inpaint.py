@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Protocol
+from typing import Annotated
 
 import numpy as np
 
@@ -27,12 +27,6 @@ from hoiforge.errors import BackendUnavailable
 from hoiforge.models.base import require
 from hoiforge.models.device import Dtype, device_dtype
 from hoiforge.models.registry import Weights
-
-
-class Inpainter(Protocol):
-    name: str
-
-    def inpaint(self, images: list[np.ndarray], masks: list[np.ndarray]) -> list[np.ndarray]: ...
 
 
 def dilate(mask: np.ndarray, margin_px: int) -> np.ndarray:

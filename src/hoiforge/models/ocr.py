@@ -17,43 +17,15 @@ stage's policy decides on both scores (``min_det_score`` / ``min_rec_score``).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Protocol
+from typing import Annotated
 
 import numpy as np
 
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.base import require
 from hoiforge.models.registry import Weights
-
-
-@dataclass
-class TextRegion:
-    polygon: list[tuple[float, float]]  # detector quadrilateral (4+ points), x, y in pixels
-    text: str
-    score: float  # recognition confidence of ``text``
-    det_score: float | None = None  # detection confidence of the box (None: the backend gives none)
-
-    @property
-    def box(self) -> tuple[float, float, float, float]:
-        xs, ys = zip(*self.polygon)
-        return min(xs), min(ys), max(xs), max(ys)
-
-    def to_json(self) -> dict:
-        return {
-            "polygon": [[round(float(x), 1), round(float(y), 1)] for x, y in self.polygon],
-            "box": [round(float(v), 1) for v in self.box],
-            "text": self.text,
-            "score": round(float(self.score), 4),
-            "det_score": None if self.det_score is None else round(float(self.det_score), 4),
-        }
-
-
-class TextReader(Protocol):
-    name: str
-
-    def read(self, images: list[np.ndarray]) -> list[list[TextRegion]]: ...
+from hoiforge.models.tasks import TextRegion
 
 
 class RapidOCRReader:

@@ -31,8 +31,8 @@ from PIL import Image
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.base import require
 from hoiforge.models.device import Dtype, device_dtype
-from hoiforge.models.hf_local import resolve_model_dir
 from hoiforge.models.registry import Weights
+from hoiforge.models.weights.hf_local import resolve_model_dir
 
 SAM_INSTALL = "pip install segment-anything==1.0 torch"
 HF_INSTALL = "pip install 'transformers>=4.40' torch"

@@ -28,7 +28,7 @@ import numpy as np
 
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models import registry
-from hoiforge.models.segment_types import Product
+from hoiforge.models.tasks import Product
 
 DETECTOR_TASK, SEGMENTER_TASK = "product-detector", "box-segmenter"
 Box = tuple[float, float, float, float]

@@ -1,7 +1,7 @@
 """Caption translation (HoIHuman translated QwenVL's captions with CSANMT): a Marian/opus-mt model.
 
 ``MarianTranslator`` runs transformers' ``MarianMTModel`` + ``MarianTokenizer`` (sentencepiece)
-from a local directory or the Hugging Face cache (models/hf_local.py), default
+from a local directory or the Hugging Face cache (models/weights/hf_local.py), default
 ``Helsinki-NLP/opus-mt-zh-en`` (weights entry ``opus-mt-zh-en``). Never downloads.
 
 Why sentence by sentence: opus-mt models were trained on sentence pairs and accept at most 512
@@ -23,9 +23,9 @@ from typing import Annotated
 
 from hoiforge.models.base import require
 from hoiforge.models.device import Dtype, device_dtype
-from hoiforge.models.hf_local import resolve_model_dir
 from hoiforge.models.registry import Weights
 from hoiforge.models.vlm_caption import eos_token_ids, hit_token_limit
+from hoiforge.models.weights.hf_local import resolve_model_dir
 
 HINT = "pip install 'hoiforge[models]' (transformers, sentencepiece)"
 

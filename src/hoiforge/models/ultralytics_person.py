@@ -29,9 +29,10 @@ from typing import Annotated
 import numpy as np
 
 from hoiforge.errors import BackendUnavailable
-from hoiforge.models.base import Detection, require
+from hoiforge.models.base import require
 from hoiforge.models.device import Dtype, device_dtype
 from hoiforge.models.registry import Weights
+from hoiforge.models.tasks import Detection
 
 INSTALL = "pip install ultralytics (needs a torchvision that loads beside your torch, e.g. torch==2.14.1 torchvision==0.29.1)"
 COCO_PERSON = 0
@@ -53,7 +54,7 @@ def import_yolo() -> type:
 
 def pinned_pt_sha256s(trusted: list[str] | None) -> set[str]:
     """sha256 of the .pt files this backend may load: the registry's pins plus the recipe's own."""
-    from hoiforge.models.weights import pinned_sha256s
+    from hoiforge.models.weights.registry import pinned_sha256s
 
     return pinned_sha256s("yolo") | {h.lower() for h in trusted or ()}
 
@@ -96,7 +97,7 @@ class UltralyticsPersonDetector:
                 f"person backend 'yolo': weights {model} not found; give options.model the path of a local .pt "
                 "(ultralytics would download it, which this tool never does)"
             )
-        from hoiforge.models.fetch import sha256_of
+        from hoiforge.models.weights.digest import sha256_of
 
         digest = sha256_of(Path(model).expanduser())
         if digest not in pinned_pt_sha256s(trusted_sha256):

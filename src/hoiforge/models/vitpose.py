@@ -6,7 +6,7 @@ refinement) back to image pixels. Flip test as in ViTPose's test config (heatmap
 crop flipped back with the left/right pairs and averaged). All persons of a batch of images run
 as one batch; fp16 on GPU.
 
-Weights: a directory written by ``hoiforge.models.convert_vitpose`` (from the original
+Weights: a directory written by ``hoiforge.models.weights.convert_vitpose`` (from the original
 ViTPose-H whole-body or ViTPose++ checkpoint), or such a model in the HF cache. The Hugging Face
 hub ViTPose checkpoints have a 17-keypoint head and are refused.
 """
@@ -22,11 +22,11 @@ from hoiforge.datasets import keypoints as K
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.base import require
 from hoiforge.models.device import Dtype, device_dtype
-from hoiforge.models.hf_local import resolve_model_dir
 from hoiforge.models.registry import Weights
+from hoiforge.models.weights.hf_local import resolve_model_dir
 
 INSTALL = "pip install transformers torch"
-CONVERT = "convert the original ViTPose whole-body checkpoint with `python -m hoiforge.models.convert_vitpose CKPT OUT_DIR`"
+CONVERT = "convert the original ViTPose whole-body checkpoint with `python -m hoiforge.models.weights.convert_vitpose CKPT OUT_DIR`"
 FLIP_PAIRS = [(i, j) for i, j in enumerate(K.FLIP_INDEX) if i < j]
 
 

@@ -32,9 +32,9 @@ from typing import Annotated, Any
 import numpy as np
 
 from hoiforge.models.base import require
-from hoiforge.models.hf_local import resolve_model_dir
 from hoiforge.models.registry import Weights
 from hoiforge.models.vlm_caption import MAX_PIXELS, MIN_PIXELS, PAPER_PROMPT, GeneratedText, image_only_processor_class
+from hoiforge.models.weights.hf_local import resolve_model_dir
 
 VLLM_HINT = "install it with `pip install 'hoiforge[vllm]'` on a CUDA machine, or choose captioner backend qwen2-vl"
 

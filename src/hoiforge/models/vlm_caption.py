@@ -23,8 +23,8 @@ import numpy as np
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.base import require
 from hoiforge.models.device import Dtype, bf16_or_fp32
-from hoiforge.models.hf_local import resolve_model_dir
 from hoiforge.models.registry import Weights
+from hoiforge.models.weights.hf_local import resolve_model_dir
 
 TORCH_HINT = "pip install torch transformers (the paper-grade backends need them)"
 

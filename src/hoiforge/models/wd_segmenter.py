@@ -4,7 +4,7 @@ The model comes from the ShoeModel training issue: a transformers
 ``SegformerForSemanticSegmentation`` with ``num_labels=3`` (background, visible, wearable),
 either a saved model directory (``save_pretrained``) or that directory's ``config.json`` plus a
 torch state dict (``weights: model.pt``, loaded with ``weights_only=True``, strict). Nothing is
-downloaded: ``model`` is a local directory or a cached Hugging Face repo id (models/hf_local.py).
+downloaded: ``model`` is a local directory or a cached Hugging Face repo id (models/weights/hf_local.py).
 
 Per image: resize to the model's input size, ImageNet (or the directory's preprocessor)
 normalisation, logits upsampled bilinearly to the image size, softmax; label = argmax,
@@ -25,7 +25,7 @@ import numpy as np
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.base import require
 from hoiforge.models.device import Dtype, device_dtype
-from hoiforge.models.hf_local import resolve_model_dir
+from hoiforge.models.weights.hf_local import resolve_model_dir
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 NUM_CLASSES = 3

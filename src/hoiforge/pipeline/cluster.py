@@ -7,6 +7,7 @@ Actor pools are sized from ``ray.cluster_resources()`` so that task stages alway
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -23,7 +24,7 @@ def connect(address: str | None = None, verbose: bool = False) -> bool:
     """
     import ray
 
-    from hoiforge.models.weights import runtime_env_vars
+    from hoiforge.models.weights.registry import runtime_env_vars
 
     if ray.is_initialized():
         return False
@@ -33,16 +34,34 @@ def connect(address: str | None = None, verbose: bool = False) -> bool:
     if address:
         ray.init(address=address, logging_level=logging.WARNING, runtime_env=runtime_env, log_to_driver=verbose)
     else:
-        ray.init(
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            runtime_env=runtime_env,
-            log_to_driver=verbose,
-            _system_config=LOCAL_SYSTEM_CONFIG,
-        )
+        # A local start turns Ray's token authentication on by default and says so at WARNING on
+        # every build: it stays on, unannounced.
+        with _silenced(AUTH_NOTICE_LOGGER):
+            ray.init(
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                runtime_env=runtime_env,
+                log_to_driver=verbose,
+                _system_config=LOCAL_SYSTEM_CONFIG,
+            )
         warm_ray_data()  # a cluster joined by address has had its helpers since its first dataset
     start_shard_counter()
     return True
+
+
+AUTH_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+@contextlib.contextmanager
+def _silenced(logger_name: str):
+    """The logger's WARNING notices dropped for the block (errors still shown)."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def start_shard_counter() -> None:

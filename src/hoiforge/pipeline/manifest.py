@@ -8,7 +8,8 @@ kinds of duplicates a distributed run can produce:
   (by name) keeps it, the other copy is removed from its shard;
 - the same image under two inputs in different parts (exact duplicates): the lowest input index
   keeps it, the others become ``dropped`` by ``dedup``;
-- near-duplicates (when the recipe has a ``neardup`` stage): pipeline/neardup_settle.py.
+- then each stage's finalize hook (``Stage.settle``), in recipe order: near-duplicates when the
+  recipe has a ``neardup`` stage (stages/neardup.py).
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ from hoiforge.datasets.contract import CHECKSUM_KEYS, SHARD_NAME
 from hoiforge.datasets.layout import OutLayout, commit, tmp_path_for, write_atomic
 from hoiforge.datasets.reasons import reason_stats
 from hoiforge.pipeline import compact
-from hoiforge.pipeline.neardup_settle import neardup_params, settle_near_duplicates
-from hoiforge.pipeline.recipe import OutputSpec
+from hoiforge.pipeline.recipe import OutputSpec, built_stages
 from hoiforge.pipeline.writer import PART_META_KEY
 
 WIDS_KIND = "wids-shard-index-v1"
@@ -220,9 +220,10 @@ def finalize(layout: OutLayout, listing: pa.Table, run_info: dict[str, Any], spe
                 shard_infos.setdefault(s["url"], s)
     shard_infos.update(made)
     manifest, remove = settle_duplicates(compact.replay(_read_parts(parts), layout))
-    manifest, near = settle_near_duplicates(manifest, neardup_params(layout), layout)
-    for url, ids in near.items():
-        remove[url] |= ids
+    for stage in built_stages(layout.recipe):
+        manifest, settled = stage.settle(manifest, layout)
+        for url, ids in settled.items():
+            remove[url] |= ids
 
     kept = manifest.filter(pc.equal(manifest.column("status"), "kept"))
     if remove:

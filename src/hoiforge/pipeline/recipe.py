@@ -9,6 +9,7 @@ stage before it ("shoes needs keypoints (written by: pose); put a pose stage bef
 
 from __future__ import annotations
 
+import json
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -156,3 +157,12 @@ def load_recipe(name_or_path: str) -> Recipe:
     except yaml.YAMLError as e:
         raise RecipeError(f"{path}: not valid YAML: {e}") from None
     return parse_recipe(data, source=path.name)
+
+
+def built_stages(recipe_json: Path) -> list[Stage]:
+    """The stages of the recipe an output was built with (its recipe.json), for finalize's hooks;
+    [] for an output without one."""
+    if not recipe_json.exists():
+        return []
+    entries = json.loads(recipe_json.read_text()).get("stages", [])
+    return [stage_class(e["stage"])(stage_class(e["stage"]).Params.model_validate(e)) for e in entries]

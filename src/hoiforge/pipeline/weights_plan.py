@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models import registry
-from hoiforge.models.weights import REGISTRY, WeightSpec, fetch_command, locate, resolve, spec, weights_root
+from hoiforge.models.weights.registry import REGISTRY, WeightSpec, fetch_command, locate, resolve, spec, weights_root
 from hoiforge.pipeline.recipe import Recipe
 from hoiforge.stages.base import SlotConfig, StageParams
 

@@ -65,7 +65,7 @@ class AuditSession:
         }
 
     def answer(self, body: bytes) -> dict[str, Any]:
-        from hoiforge.report.viewer import HttpError
+        from hoiforge.report.http_error import HttpError
 
         try:
             doc = json.loads(body) if len(body) <= MAX_BODY else None
@@ -87,8 +87,8 @@ class AuditSession:
 
 def route(viewer, method: str, path: str, body: bytes | None) -> tuple[bytes, str]:
     """Answer one /api/audit request of ``viewer`` (a report.viewer.Viewer with an audit session)."""
+    from hoiforge.report.http_error import HttpError
     from hoiforge.report.overlays import overlay_png
-    from hoiforge.report.viewer import HttpError
 
     session: AuditSession | None = getattr(viewer, "audit", None)
     if session is None:

@@ -79,6 +79,7 @@ def compute_figures(out: str | Path, table: pa.Table | None = None) -> dict[str,
         "shards": shards(shardlist),
         "splits": splits(table, kept),
         "stage_time": stage_time(table, recipe_stage_order(out)),
+        "stage_metrics": declared_metrics(table, kept, recipe_stage_order(out)),
         "profile": build_profile(out),
     }
 
@@ -376,3 +377,46 @@ def stage_time(table: pa.Table, stage_order: list[str] = ()) -> dict[str, Any]:
         if values.size:
             out[stage] = summary(values)
     return out
+
+
+# ------------------------------------------------------------------------- declared metrics
+
+
+def declared_metrics(table: pa.Table, kept: pa.ChunkedArray, stage_order: list[str]) -> list[dict[str, Any]]:
+    """One figure per metric each stage of the recipe declares (``Stage.metrics``), in recipe order:
+    a stage gets its figures by declaring them, with no code here."""
+    from hoiforge.stages import REGISTRY, stage_class
+
+    out = []
+    for stage in stage_order:
+        if stage not in REGISTRY:
+            continue
+        figures = [metric_figure(table, kept, spec) for spec in stage_class(stage).metrics]
+        if figures:
+            out.append({"stage": stage, "metrics": figures})
+    return out
+
+
+def metric_figure(table: pa.Table, kept: pa.ChunkedArray, spec) -> dict[str, Any]:
+    """The figure of one declared metric (stages/metric_spec.py): counts per value, a histogram, or counts per label."""
+    head = {"name": spec.name, "column": spec.column, "kind": spec.kind, "unit": spec.unit, "title": spec.title or spec.name}
+    head |= {"plot": spec.how, "over": spec.over}
+    col = _col(table, spec.column)
+    if col is None:
+        return {**head, "available": False}
+    mask = kept if spec.over == "kept" else None
+    if spec.how == "categories":
+        values = col.filter(mask) if mask is not None else col
+        if pa.types.is_boolean(values.type):
+            values = pc.cast(values, pa.string())
+        counts = _value_counts(pc.drop_null(values))
+        return {**head, "available": bool(counts), "counts": counts}
+    values = _numeric(col, mask)
+    if spec.how == "counts":
+        uniq, counts = np.unique(values.astype(np.int64), return_counts=True)
+        return {**head, "available": bool(values.size), "counts": {str(int(u)): int(c) for u, c in zip(uniq, counts)}}
+    if spec.bins_range is not None:
+        bins: np.ndarray | int = np.linspace(*spec.bins_range, 21)
+    else:
+        bins = _int_edges(table, spec.column, kept if mask is not None else pc.is_valid(col)) if spec.kind == "count" else 20
+    return {**head, "available": bool(values.size), "summary": summary(values), "histogram": histogram(values, bins)}

@@ -172,6 +172,7 @@ def render_page(f: dict[str, Any]) -> str:
         _text_section(f["text"]),
         _shards_section(f["shards"]),
         _splits_section(f["splits"]),
+        _stage_metrics_section(f.get("stage_metrics", [])),
         _time_section(f["stage_time"]),
         _profile_section(f.get("profile") or {}),
         audit_section.render(f.get("audit") or {}, f["out"]),
@@ -422,3 +423,25 @@ td:first-child,th:first-child{text-align:left}
 .absent{color:#888;font-style:italic}
 img{max-width:100%}
 """
+
+
+def _stage_metrics_section(stages: list[dict[str, Any]]) -> str:
+    """Every metric the build's stages declare, one figure each (report/figures.py declared_metrics)."""
+    if not stages:
+        return _section("stage-metrics", "Stage metrics", _absent("no stage of this recipe declares a metric"))
+    body = ""
+    for entry in stages:
+        body += f"<h3>{_e(entry['stage'])}</h3>"
+        for m in entry["metrics"]:
+            title = f"{m['title']} ({m['column']}, {'kept' if m['over'] == 'kept' else 'all'} samples)"
+            if not m["available"]:
+                figure = _absent(m["column"])
+            elif m["plot"] == "histogram":
+                figure = _hist_plot(
+                    [(m["over"], m["histogram"], KEPT_COLOR if m["over"] == "kept" else ALL_COLOR)], m["unit"] or m["name"], m["title"]
+                )
+                figure += _summary_table({m["column"]: m["summary"]})
+            else:
+                figure = _count_plot(m["counts"], m["unit"] or m["name"], m["title"], horizontal=m["plot"] == "categories")
+            body += f'<figure id="metric-{_e(entry["stage"])}-{_e(m["name"])}"><figcaption>{_e(title)}</figcaption>{figure}</figure>'
+    return _section("stage-metrics", "Stage metrics: every metric the recipe's stages declare", body)

@@ -44,6 +44,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from hoiforge.datasets.images import open_image
+from hoiforge.report.http_error import HttpError
 from hoiforge.report.overlays import OVERLAYS, overlay_png, thumbnail_jpeg
 from hoiforge.report.samples import PAGE_SIZE, Query, SampleIndex
 
@@ -61,12 +62,6 @@ SOURCE_READ_TIMEOUT = 10.0  # seconds a request waits for one source read before
 THUMB_CACHE = 1024
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _ROUTE = re.compile(r"^/api/(sample|member|overlay|thumb|source)/(\d+)(?:/([a-z0-9][a-z0-9._-]*))?$")
-
-
-class HttpError(Exception):
-    def __init__(self, status: HTTPStatus, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 class Viewer:

@@ -28,7 +28,7 @@ from typing import Annotated, Any
 
 from pydantic import model_validator
 
-from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
+from hoiforge.stages.base import MetricSpec, Sample, Slot, SlotConfig, Stage, StageParams, slot
 
 
 class CaptionParams(StageParams):
@@ -77,6 +77,11 @@ class Caption(Stage):
     name = "caption"
     Params = CaptionParams
     writes = ("caption", "txt")
+    metrics = (
+        MetricSpec("caption_words", "count", "words", "caption length", plot="histogram"),
+        MetricSpec("caption_truncated", "flag", title="caption cut at max_new_tokens"),
+        MetricSpec("translation_truncated", "flag", title="translation cut at its token limit"),
+    )
     default_batch_size = 8
 
     def process(self, samples: list[Sample]) -> None:

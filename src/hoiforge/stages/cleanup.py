@@ -66,8 +66,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from hoiforge.datasets.masks import decode_mask, encode_mask
 from hoiforge.datasets.views import crop_square, encode_strip
 from hoiforge.models.inpaint import dilate
-from hoiforge.models.ocr import TextRegion
-from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
+from hoiforge.models.tasks import TextRegion
+from hoiforge.stages.base import MetricSpec, Sample, Slot, SlotConfig, Stage, StageParams, slot
 
 REMOVED, KEPT, IGNORED = "removed", "kept", "ignored"
 
@@ -217,6 +217,13 @@ class Cleanup(Stage):
     name = "cleanup"
     Params = CleanupParams
     writes = ("text_regions", "cleanup")
+    metrics = (
+        MetricSpec("text_regions", "count", "regions", "text regions found per image"),
+        MetricSpec("text_removed", "count", "regions", "text regions removed per image"),
+        MetricSpec("text_ignored", "count", "regions", "text regions left (policy) per image"),
+        MetricSpec("cleanup_fraction", "fraction", "of the image", "inpainted fraction of the image"),
+        MetricSpec("products_inpainted", "count", "products", "products touched by inpainting"),
+    )
     default_batch_size = 4
 
     def process(self, samples: list[Sample]) -> None:

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from hoiforge.datasets.contract import ID_LENGTH, SCHEMA, sample_id
 from hoiforge.datasets.images import BadImage, normalise, to_rgb
-from hoiforge.stages.base import Sample, Stage, StageParams
+from hoiforge.stages.base import MetricSpec, Sample, Stage, StageParams
 
 # PIL's own default limit (89.5 MP); e-commerce photos are far below it.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -27,6 +27,11 @@ class Decode(Stage):
     name = "decode"
     Params = DecodeParams
     writes = ("image",)
+    metrics = (
+        MetricSpec("width", "count", "pixels", "image width", plot="histogram", over="all"),
+        MetricSpec("height", "count", "pixels", "image height", plot="histogram", over="all"),
+        MetricSpec("reencoded", "flag", title="image re-encoded (format, colour mode, EXIF rotation)"),
+    )
     default_batch_size = 32
 
     def setup(self) -> None:

@@ -16,7 +16,7 @@ from pydantic import Field
 from hoiforge.datasets.images import encode_png
 from hoiforge.datasets.masks import decode_mask
 from hoiforge.datasets.vm_sample import canny
-from hoiforge.stages.base import Sample, Stage, StageParams
+from hoiforge.stages.base import MetricSpec, Sample, Stage, StageParams
 
 
 class EdgesParams(StageParams):
@@ -29,6 +29,7 @@ class Edges(Stage):
     name = "edges"
     Params = EdgesParams
     writes = ("edge.png",)
+    metrics = (MetricSpec("edge_fraction", "fraction", "of the image", "edge pixels"),)
     default_batch_size = 32
 
     def requires(self) -> tuple[str, ...]:

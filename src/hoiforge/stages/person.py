@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from hoiforge.datasets.views import square_box
-from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
+from hoiforge.stages.base import MetricSpec, Sample, Slot, SlotConfig, Stage, StageParams, slot
 
 
 class PersonParams(StageParams):
@@ -36,6 +36,7 @@ class Person(Stage):
     name = "person"
     Params = PersonParams
     writes = ("persons",)
+    metrics = (MetricSpec("persons", "count", "persons", "persons per image", over="all"),)
     default_batch_size = 8
 
     def process(self, samples: list[Sample]) -> None:

@@ -22,7 +22,7 @@ from hoiforge.datasets import keypoints as K
 from hoiforge.datasets import leg as L
 from hoiforge.datasets.images import encode_png
 from hoiforge.datasets.render import DWPOSE_MIN_SCORE, render_leg, render_pose
-from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
+from hoiforge.stages.base import MetricSpec, Sample, Slot, SlotConfig, Stage, StageParams, slot
 
 
 class PoseParams(StageParams):
@@ -39,6 +39,10 @@ class Pose(Stage):
     Params = PoseParams
     reads = ("persons",)
     writes = ("keypoints", "pose.png", "leg.json", "leg.png")
+    metrics = tuple(
+        MetricSpec(f"kp_{part}", "score", "visible keypoints", f"{part}: visible keypoints per person", range=(0, len(idx)))
+        for part, idx in K.PARTS.items()
+    )
     default_batch_size = 8
 
     def provides(self) -> tuple[str, ...]:

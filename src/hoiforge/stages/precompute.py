@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 
 from hoiforge.datasets.precomputed import encode_array
 from hoiforge.datasets.views import decode_strip
-from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
+from hoiforge.stages.base import MetricSpec, Sample, Slot, SlotConfig, Stage, StageParams, slot
 
 
 class PrecomputeParams(StageParams):
@@ -45,6 +45,7 @@ class Precompute(Stage):
     name = "precompute"
     Params = PrecomputeParams
     writes = ("latent.npy", "text.npy", "dino.npy")
+    metrics = (MetricSpec("latent_hw", "category", "latent cells", "latent size (h x w)"),)
     default_batch_size = 8
 
     def requires(self) -> tuple[str, ...]:

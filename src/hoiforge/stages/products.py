@@ -27,8 +27,8 @@ from pydantic import Field, model_validator
 
 from hoiforge.datasets.masks import encode_mask
 from hoiforge.datasets.views import crop_square, encode_strip, mask_to_rle, square_box
-from hoiforge.models.segment_types import Product
-from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
+from hoiforge.models.tasks import Product
+from hoiforge.stages.base import MetricSpec, Sample, Slot, SlotConfig, Stage, StageParams, slot
 
 # HoIHuman's GroundingDINO prompt (VirtualModel paper), verbatim.
 HOIHUMAN_PROMPT = (
@@ -89,6 +89,11 @@ class Products(Stage):
     name = "products"
     Params = ProductsParams
     writes = ("products", "mask.png", "views.jpg")
+    metrics = (
+        MetricSpec("products", "count", "products", "products per image"),
+        MetricSpec("product_area", "fraction", "of the image", "largest product mask"),
+        MetricSpec("product_label", "category", title="first product's label"),
+    )
     default_batch_size = 8
 
     def setup(self) -> None:

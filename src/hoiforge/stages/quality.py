@@ -17,7 +17,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
+from hoiforge.stages.base import MetricSpec, Sample, Slot, SlotConfig, Stage, StageParams, slot
 
 
 class QualityParams(StageParams):
@@ -39,6 +39,10 @@ class Quality(Stage):
     name = "quality"
     Params = QualityParams
     writes = ("quality", "aesthetic")
+    metrics = (
+        MetricSpec("aesthetic", "score", "LAION aesthetic (0-10)", "aesthetic score", range=(0, 10), over="all"),
+        MetricSpec("brisque", "score", "BRISQUE (lower is better)", "BRISQUE", range=(0, 150), over="all"),
+    )
     default_batch_size = 32
 
     def provides(self) -> tuple[str, ...]:

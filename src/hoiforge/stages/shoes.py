@@ -40,7 +40,7 @@ from hoiforge.datasets.images import encode_png
 from hoiforge.datasets.masks import decode_mask, encode_mask
 from hoiforge.datasets.views import box_of, crop_square, square_box, to_crop
 from hoiforge.models.foot_segment import FootSeeds, feet_of
-from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
+from hoiforge.stages.base import MetricSpec, Sample, Slot, SlotConfig, Stage, StageParams, slot
 
 SHOE_LABELS = ("shoe", "shoes", "sneaker", "sneakers", "boot", "boots", "sandal", "sandals", "high heels", "heels", "high heel")
 
@@ -65,6 +65,10 @@ class Shoes(Stage):
     Params = ShoesParams
     reads = ("keypoints",)
     writes = ("shoes", "shoe.png", "shoemask.png", "shoecrop.png", "wear.png", "wear")
+    metrics = (
+        MetricSpec("shoes", "count", "shoes", "shoes per image", over="all"),
+        MetricSpec("shoe_area", "fraction", "of the image", "shoe mask area"),
+    )
     default_batch_size = 8
 
     def requires(self) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ from pydantic import Field, model_validator
 from hoiforge.datasets import wearable as W
 from hoiforge.datasets.views import box_of, crop_square, paste_square, pixel_square, square_box
 from hoiforge.errors import BackendUnavailable
-from hoiforge.stages.base import Sample, Slot, SlotConfig, Stage, StageParams, slot
+from hoiforge.stages.base import MetricSpec, Sample, Slot, SlotConfig, Stage, StageParams, slot
 
 
 class WearLabelsParams(StageParams):
@@ -70,6 +70,11 @@ class WearLabels(Stage):
     name = "wear_labels"
     Params = WearLabelsParams
     writes = ("wear.png", "wearconf.png", "wear")
+    metrics = (
+        MetricSpec("wear_wearable", "count", "pixels", "wearable-area pixels (annotated labels)", plot="histogram"),
+        MetricSpec("wear_confidence", "score", "mean confidence", "segmenter confidence", range=(0, 1)),
+        MetricSpec("wear_review", "flag", title="flagged for human review"),
+    )
     default_batch_size = 8
 
     def requires(self) -> tuple[str, ...]:

@@ -4,7 +4,9 @@
   validation images); its module docstring is the contract a trainer follows.
 - ``virtualmodel``: the model (base UNet + identity and content branches), configs (tiny, sd15),
   the two-stage trainer and the generation pipeline.
-- ``cli``: the ``hoiforge train`` / ``hoiforge generate`` typer groups; each model adds its subcommand.
+- ``shoemodel``: WD, LpS phase 1/2 and SW, and the system that chains them.
+
+The ``hoiforge train`` / ``hoiforge generate`` commands are in ``hoiforge.cli``.
 
 The data comes from ``hoiforge.datasets.loader`` over the sample contract in ``hoiforge.datasets.contract``.
 """

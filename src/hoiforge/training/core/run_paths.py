@@ -67,7 +67,7 @@ def model_folder(record: Any, run: str | Path, what: str, allow_outside: bool = 
     if isinstance(record, dict) and "run" in record:
         return inside(run, record["run"], what)
     if isinstance(record, dict) and "weights" in record:
-        from hoiforge.models import weights
+        from hoiforge.models.weights import registry as weights
 
         return weights.resolve(str(record["weights"]))
     outside = record.get("outside") if isinstance(record, dict) else record

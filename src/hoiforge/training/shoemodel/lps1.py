@@ -62,7 +62,7 @@ def _from_checkpoint(cfg: LpS1Config):
     from safetensors.torch import load_file
     from transformers import VitPoseConfig, VitPoseForPoseEstimation
 
-    from hoiforge.models.hf_local import resolve_model_dir
+    from hoiforge.models.weights.hf_local import resolve_model_dir
 
     folder = resolve_model_dir(cfg.pretrained, "LpS1 ViTPose")
     source = VitPoseConfig.from_pretrained(folder)

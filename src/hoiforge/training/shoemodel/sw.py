@@ -39,7 +39,7 @@ MAX_TEXT_CHUNKS = 3  # at most 3 x 77 CLIP tokens of caption
 # -- the base model ----------------------------------------------------------------------------
 def base_folder(name: str) -> Path:
     """A local diffusers SD folder: a weights-registry entry name, else a path."""
-    from hoiforge.models import weights as Wt
+    from hoiforge.models.weights import registry as Wt
 
     if name in Wt.REGISTRY:
         return Wt.resolve(name)

@@ -337,7 +337,7 @@ def _sw(cfg: ShoeModelConfig, urls, data, folder: Path, s: ModuleTrain, plan: Ba
     if c.base_model:
         base_path = sw.base_folder(c.base_model)
         base = sw.load_base(base_path)
-        from hoiforge.models import weights as Wt
+        from hoiforge.models.weights import registry as Wt
 
         entry = c.base_model if c.base_model in Wt.REGISTRY else None
     else:

@@ -37,7 +37,7 @@ def build(cfg: WDConfig):
 
     labels = {"num_labels": 3, "id2label": ID2LABEL, "label2id": {v: k for k, v in ID2LABEL.items()}}
     if cfg.pretrained:
-        from hoiforge.models.hf_local import resolve_model_dir
+        from hoiforge.models.weights.hf_local import resolve_model_dir
 
         folder = resolve_model_dir(cfg.pretrained, "WD SegFormer encoder")
         # The encoder of a SegFormer (mit-bN) checkpoint; the 3-class decode head starts new.

@@ -17,6 +17,7 @@ import torch
 from hoiforge.errors import BackendUnavailable
 from hoiforge.training.virtualmodel.config import VirtualModelConfig
 from hoiforge.training.virtualmodel.model import BranchSpec
+from hoiforge.training.virtualmodel.tokenizer import byte_clip_tokenizer
 
 log = logging.getLogger("hoiforge.training")
 
@@ -69,16 +70,6 @@ class Components:
         )
 
 
-def byte_clip_tokenizer():
-    """A real CLIP BPE tokenizer whose vocabulary is the byte alphabet (no merges): the tiny config's."""
-    from tokenizers import pre_tokenizers
-    from transformers import CLIPTokenizer
-
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {tok: i for i, tok in enumerate(["<|startoftext|>", "<|endoftext|>", *alphabet, *(c + "</w>" for c in alphabet)])}
-    return CLIPTokenizer(vocab=vocab, merges=[])
-
-
 def build_components(cfg: VirtualModelConfig) -> Components:
     from hoiforge.training.virtualmodel.config_check import check_config
 
@@ -125,7 +116,7 @@ def _local(name_or_path: str, what: str) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
-    from hoiforge.models.weights import resolve
+    from hoiforge.models.weights.registry import resolve
 
     try:
         return resolve(name_or_path)

@@ -23,7 +23,7 @@ def check_config(cfg: VirtualModelConfig) -> None:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, Dinov2Config, Dinov2Model
 
-    from hoiforge.training.virtualmodel.components import byte_clip_tokenizer
+    from hoiforge.training.virtualmodel.tokenizer import byte_clip_tokenizer
 
     vocab = len(byte_clip_tokenizer())
     builders = {

@@ -46,7 +46,7 @@ def stage_weights(run: Path, stage: str, cfg: VirtualModelConfig) -> Path | None
 
 def run_models(cfg: VirtualModelConfig, run: Path, allow_outside_run: bool = False) -> VirtualModelConfig:
     """The run's config with its pretrained model paths resolved by run_paths' rules (registry names kept)."""
-    from hoiforge.models import weights as Wt
+    from hoiforge.models.weights import registry as Wt
 
     found = {}
     for key in ("stable_diffusion", "dino"):

@@ -1,4 +1,4 @@
-"""`hoiforge train shoemodel` and `hoiforge generate shoemodel`, registered on the train/generate groups of training/cli.py.
+"""``hoiforge train shoemodel`` and ``hoiforge generate shoemodel`` (registered by cli/main.py).
 
 hoiforge train shoemodel --module wd|lps1|lps2|sw --data OUT [--data ...] --config tiny|paper|PATH.yaml --out RUN [--max-steps N] [--resume]
 hoiforge train shoemodel --module sw --config paper --dry-run [--gpu-memory 80GB] [--world-size 8]
@@ -13,29 +13,15 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from hoiforge.cli.dry_run import DryRun, GpuMemory, WorldSize, dry_run_world, print_dry_run, quiet_meta_builds
+from hoiforge.cli.output import fail as _fail
+from hoiforge.cli.output import say as _say
+from hoiforge.cli.output import training_logs, warn
 from hoiforge.errors import HoiforgeError
-from hoiforge.training.cli import (
-    DryRun,
-    GpuMemory,
-    WorldSize,
-    dry_run_world,
-    generate_app,
-    print_dry_run,
-    quiet_meta_builds,
-    train_app,
-    training_logs,
-)
-from hoiforge.training.cli import fail as _fail
 
-console = Console(stderr=True)
 stdout = Console()
 
 
-def _say(message: str) -> None:
-    console.print(message, highlight=False, soft_wrap=True)
-
-
-@train_app.command("shoemodel")
 def train_shoemodel(
     module: Annotated[str, typer.Option("--module", help="wd | lps1 | lps2 | sw")],
     config: Annotated[str, typer.Option("--config", help="tiny | paper | a YAML file (base: tiny|paper plus overrides)")],
@@ -80,7 +66,6 @@ def train_shoemodel(
     )
 
 
-@generate_app.command("shoemodel")
 def generate_shoemodel(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="the run directory holding wd/, lps1/, lps2/, sw/")],
     shoe: Annotated[Path, typer.Option("--shoe", help="the shoe photo (a PNG with transparency, or a photo to segment)")],
@@ -102,7 +87,7 @@ def generate_shoemodel(
         placement = S.parse_layout(layout)
         model = S.ShoeModel(checkpoint, device=device, allow_outside_run=allow_outside_run)
         if model.tiny:
-            _say(f"[bold yellow]warning:[/] {checkpoint} holds tiny random modules (config tiny): the images are noise around the shoe")
+            warn(f"{checkpoint} holds tiny random modules (config tiny): the images are noise around the shoe")
         found = S.apply_layout(S.read_shoe(shoe, model.gen_cfg), placement)
         _say(f"shoe: {found.found}")
         result = model.generate(found, prompt, n, seed=seed, say=_say)

@@ -4,7 +4,7 @@ The zips that rtmlib downloads hold a dated folder with ``end2end.onnx`` plus de
 JSON files; the backend needs only the ONNX graph, at a path that does not depend on the folder
 name inside the zip.
 
-    python -m hoiforge.models.convert_onnx_zip SRC.zip DST.onnx
+    python -m hoiforge.models.weights.convert_onnx_zip SRC.zip DST.onnx
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from hoiforge.errors import ConversionError
-from hoiforge.models.convert_cli import converter_main
+from hoiforge.models.weights.convert_cli import converter_main
 
 MEMBER = "end2end.onnx"
 
@@ -37,7 +37,7 @@ def convert(src: Path, dst: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return converter_main(convert, "python -m hoiforge.models.convert_onnx_zip SRC.zip DST.onnx", argv)
+    return converter_main(convert, "python -m hoiforge.models.weights.convert_onnx_zip SRC.zip DST.onnx", argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ local paths before Ray starts. ``Use`` below documents who loads an entry (shown
 models list``); a test keeps it equal to the backends' annotations. Code outside a recipe
 (trainers, eval) asks directly:
 
-    from hoiforge.models.weights import resolve
+    from hoiforge.models.weights.registry import resolve
     folder = resolve("stable-diffusion-v1-5")                 # the entry's folder
     ckpt = resolve("sam-vit-h", "sam_vit_h_4b8939.pth")       # one file of it
 
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from hoiforge.errors import BackendUnavailable
+from hoiforge.models.weights import digest
 
 WEIGHTS_ENV = "HOIFORGE_WEIGHTS"
 DEFAULT_ROOT = Path("~/.cache/hoiforge/weights")
@@ -141,24 +142,24 @@ _ENTRIES: list[WeightSpec] = [
     # -- whole-body pose (133 COCO-WholeBody keypoints) -------------------------------
     _hf("vitpose-h-wholebody", [Use("pose", "vitpose", "model", "vitpose-h-wholebody-hf")], "JunkyByte/easy_ViTPose",
         ("torch/wholebody/vitpose-h-wholebody.pth",), "Apache-2.0", 2500,
-        converter="hoiforge.models.convert_vitpose", converted="vitpose-h-wholebody-hf",
+        converter="hoiforge.models.weights.convert_vitpose", converted="vitpose-h-wholebody-hf",
         revision="2757e82adcccda02f9f7fef66e5a115b7be439fe",
         notes="ViTPose-H whole-body original (mmpose-layout) weights. The ViTPose project publishes them only "
               "behind OneDrive links, which no script can fetch; easy_ViTPose mirrors them on the hub. "
               "Converted to a transformers VitPoseForPoseEstimation with num_labels=133 by "
-              "hoiforge.models.convert_vitpose (people/pose issue). Size approximate. Commit: the snapshot several "
+              "hoiforge.models.weights.convert_vitpose (people/pose issue). Size approximate. Commit: the snapshot several "
               "public projects' Hugging Face cache paths name (code search, 2026)."),
     _url("rtmw-x-wholebody", [Use("pose", "rtmw", "model", "rtmw-x-384x288.onnx")],
          [(_RTMW_ZIP, f"{_OPENMMLAB}/rtmw/onnx_sdk/{_RTMW_ZIP}", "e2635599f6d14152af4bb3e97f90881a782b003857514c76cc341794364ffbdd")],
          "Apache-2.0", 200,
-         converter="hoiforge.models.convert_onnx_zip", converted="rtmw-x-384x288.onnx",
+         converter="hoiforge.models.weights.convert_onnx_zip", converted="rtmw-x-384x288.onnx",
          notes="RTMW-x 384x288 ONNX (onnxruntime), the URL rtmlib's Wholebody 'performance' mode uses; the "
                "zip's end2end.onnx is extracted. The hash in the name is of the .pth, not this zip. sha256 of the zip: "
                "OpenMMLab publishes none; one public project's recorded download (code search, 2026). Size approximate."),
     _url("dwpose-l-wholebody", [Use("pose", "rtmw", "model", "dwpose-l-384x288.onnx")],
          [(_DWPOSE_ZIP, f"{_OPENMMLAB}/rtmposev1/onnx_sdk/{_DWPOSE_ZIP}", "b06f1bc598ddbdb5008a61f4a411aa11ed331370b4f7f438126d6d99e168d147")],
          "Apache-2.0", 120,
-         converter="hoiforge.models.convert_onnx_zip", converted="dwpose-l-384x288.onnx", default=False,
+         converter="hoiforge.models.weights.convert_onnx_zip", converted="dwpose-l-384x288.onnx", default=False,
          notes="DWPose-l 384x288 ONNX (the URL rtmlib documents for DWPose); same runtime as RTMW. Not the "
                "default: set the pose stage's options.model to it. sha256 of the zip (125,375,567 bytes): OpenMMLab "
                "publishes none; a public project's download script pins it (code search, 2026). Size approximate."),
@@ -227,7 +228,7 @@ _ENTRIES: list[WeightSpec] = [
            "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/6934dd81792f086e613a121dbce43082cb8be85e/"
            "sac%2Blogos%2Bava1-l14-linearMSE.pth", "21dd590f3ccdc646f0d53120778b296013b096a035a2718c9cb0d511bff0f1e0")],
          "Apache-2.0", 4,
-         converter="hoiforge.models.convert_aesthetic", converted="sac+logos+ava1-l14-linearMSE.safetensors",
+         converter="hoiforge.models.weights.convert_aesthetic", converted="sac+logos+ava1-l14-linearMSE.safetensors",
          notes="LAION improved aesthetic predictor MLP on CLIP ViT-L/14 embeddings; converted to safetensors "
                "(same keys). Fetched from the repository's commit 6934dd81 rather than main. No publisher sha256; the "
                "pinned one (3,714,759 bytes) is what many public projects verify (code search, 2026)."),
@@ -340,8 +341,6 @@ def verify_pinned(s: WeightSpec, folder: Path, root: Path | str | None = None) -
     """BackendUnavailable unless ``folder`` holds the pinned bytes of ``s``: each file with a pinned sha256
     hashes to it (skipped when .hoiforge.json records that very file, by size and mtime, with that sha256),
     and a Hugging Face copy comes from the pinned commit."""
-    from hoiforge.models.fetch import sha256_of
-
     refetch = f"delete {folder} and get them again with: {fetch_command([s.name], root)}"
     manifest = read_manifest(folder)
     if s.hf_repo and is_commit(s.revision) and (manifest or folder.parent.name == "snapshots"):
@@ -361,7 +360,7 @@ def verify_pinned(s: WeightSpec, folder: Path, root: Path | str | None = None) -
         known = recorded.get(f.path, {})
         if known.get("sha256") == f.sha256 and all(known.get(k) == v for k, v in file_stamp(path).items()):
             continue
-        got = sha256_of(path)
+        got = digest.sha256_of(path)
         if got != f.sha256:
             raise BackendUnavailable(
                 f"weights {s.name!r}: {path} has sha256 {got}, not the pinned {f.sha256} (corrupted or replaced); refused, "

@@ -20,8 +20,11 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
+from hoiforge.cli.output import fail as _fail
+from hoiforge.cli.output import say as _say
+from hoiforge.cli.output import training_logs as _logs
+from hoiforge.cli.output import warn
 from hoiforge.errors import HoiforgeError
 
 eval_app = typer.Typer(
@@ -45,11 +48,6 @@ class Truncation(str, Enum):
 class FidMethod(str, Enum):
     sqrtm = "sqrtm"
     eigh = "eigh"
-
-
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, markup=True)
-    raise typer.Exit(2)
 
 
 @eval_app.command("metrics")
@@ -110,7 +108,7 @@ def metrics_command(
     except HoiforgeError as e:
         _fail(str(e))
     for note in result.warnings:
-        err.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
+        warn(note)
     if result.real_features_path:
         state = "read from" if result.real_from_cache else "cached at"
         err.print(f"real features {state} {result.real_features_path}", highlight=False, soft_wrap=True)
@@ -121,18 +119,6 @@ def metrics_command(
 
 
 # -- generate on a test split, score, write the tables -----------------------------------------
-def _say(message: str) -> None:
-    style = "[yellow]warning:[/]" if message.startswith("warning: ") else None
-    text = message.removeprefix("warning: ") if style else message
-    err.print(f"{style} {escape(text)}" if style else escape(text), highlight=False, soft_wrap=True)
-
-
-def _logs() -> None:
-    from hoiforge.training.cli import training_logs
-
-    training_logs()
-
-
 Checkpoint = Annotated[Path, typer.Option("--checkpoint", help="the run folder of `hoiforge train ...` (--out RUN)")]
 Data = Annotated[Path, typer.Option("--data", help="the build output (hoiforge build --out OUT) whose test split is evaluated")]
 Report = Annotated[Path, typer.Option("--out", "-o", help="report folder: tables (.md/.csv/.json), report.json, generated/, real/")]

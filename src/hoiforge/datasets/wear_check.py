@@ -1,4 +1,4 @@
-"""``hoiforge wear check``: check human wearable-area labels against their images before a build.
+"""Check human wearable-area labels against their images before a build (``hoiforge wear check``).
 
 The same checks as the ``wear_labels`` stage (size equals the image, values only 0/1/2, known
 colours and categories), run over a folder of images without Ray, so annotators get every
@@ -8,20 +8,10 @@ problem in one listing instead of failed rows after a build.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
-
-import typer
 
 from hoiforge.datasets import wearable as W
 
-wear_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Wearable-area labels (shoe-leg).")
-
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
-
-
-@wear_app.callback()
-def _group() -> None:
-    """Wearable-area labels (shoe-leg): keeps `wear check` a subcommand as more are added."""
 
 
 def upright_size(path: Path) -> tuple[int, int]:
@@ -63,27 +53,3 @@ def check_folder(images: Path, labels_dir: Path | None, coco_json: Path | None, 
         labelled |= s.index.keys()
     result["orphans"] = sorted(labelled - keys)
     return result
-
-
-@wear_app.command("check")
-def check_command(
-    images: Annotated[Path, typer.Argument(help="folder of images (searched recursively)")],
-    labels_dir: Annotated[Optional[Path], typer.Option("--labels-dir", help="folder of <stem>.png masks (0/1/2 or 3 colours)")] = None,
-    coco_json: Annotated[Optional[Path], typer.Option("--coco", help="COCO json with categories visible/wearable")] = None,
-) -> None:
-    """List images whose labels are bad (wrong size, unknown values), missing, or labels without an image."""
-    if labels_dir is None and coco_json is None:
-        typer.echo("error: give --labels-dir and/or --coco", err=True)
-        raise typer.Exit(2)
-    result = check_folder(images, labels_dir, coco_json)
-    for rel, reason in result["bad"]:
-        typer.echo(f"bad      {rel}: {reason}")
-    for rel in result["missing"]:
-        typer.echo(f"missing  {rel}")
-    for key in result["orphans"]:
-        typer.echo(f"orphan   {key} (a label with no image at that path)")
-    typer.echo(
-        f"{len(result['ok'])} ok, {len(result['bad'])} bad, {len(result['missing'])} missing, {len(result['orphans'])} orphan labels"
-    )
-    if result["bad"]:
-        raise typer.Exit(1)

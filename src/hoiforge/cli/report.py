@@ -1,7 +1,4 @@
-"""``hoiforge stats OUT`` and ``hoiforge view OUT``: plain functions the main CLI registers.
-
-Also runnable on their own: ``python -m hoiforge.report stats OUT`` / ``... view OUT``.
-"""
+"""``hoiforge stats OUT``, ``hoiforge view OUT`` and ``hoiforge audit OUT``: plain functions cli/main.py registers."""
 
 from __future__ import annotations
 
@@ -13,16 +10,14 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Dataset report and sample viewer.")
+from hoiforge.cli.output import fail, warn
 
 
 def _require_build(out: Path) -> None:
     if not (out / "manifest.parquet").exists():
-        typer.echo(f"error: {out}: no manifest.parquet (not a finished build)", err=True)
-        raise typer.Exit(2)
+        fail(f"{out}: no manifest.parquet (not a finished build)")
 
 
-@app.command("stats")
 def stats_command(
     out: Annotated[Path, typer.Argument(help="output directory of a build")],
     as_json: Annotated[bool, typer.Option("--json", help="also print the figures as JSON on stdout")] = False,
@@ -38,8 +33,7 @@ def stats_command(
         with exclusive(out, "stats"):  # never a report of a half-written build, never two writers of OUT/report
             result = build_report(out)
     except HoiforgeError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(e))
     took = time.perf_counter() - t0
     totals = result["figures"]["totals"]
     if as_json:
@@ -56,7 +50,6 @@ def stats_command(
         typer.echo(summary_line(stage, summary), err=as_json)
 
 
-@app.command("view")
 def view_command(
     out: Annotated[Path, typer.Argument(help="output directory of a build")],
     host: Annotated[str, typer.Option("--host", help="address to bind; 0.0.0.0 exposes the data to the network")] = "127.0.0.1",
@@ -71,11 +64,7 @@ def view_command(
 
     _require_build(out)
     if host not in LOOPBACK:
-        typer.secho(
-            f"warning: binding {host}: anyone who can reach this machine can read every image and annotation of {out} (no authentication).",
-            fg="yellow",
-            err=True,
-        )
+        warn(f"binding {host}: anyone who can reach this machine can read every image and annotation of {out} (no authentication).")
     server = make_server(out, host, port, remote_sources=remote_sources)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     typer.echo(f"hoiforge view: http://{shown}:{server.server_address[1]}/  ({out}; Ctrl-C to stop)")
@@ -87,7 +76,6 @@ def view_command(
         server.server_close()
 
 
-@app.command("audit")
 def audit_command(
     out: Annotated[Path, typer.Argument(help="output directory of a build")],
     stage: Annotated[str, typer.Option("--stage", help="products | person | pose | cleanup | caption | shoes | wear_labels")] = "products",
@@ -106,13 +94,11 @@ def audit_command(
 
     _require_build(out)
     if split not in (None, "train", "test"):
-        typer.echo("error: --split must be train or test", err=True)
-        raise typer.Exit(2)
+        fail("--split must be train or test")
     try:
         session = AuditSession(out, stage, n=n, seed=seed, split=split, dropped=dropped, reviewer=reviewer or default_reviewer())
     except HoiforgeError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(e))
     server = make_server(out, "127.0.0.1", port, audit=session)
     doc = session.sample
     typer.echo(

@@ -1,5 +1,5 @@
-"""``hoiforge train ...`` and ``hoiforge generate ...``: one typer group each, importable so every model adds its
-own subcommand (``train_app.command("shoemodel")(...)``). Nothing heavy is imported until a command runs.
+"""``hoiforge train virtualmodel`` and ``hoiforge generate virtualmodel`` (registered by cli/main.py).
+Nothing heavy is imported until a command runs.
 
 hoiforge train virtualmodel --data OUT [--data OUT2 ...] --config tiny|sd15|PATH.yaml --out RUN
                             [--stage base|branches] [--max-steps N] [--resume]
@@ -10,87 +10,19 @@ hoiforge generate virtualmodel --checkpoint RUN --product P.png --mask M.png --p
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 
+from hoiforge.cli.dry_run import DryRun, GpuMemory, WorldSize, dry_run_world, print_dry_run, quiet_meta_builds
+from hoiforge.cli.output import fail, training_logs, warn
 from hoiforge.errors import HoiforgeError
 
-train_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train the generators on built shards.")
-generate_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Generate images with a trained run.")
 console = Console(stderr=True)
 
 
-def fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-class _Stderr(logging.Handler):
-    """Writes to whatever sys.stderr is at the time (test runners swap it between commands)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            sys.stderr.write(self.format(record) + "\n")
-        except Exception:  # noqa: BLE001 - logging must never raise
-            self.handleError(record)
-
-
-def training_logs() -> None:
-    """hoiforge.training / hoiforge.datasets messages on stderr, once."""
-    for name in ("hoiforge.training", "hoiforge.datasets"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(h, _Stderr) for h in logger.handlers):
-            handler = _Stderr()
-            handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-            logger.addHandler(handler)
-            logger.setLevel(logging.INFO)
-            logger.propagate = False
-
-
-def print_dry_run(plans, weights_note: str, gpu_memory: str) -> bool:
-    """The per-device plan of each stage on stdout; whether every stage fits ``gpu_memory``."""
-    from hoiforge.training.core.memory import parse_memory
-
-    gpu = parse_memory(gpu_memory)
-    label = gpu_memory.strip().upper().replace("GIB", "GB").replace("GB", " GB").replace("  ", " ")
-    out = Console(highlight=False, soft_wrap=True)
-    out.print(f"dry run (models on the meta device): {weights_note}")
-    for plan in plans:
-        for line in plan.lines(gpu, label):
-            out.print(line, markup=False)
-    return all(p.fits(gpu) for p in plans)
-
-
-def dry_run_world(world_size: Optional[int]) -> int:
-    from hoiforge.training.core.batch_plan import world_size as launched
-
-    return world_size if world_size is not None else launched()
-
-
-def quiet_meta_builds(gpu_memory: str) -> None:
-    """Before the meta builds: a bad --gpu-memory fails first; diffusers' warning on every dtype cast of a
-    meta-device model is silenced (the dry run casts on purpose)."""
-    from diffusers.utils import logging as diffusers_logging
-
-    from hoiforge.training.core.memory import parse_memory
-
-    parse_memory(gpu_memory)
-    diffusers_logging.set_verbosity_error()
-
-
-DryRun = Annotated[bool, typer.Option("--dry-run", help="build on the meta device and print the per-device memory plan; train nothing")]
-GpuMemory = Annotated[str, typer.Option("--gpu-memory", help="GPU memory the dry run checks against, e.g. 80GB")]
-WorldSize = Annotated[
-    Optional[int], typer.Option("--world-size", min=1, help="dry run: processes to plan for (default: what accelerate launched)")
-]
-
-
-@train_app.command("virtualmodel")
 def train_virtualmodel_command(
     data: Annotated[Optional[list[Path]], typer.Option("--data", help="build output folder (repeat for several)")] = None,
     out: Annotated[
@@ -125,9 +57,7 @@ def train_virtualmodel_command(
         if not data or out is None:
             fail("give --data OUT and --out RUN (or --dry-run to see the memory plan only)")
         if cfg.untrained:
-            console.print(
-                f"[bold yellow]warning:[/] config {cfg.name!r} is UNTRAINED random models: it tests the code path, its images are noise"
-            )
+            warn(f"config {cfg.name!r} is UNTRAINED random models: it tests the code path, its images are noise")
         results = train_virtualmodel(data, config, out, stage=stage, max_steps=max_steps, resume=resume)
     except HoiforgeError as e:
         fail(str(e))
@@ -138,7 +68,6 @@ def train_virtualmodel_command(
         )
 
 
-@generate_app.command("virtualmodel")
 def generate_virtualmodel_command(
     checkpoint: Annotated[
         Path, typer.Option("--checkpoint", help="run folder of `hoiforge train virtualmodel` (or one of its checkpoints)")

@@ -13,7 +13,7 @@ checkpoints (ViTAE-Transformer/ViTPose, mmpose 0.x ``state_dict``) hold the whol
 
 Keys are renamed as transformers' own ``convert_vitpose_to_hf.py`` does. Usage::
 
-    python -m hoiforge.models.convert_vitpose wholebody.pth out_dir/   # then backend vitpose, options.model: out_dir/
+    python -m hoiforge.models.weights.convert_vitpose wholebody.pth out_dir/   # then backend vitpose, options.model: out_dir/
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """``hoiforge models``: list, check and fetch the weights of the paper-grade backends.
 
-Mounted by the main CLI with ``app.add_typer(models_app, name="models")``. Every command takes
-``--weights DIR`` (default $HOIFORGE_WEIGHTS, else ~/.cache/hoiforge/weights); errors are one
-line on stderr and exit code 1.
+Mounted by cli/main.py. Every command takes ``--weights DIR`` (default $HOIFORGE_WEIGHTS, else
+~/.cache/hoiforge/weights); errors are one line on stderr (exit 2), ``check`` exits 1 when weights
+are missing or corrupt.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from hoiforge.cli.output import check_failed, fail
 from hoiforge.errors import HoiforgeError
-from hoiforge.models import weights as W
+from hoiforge.models.weights import registry as W
 
 models_app = typer.Typer(name="models", help="Model weights: what each recipe needs, what is present, fetch.", no_args_is_help=True)
 out = Console()
@@ -27,11 +28,6 @@ WeightsOpt = Annotated[
     typer.Option("--weights", "--to", help=f"weights root (default ${W.WEIGHTS_ENV}, else {W.DEFAULT_ROOT})", show_default=False),
 ]
 RecipeOpt = Annotated[list[str] | None, typer.Option("--recipe", "-r", help="bundled recipe name or YAML path (repeatable)")]
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
-    return typer.Exit(1)
 
 
 def _recipes(names: list[str] | None):
@@ -75,7 +71,7 @@ def list_(recipe: RecipeOpt = None, weights: WeightsOpt = None) -> None:
                 f"recipe {r.name}: {', '.join(names) if names else 'no weights (embedded backends only)'}", markup=False, highlight=False
             )
     except HoiforgeError as e:
-        raise _fail(str(e)) from None
+        fail(str(e))
 
 
 @models_app.command("check")
@@ -92,13 +88,13 @@ def check(
         missing = [s for s in needed if W.locate(s, root) is None]
         problems = []
         if verify:
-            from hoiforge.models.fetch import verify_present
+            from hoiforge.models.weights.fetch import verify_present
 
             for s in needed:
                 if s not in missing:
                     problems += verify_present(s, W.locate(s, root))
     except HoiforgeError as e:
-        raise _fail(str(e)) from None
+        fail(str(e))
     for s in missing:
         absent = s.missing_in(s.local_dir(root))
         err.print(f"missing: {s.name} (~{s.size_mb} MB, for {_uses(s)}): "
@@ -108,7 +104,7 @@ def check(
     if missing or problems:
         bad = [s.name for s in missing] + sorted({p.split("/")[0] for p in problems})
         err.print(f"get them with: {W.fetch_command(dict.fromkeys(bad), root)}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+        check_failed()
     names = ", ".join(r.name for r in recipes)
     out.print(f"ok: all {len(needed)} weights for {names} present in {root}", markup=False, highlight=False)
 
@@ -120,7 +116,7 @@ def fetch(
     weights: WeightsOpt = None,
 ) -> None:
     """Download entries (or everything a recipe needs) with resume and checksum verification."""
-    from hoiforge.models.fetch import fetch as fetch_one
+    from hoiforge.models.weights.fetch import fetch as fetch_one
 
     try:
         root = W.weights_root(weights)
@@ -133,4 +129,4 @@ def fetch(
             folder = fetch_one(s, root, log=lambda msg: err.print(msg, markup=False, highlight=False, soft_wrap=True))
             out.print(f"{s.name}: ok in {folder}", markup=False, highlight=False)
     except HoiforgeError as e:
-        raise _fail(str(e)) from None
+        fail(str(e))

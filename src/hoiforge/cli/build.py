@@ -1,27 +1,12 @@
-"""The ``hoiforge`` command line. Forms kept stable for scripts:
+"""``hoiforge build``, ``hoiforge inspect`` and ``hoiforge validate``: make a build, read one sample, check one.
 
-hoiforge build INPUT... --out OUT [--recipe NAME|PATH]
-hoiforge inspect OUT ID
-hoiforge validate OUT
-hoiforge stats OUT                 (OUT/report/index.html + figures.json)
-hoiforge view OUT [--host H] [--port P]
-hoiforge audit OUT [--stage products|person|pose|cleanup|caption|shoes|wear_labels] [--n 100] [--split train|test] [--seed S] [--reviewer NAME] [--dropped]
-hoiforge models list|check|fetch
-hoiforge wear check IMAGES --labels-dir DIR | --coco FILE
-hoiforge eval metrics --real DIR --fake DIR [--captions CAPTIONS.jsonl] [--json]
-hoiforge eval virtualmodel --checkpoint RUN --data OUT [--n N] [--ablations] --out REPORT_DIR
-hoiforge eval shoemodel --checkpoint RUN --data OUT --out REPORT_DIR
-hoiforge train virtualmodel ...     (hoiforge/training/cli.py)
-hoiforge generate virtualmodel ...
-hoiforge train shoemodel --module wd|lps1|lps2|sw ...   (hoiforge/training/shoemodel/cli.py)
-hoiforge generate shoemodel ...
+Plain functions; cli/main.py registers them on the app.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import Annotated, Optional
@@ -31,33 +16,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from hoiforge.commands.models import models_app
-from hoiforge.datasets.wearable_cli import wear_app
+from hoiforge.cli.output import check_failed, warn
+from hoiforge.cli.output import fail as _fail
 from hoiforge.errors import HoiforgeError
-from hoiforge.eval.cli import eval_app
-from hoiforge.report.cli import audit_command, stats_command, view_command
-from hoiforge.training.cli import generate_app, train_app
-from hoiforge.training.shoemodel import cli as _shoemodel_cli  # noqa: F401 - registers `train/generate shoemodel`
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build, check and inspect HOI training data.")
-app.add_typer(models_app, name="models")
-app.add_typer(wear_app, name="wear")
-app.add_typer(eval_app, name="eval")
-app.add_typer(train_app, name="train")
-app.add_typer(generate_app, name="generate")
-app.command("stats")(stats_command)
-app.command("view")(view_command)
-app.command("audit")(audit_command)
 console = Console(stderr=True)
 stdout = Console()
 
 
-def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-@app.command()
 def build(
     inputs: Annotated[
         list[str], typer.Argument(help="image files, directories, globs, tars, or .parquet/.csv lists (local or s3://, gs://)")
@@ -95,7 +61,7 @@ def build(
     """Run a recipe over INPUTs into sharded WebDataset tars + manifest + wids index + stats."""
     from pydantic import ValidationError
 
-    from hoiforge.models.weights import WEIGHTS_ENV
+    from hoiforge.models.weights.registry import WEIGHTS_ENV
     from hoiforge.pipeline.recipe import OutputSpec, load_recipe
     from hoiforge.pipeline.runner import build as run_build
     from hoiforge.stages.base import RecipeDeprecation
@@ -107,7 +73,7 @@ def build(
             warnings.simplefilter("always", RecipeDeprecation)
             r = load_recipe(recipe)
         for w in caught:
-            console.print(f"[yellow]warning:[/] {escape(str(w.message))}", highlight=False, soft_wrap=True)
+            warn(str(w.message))
         overrides = {k: v for k, v in {"test_size": test_size, "shard_max_count": shard_size}.items() if v is not None}
         if overrides:
             r = r.model_copy(update={"output": OutputSpec.model_validate({**r.output.model_dump(), **overrides})})
@@ -200,7 +166,6 @@ def stage_lines(stats: dict, stage_order: list[str]) -> list[tuple[str, str]]:
     return lines
 
 
-@app.command()
 def inspect(
     out: Annotated[Path, typer.Argument(help="output directory of a build")],
     ident: Annotated[str, typer.Argument(metavar="ID", help="sample id (or any unique prefix), or the input path as given to build")],
@@ -216,17 +181,17 @@ def inspect(
         # A path is looked up as the build spelled it (made absolute), so a relative path works.
         row = find_row(out, ident, keys=(key_of(ident),))
     except AmbiguousId as e:
-        _fail(str(e), 1)
+        _fail(str(e))
     except HoiforgeError:
         row = find_row(out, ident)
     if row is None:
-        _fail(f"{ident}: no such sample id or input in {out}/manifest.parquet", 1)
+        _fail(f"{ident}: no such sample id or input in {out}/manifest.parquet")
     doc = {"manifest": row}
     if row["status"] == "kept":
         try:
             members = read_sample(out, row["shard"], row["id"])
         except NotAShard as e:
-            _fail(f"{out}: the manifest row names a shard it may not: {e}", 1)
+            _fail(f"{out}: the manifest row names a shard it may not: {e}")
         doc["members"] = {ext: len(data) for ext, data in members.items()}
         doc["annotation"] = json.loads(members["json"]) if "json" in members else None
         if extract:
@@ -264,12 +229,13 @@ def _extract(folder: Path, sample_id: str, members: dict[str, bytes]) -> list[st
     return refused
 
 
-@app.command()
 def validate(out: Annotated[Path, typer.Argument(help="output directory of a build")]) -> None:
     """Check shards, index and manifest against the sample contract; exit 1 on any violation."""
     from hoiforge.datasets.validate import validate as run_validate
     from hoiforge.pipeline.outlock import check_not_busy
 
+    if not out.is_dir():
+        _fail(f"{out}: no such folder")
     try:
         check_not_busy(out, "validate")
     except HoiforgeError as e:
@@ -279,13 +245,5 @@ def validate(out: Annotated[Path, typer.Argument(help="output directory of a bui
         stdout.print(f"[red]✗[/] {escape(p)}", highlight=False)
     if problems:
         stdout.print(f"[bold red]{len(problems)} violation(s)[/]")
-        raise typer.Exit(1)
+        check_failed()
     stdout.print(f"[green]✓[/] {escape(str(out))} follows the sample contract", highlight=False)
-
-
-def main() -> None:  # pragma: no cover - console entry
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())

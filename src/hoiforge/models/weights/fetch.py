@@ -13,7 +13,6 @@ HTTP errors, an interrupted transfer, a checksum mismatch.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import importlib
 import json
@@ -28,9 +27,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from hoiforge.errors import HoiforgeError
-from hoiforge.models.weights import MANIFEST, WeightSpec, is_commit, read_manifest, weights_root
+from hoiforge.models.weights.digest import CHUNK, sha256_of
+from hoiforge.models.weights.registry import MANIFEST, WeightSpec, is_commit, read_manifest, weights_root
 
-CHUNK = 1 << 20
 TIMEOUT_S = 30
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
@@ -46,14 +45,6 @@ class ChecksumError(FetchError):
 def offline() -> bool:
     """HF_HUB_OFFLINE (the Hugging Face switch users already know) turns every download off."""
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify(path: Path, expected: str | None) -> str:

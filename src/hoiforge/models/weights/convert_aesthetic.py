@@ -5,7 +5,7 @@ The published ``sac+logos+ava1-l14-linearMSE.pth`` is a pickled state dict of an
 Linear(128,64), Dropout, Linear(64,16), Linear(16,1). Backends load the safetensors file (no
 pickle at run time); the conversion reads the pickle once with ``weights_only=True``.
 
-    python -m hoiforge.models.convert_aesthetic SRC.pth DST.safetensors
+    python -m hoiforge.models.weights.convert_aesthetic SRC.pth DST.safetensors
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hoiforge.errors import ConversionError
-from hoiforge.models.convert_cli import converter_main
+from hoiforge.models.weights.convert_cli import converter_main
 
 # key -> shape of the published layout; anything else is not the LAION MLP.
 LAYOUT: dict[str, tuple[int, ...]] = {}
@@ -74,7 +74,7 @@ def convert(src: Path, dst: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return converter_main(convert, "python -m hoiforge.models.convert_aesthetic SRC.pth DST.safetensors", argv)
+    return converter_main(convert, "python -m hoiforge.models.weights.convert_aesthetic SRC.pth DST.safetensors", argv)
 
 
 if __name__ == "__main__":

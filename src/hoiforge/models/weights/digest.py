@@ -1,0 +1,20 @@
+"""sha256 of a weights file: the registry's pin check and fetch's verification hash with this one function.
+
+The lowest module of ``models.weights`` (standard library only), so the registry and fetch both
+import it and neither imports the other for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,3 +1,0 @@
-from hoiforge.report.cli import app
-
-app()
