@@ -253,6 +253,8 @@ class Stage:
     Params: ClassVar[type[StageParams]] = StageParams
     reads: ClassVar[tuple[str, ...]] = ()  # annotation keys / members that must exist before this stage
     writes: ClassVar[tuple[str, ...]] = ()  # annotation keys / members this stage adds
+    # The annotation keys it writes as typed empties (datasets/schema.py): one json schema per build.
+    annotations: ClassVar[dict[str, Any]] = {}
     default_batch_size: ClassVar[int] = 16
 
     def __init__(self, params: StageParams):
@@ -277,6 +279,10 @@ class Stage:
     def provides(self) -> tuple[str, ...]:
         """What this stage writes (may depend on the params)."""
         return self.writes
+
+    def annotation_schema(self) -> dict[str, Any]:
+        """The template of what this stage writes into the json (may depend on the params)."""
+        return self.annotations
 
     @property
     def members(self) -> tuple[str, ...]:

@@ -77,6 +77,20 @@ class Caption(Stage):
     name = "caption"
     Params = CaptionParams
     writes = ("caption", "txt")
+    annotations = {
+        "caption": {
+            "text": "",
+            "backend": "",
+            "prompt": "",
+            "model": "",
+            "truncated": False,
+            # with a translator: the captioner's text and how the translation went
+            "source_text": "",
+            "translation_model": "",
+            "translation_truncated": False,
+            "translation_skipped": False,
+        }
+    }
     default_batch_size = 8
 
     def process(self, samples: list[Sample]) -> None:

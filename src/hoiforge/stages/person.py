@@ -36,6 +36,7 @@ class Person(Stage):
     name = "person"
     Params = PersonParams
     writes = ("persons",)
+    annotations = {"persons": [{"box": [0.0], "score": 0.0, "label": "", "source": "", "close_view": [0.0]}]}
     default_batch_size = 8
 
     def process(self, samples: list[Sample]) -> None:

@@ -39,6 +39,7 @@ class Pose(Stage):
     Params = PoseParams
     reads = ("persons",)
     writes = ("keypoints", "pose.png", "leg.json", "leg.png")
+    annotations = {"persons": [{"keypoints": [[0.0]], "pose_backend": ""}]}  # per person: 133 x [x, y, score]
     default_batch_size = 8
 
     def provides(self) -> tuple[str, ...]:

@@ -65,6 +65,22 @@ class Shoes(Stage):
     Params = ShoesParams
     reads = ("keypoints",)
     writes = ("shoes", "shoe.png", "shoemask.png", "shoecrop.png", "wear.png", "wear")
+    annotations = {
+        "shoes": [
+            {
+                "person": 0,
+                "side": "",
+                "box": [0],
+                "area": 0,
+                "area_fraction": 0.0,
+                "source": "",
+                "product_index": 0,
+                "touches_border": False,
+            }
+        ],
+        "shoe_crop": {"box": [0.0], "size": 0, "person": 0, "foot": [[0.0]]},
+        "wear": W.WEAR_ANNOTATION,
+    }
     default_batch_size = 8
 
     def requires(self) -> tuple[str, ...]:

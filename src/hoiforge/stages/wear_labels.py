@@ -70,6 +70,7 @@ class WearLabels(Stage):
     name = "wear_labels"
     Params = WearLabelsParams
     writes = ("wear.png", "wearconf.png", "wear")
+    annotations = {"wear": W.WEAR_ANNOTATION}
     default_batch_size = 8
 
     def requires(self) -> tuple[str, ...]:
