@@ -130,6 +130,7 @@ prefix of the sha256 of the input's bytes. Images: {image_note}.
 
 | member | what |
 |---|---|
+| {" / ".join(f"`{e}`" for e in image_exts)} | the image |
 | `json` | the annotation document (one schema for every sample; absent values are typed empties) |
 {member_lines}
 
