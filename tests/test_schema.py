@@ -27,7 +27,7 @@ def _well_formed(template, path=""):
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_every_stage_declares_known_annotations_as_typed_empties(name):
     cls = stage_class(name)
-    assert set(cls.annotations) <= set(KNOWN_ANNOTATIONS) | {"products"}, name
+    assert set(cls.annotations) <= set(KNOWN_ANNOTATIONS), name
     _well_formed(cls.annotations, name)
 
 

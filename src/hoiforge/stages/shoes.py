@@ -64,7 +64,7 @@ class Shoes(Stage):
     name = "shoes"
     Params = ShoesParams
     reads = ("keypoints",)
-    writes = ("shoes", "shoe.png", "shoemask.png", "shoecrop.png", "wear.png", "wear")
+    writes = ("shoes", "shoe_crop", "shoe.png", "shoemask.png", "shoecrop.png", "wear.png", "wear")
     annotations = {
         "shoes": [
             {
@@ -87,7 +87,9 @@ class Shoes(Stage):
         return ("keypoints",) + (("products", "mask.png") if self.params.source == "products" else ())
 
     def provides(self) -> tuple[str, ...]:
-        return ("shoes", "shoe.png", "shoemask.png", "shoecrop.png") + (("wear.png", "wear") if self.params.bootstrap_wear else ())
+        return ("shoes", "shoe_crop", "shoe.png", "shoemask.png", "shoecrop.png") + (
+            ("wear.png", "wear") if self.params.bootstrap_wear else ()
+        )
 
     @property
     def backend_name(self) -> str:
