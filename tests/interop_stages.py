@@ -7,6 +7,7 @@ import numpy as np
 
 from hoiforge.datasets.images import encode_png
 from hoiforge.stages.base import Sample, Stage, StageParams
+from hoiforge.stages.products import Products
 
 
 class SomeProductsParams(StageParams):
@@ -17,6 +18,7 @@ class SomeProducts(Stage):
     name = "some_products"
     Params = SomeProductsParams
     writes = ("products", "mask.png")
+    annotations = {"products": Products.annotations["products"]}  # the products stage's form
 
     def process(self, samples: list[Sample]) -> None:
         for s in samples:

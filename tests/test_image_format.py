@@ -1,5 +1,5 @@
-"""output.image_format: one stored format per build, JPEGs byte-identical under jpg, alpha on white
-for jpg and kept for png/webp, the re-encode recorded in the json and the manifest."""
+"""output.image_format: one stored format per build, JPEGs byte-identical under jpg, RGB under every
+format (alpha on white, grey as RGB), the re-encode recorded in the json and the manifest."""
 
 from __future__ import annotations
 
@@ -46,17 +46,30 @@ def test_jpg_keeps_jpeg_bytes_and_reencodes_the_others():
         assert out.source_format == fmt and f"{fmt} stored as jpg (quality 80)" in out.reencoded
 
 
-def test_alpha_is_composited_on_white_for_jpg_and_kept_for_png_and_webp():
+def test_alpha_is_composited_on_white_and_every_format_stores_rgb():
     rgba_png = encoded("PNG", "RGBA")
-    as_jpg = normalise(rgba_png, 10**8, image_format="jpg")
-    assert stored_format(as_jpg.data) == ("JPEG", "RGB")
-    assert decode_rgb(as_jpg.data)[:8, :8].min() > 240  # the transparent corner is white
-    as_png = normalise(rgba_png, 10**8, image_format="png")
-    assert as_png.data == rgba_png and as_png.reencoded is None  # a PNG under png keeps its bytes, alpha included
-    as_webp = normalise(rgba_png, 10**8, image_format="webp")
-    assert stored_format(as_webp.data) == ("WEBP", "RGBA") and "PNG stored as webp" in as_webp.reencoded
-    for stored in (as_png, as_webp):
-        assert decode_rgb(stored.data)[:8, :8].min() > 240  # what every stage sees: on white
+    for fmt, pil in (("jpg", "JPEG"), ("png", "PNG"), ("webp", "WEBP")):
+        stored = normalise(rgba_png, 10**8, image_format=fmt)
+        assert stored_format(stored.data) == (pil, "RGB") and "RGBA composited on white" in stored.reencoded
+        assert decode_rgb(stored.data)[:8, :8].min() > 240  # the transparent corner is white
+
+
+def test_grey_sources_are_stored_as_rgb_under_every_format():
+    """A loader stacks a build's images only when each has 3 channels: a grey PNG or JPEG under
+    jpg/png/webp comes out RGB, with the same grey in each channel."""
+    grey = (np.arange(40 * 30) % 256).astype(np.uint8).reshape(30, 40)
+    for src in ("PNG", "JPEG"):
+        buf = io.BytesIO()
+        Image.fromarray(grey, "L").save(buf, src)
+        for fmt, pil in (("jpg", "JPEG"), ("png", "PNG"), ("webp", "WEBP")):
+            out = normalise(buf.getvalue(), 10**8, image_format=fmt)
+            assert stored_format(out.data) == (pil, "RGB") and out.source_mode == "L" and "L stored as RGB" in out.reencoded
+            rgb = np.asarray(Image.open(io.BytesIO(out.data)))
+            assert rgb.shape == (30, 40, 3)
+            if (src, fmt) == ("PNG", "png"):  # lossless: the grey itself in each channel
+                assert (rgb == grey[..., None]).all()
+    as_source = normalise(buf.getvalue(), 10**8)  # source keeps what it can: grey stays grey
+    assert stored_format(as_source.data) == ("JPEG", "L")
 
 
 def test_source_keeps_each_format():

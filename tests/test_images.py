@@ -122,3 +122,18 @@ def test_decode_stage_records_the_image_and_fails_bad_files(tmp_path: Path):
 
     [out] = run_stage(Decode(Decode.Params(stage="decode")), [sample_from_file(bad)])
     assert out.status == "failed" and out.stage == "decode" and out.image is None
+
+
+def test_psd_decodes_its_composite_image():
+    """A layered PSD (Pillow's hopper.psd: a composite and one layer, so two "frames") is the
+    composite, as Pillow opens it: not a seek to frame 0, which PSD numbers from 1."""
+    data = (DATA / "hopper.psd").read_bytes()
+    with Image.open(io.BytesIO(data)) as img:
+        composite = np.asarray(img.convert("RGB"))
+        assert img.format == "PSD" and img.n_frames == 2
+    for fmt in ("source", "png"):
+        n = normalise(data, DEFAULT_MAX_PIXELS, image_format=fmt)
+        assert (n.width, n.height, n.source_format, n.ext) == (128, 128, "PSD", "png") and "PSD stored as" in n.reencoded
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(n.data))), composite)
+    s = decoded(DATA / "hopper.psd")
+    assert s.live and s.rgb().shape == (128, 128, 3)

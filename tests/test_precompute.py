@@ -36,6 +36,15 @@ def test_crop_square_pads_white_outside_the_image():
     assert (tile[:20, :20] == 255).all() and (tile[20:, 20:] == 0).all()
 
 
+def test_a_strip_has_its_fixed_tile_count_whatever_the_products():
+    tile = np.full((32, 32, 3), 200, np.uint8)
+    for n in (0, 1, 3, 6):
+        data = encode_strip([tile] * n, slots=4, size=32)
+        back = decode_strip(data)
+        assert len(back) == 4 and len(decode_strip(data, min(n, 4))) == min(n, 4)
+        assert all(t.mean() > 190 for t in back[:n]) and not any(t.max() > 8 for t in back[n:])
+
+
 def test_strip_round_trip_and_rle_round_trip():
     tiles = [np.full((32, 32, 3), v, np.uint8) for v in (10, 128, 240)]
     back = decode_strip(encode_strip(tiles))
@@ -52,8 +61,12 @@ def test_products_write_views_and_whole_masks_that_survive_overlaps():
     (s,) = run_stage(Products(Products.Params(stage="products", detector="embedded", min_products=1)), [decoded(DATA / "coffee.png")])
     assert s.live
     products, h, w = s.ann["products"], s.ann["image"]["height"], s.ann["image"]["width"]
-    tiles = decode_strip(s.members["views.jpg"])
-    assert len(tiles) == len(products) == s.ann["views"]["count"] and tiles[0].shape == (256, 256, 3)
+    views = s.ann["views"]
+    tiles = decode_strip(s.members["views.jpg"], views["count"])
+    assert len(tiles) == len(products) == views["count"] and tiles[0].shape == (256, 256, 3)
+    # One strip size per build (views_tiles tiles, black after the last product): loaders stack it.
+    assert len(decode_strip(s.members["views.jpg"])) == views["tiles"] == 4
+    assert not decode_strip(s.members["views.jpg"])[-1].any()
     from hoiforge.datasets.masks import decode_mask
 
     ids = decode_mask(s.members["mask.png"])

@@ -86,3 +86,54 @@ def test_a_shoeleg_report_draws_the_shoe_and_wear_metrics_its_stages_declare(ray
         figure = page.split(f'<figure id="metric-{stage}-{name}">', 1)[1].split("</figure>", 1)[0]
         assert '<img alt="" src="data:image/png;base64,' in figure, name
     assert json.loads((out / "report" / "figures.json").read_text())["stage_metrics"] == result["figures"]["stage_metrics"]
+
+
+def test_shoeleg_build_loads_with_no_glue(ray_local, tmp_path, monkeypatch):
+    """The bundled shoeleg recipe on the grey basketball photo and its mirror (one per split):
+    valid, one json schema, RGB images, one views.jpg size, RGBA shoe cut-outs; read by
+    ``datasets.load_dataset(OUT)`` (both splits, each alone, streaming) and Ray Data (rows and
+    numpy batches)."""
+    import ray
+    from PIL import ImageOps
+
+    from .test_interop import _fraction, assert_one_schema, kept_ids, shard_files
+
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "basketball1.png").write_bytes((DATA / "basketball1.png").read_bytes())  # mode L
+    ImageOps.mirror(Image.open(DATA / "basketball1.png")).save(inputs / "mirrored.png")
+    fractions = sorted(_fraction(p.read_bytes()) for p in inputs.iterdir())
+    recipe = load_recipe("shoeleg")
+    stages = [p.model_copy(update={"cut_off": "keep"}) if p.stage == "shoes" else p for p in recipe.stages]
+    output = recipe.output.model_copy(update={"test_size": sum(fractions) / 2})  # one input per split
+    recipe = recipe.model_copy(update={"stages": stages, "output": output})
+    out = tmp_path / "out"
+    build([str(inputs)], out, recipe, progress=False)
+    assert validate(out) == []
+    expected = kept_ids(out)
+    assert {split: len(ids) for split, ids in expected.items()} == {"train": 1, "test": 1}
+    assert_one_schema(out, recipe)
+
+    ds = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf"))
+    assert {split: set(ds[split]["__key__"]) for split in ds} == expected
+    for split in ds:
+        for row in ds[split]:
+            assert row["jpg"].mode == "RGB" and row["shoe.png"].mode == "RGBA" and row["shoemask.png"].mode == "L"
+            assert row["views.jpg"].size == (4 * 256, 256) and row["json"]["views"]["tiles"] == 4
+            assert row["leg.json"]["names"][6:9] == ["left_big_toe", "left_small_toe", "left_heel"]
+    for split in ("test", "train"):
+        alone = datasets.load_dataset(str(out), split=split, cache_dir=str(tmp_path / f"hf-{split}"))
+        assert set(alone["__key__"]) == expected[split] and alone.features == ds[split].features
+    streamed = datasets.load_dataset(str(out), streaming=True)
+    for split in ("test", "train"):
+        rows = list(streamed[split])
+        assert {r["__key__"] for r in rows} == expected[split] and all(r["jpg"].mode == "RGB" for r in rows)
+
+    urls = shard_files(out, "train") + shard_files(out, "test")
+    rows = ray.data.read_webdataset(urls).take_all()
+    assert len(rows) == 2 and all(r["jpg"].shape[2] == 3 and r["views.jpg"].shape == (256, 1024, 3) for r in rows)
+    (batch,) = ray.data.read_webdataset(urls).iter_batches(batch_size=2, batch_format="numpy")
+    assert batch["views.jpg"].shape == (2, 256, 1024, 3)  # one strip size: numpy stacks it
+    assert batch["shoecrop.png"].shape == (2, 256, 256, 4)

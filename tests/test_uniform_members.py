@@ -16,6 +16,7 @@ from PIL import Image
 from hoiforge.datasets.contract import KNOWN_MEMBERS
 from hoiforge.datasets.layout import OutLayout
 from hoiforge.datasets.placeholders import placeholder
+from hoiforge.datasets.schema import BASE, conform, member_template, merge
 from hoiforge.datasets.validate import validate
 from hoiforge.pipeline.inputs import list_inputs, refs_to_table
 from hoiforge.pipeline.manifest import finalize
@@ -26,6 +27,8 @@ from hoiforge.stages.testing import decoded
 
 from .conftest import DATA, FIXTURES
 
+TEMPLATE = merge(BASE, {"products": [{"label": ""}]})
+
 
 @pytest.mark.parametrize("member", sorted(KNOWN_MEMBERS))
 def test_every_known_member_has_a_valid_placeholder(member):
@@ -35,22 +38,22 @@ def test_every_known_member_has_a_valid_placeholder(member):
             img.load()
             if member.endswith(".png"):
                 assert img.size == (30, 20) and not np.asarray(img).any()
-    elif member.endswith(".json"):
-        assert json.loads(data) == {}
+    elif member.endswith(".json"):  # the member's typed empties (leg.json), else {}
+        assert json.loads(data) == conform({}, member_template(member) or {})
     elif member.endswith(".npy"):
         assert np.load(io.BytesIO(data)).size == 0
     else:
         assert data == b""
 
 
-def build(tmp_path, uniform):
+def build(tmp_path, uniform, template=TEMPLATE):
     layout = OutLayout(tmp_path / "out")
     layout.make()
     samples = [decoded(DATA / n, index=i) for i, n in enumerate(FIXTURES)]
     samples[0].members["mask.png"] = placeholder("mask.png", samples[0].ann["image"]["width"], samples[0].ann["image"]["height"])
     samples[0].ann["products"] = [{"label": "x"}]
     seq = count()
-    write_part(layout, OutputSpec(), samples, lambda split: next(seq), uniform)
+    write_part(layout, OutputSpec(), samples, lambda split: next(seq), uniform, template)
     listing = refs_to_table(list_inputs([str(DATA / n) for n in FIXTURES]))
     finalize(layout, listing.append_column("index", pa.array(range(4), pa.int64())), {})
     return layout

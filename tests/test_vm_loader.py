@@ -151,6 +151,8 @@ def test_rle_keeps_an_overlapped_product_whole_and_the_instance_map_is_the_fallb
     assert np.array_equal(product_mask(ann, 0, ids, ids.shape), under.astype(bool))  # whole, although product 2 covers part of it
     del ann["products"][0]["rle"]
     assert np.array_equal(product_mask(ann, 0, ids, ids.shape), (ids == 1))  # fallback: only its visible pixels
+    ann["products"][0]["rle"] = {"size": [], "counts": ""}  # the one-schema typed empty: no whole mask either
+    assert np.array_equal(product_mask(ann, 0, ids, ids.shape), (ids == 1))
 
 
 def test_close_view_is_the_views_tile_when_present_else_cut_from_the_image(tmp_path):

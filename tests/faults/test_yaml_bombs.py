@@ -29,7 +29,7 @@ def laughs(levels: int = 9, key: str = "name") -> str:
 def _run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
     """The CLI in a child, bounded in time and memory: before the fix this hung at 3.3 GB."""
     limit = "import resource; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
-    code = limit + "import sys; from hoiforge.cli import main; sys.argv = ['hoiforge', *sys.argv[1:]]; main()"
+    code = limit + "import sys; from hoiforge.cli import app; sys.argv = ['hoiforge', *sys.argv[1:]]; app()"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 

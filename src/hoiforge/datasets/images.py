@@ -151,8 +151,9 @@ def normalise(data: bytes, max_pixels: int, jpeg_quality: int = 95, image_format
 
     ``image_format`` "jpg", "png" or "webp" stores every image in that format: a source already in
     it with nothing to fix keeps its bytes (a JPEG stays byte-identical under "jpg"), the others are
-    re-encoded (JPEG and WebP at ``quality``), transparency composited on white for "jpg" and kept
-    for "png"/"webp" (every stage and loader still sees it composited on white, ``to_rgb``).
+    re-encoded (JPEG and WebP at ``quality``). The stored image is RGB under all three: grey becomes
+    RGB and transparency is composited on white (what every stage sees, ``to_rgb``), so every image
+    of a build has 3 channels and loaders stack them.
     """
     if image_format != "source":
         return _normalise_to(data, max_pixels, image_format, quality)
@@ -196,9 +197,10 @@ def _corrupt_data_is_bad_image() -> Iterator[None]:
 
 
 def _upright_first_frame(img: Image.Image, reasons: list[str]) -> Image.Image:
-    """The first frame of an animation, loaded, with its EXIF orientation applied (each change noted)."""
+    """The first frame of an animation, loaded, with its EXIF orientation applied (each change noted).
+    A PSD's frames are its layers (numbered from 1): as opened it is the composite, which is the image."""
     n_frames = getattr(img, "n_frames", 1)
-    if n_frames > 1:
+    if n_frames > 1 and img.format != "PSD":
         img.seek(0)
         reasons.append(f"animated: first of {n_frames} frames")
     img.load()
@@ -218,10 +220,13 @@ def _normalise_to(data: bytes, max_pixels: int, image_format: str, quality: int)
     reasons: list[str] = []
     with _corrupt_data_is_bad_image():
         img = _upright_first_frame(img, reasons)
-        if _has_alpha(img) and target != "JPEG":
-            stored, why = img.convert("RGBA"), None if img.mode == "RGBA" else f"{img.mode} stored as RGBA"
-        else:
-            stored, why = _to_keepable_mode(img)
+        # RGB under every format: a loader stacks the images of a build only when each has the
+        # same channels (grey would be (1,H,W) among (3,H,W)); alpha is composited on white, as
+        # every stage sees it anyway.
+        stored, why = _to_keepable_mode(img)
+        if stored.mode != "RGB":
+            stored = stored.convert("RGB")
+            why = f"{why}; stored as RGB" if why else f"{img.mode} stored as RGB"
     if why:
         reasons.append(why)
     phash = to_hex(perceptual_hash(to_rgb(stored)))

@@ -33,6 +33,19 @@ SHOE_POINTS = {
 # Foot points that only a visible foot has (the ankle alone is seen under long trousers too).
 FOOT_ONLY = {side: points[1:] for side, points in SHOE_POINTS.items()}
 NORM_SCALE, NORM_OFFSET = 0.9, 0.1
+# The document's typed empties (datasets/schema.py); ``crop`` is added by the shoes stage.
+TEMPLATE = {
+    "layout": "",
+    "names": [""],
+    "foot_names": [""],
+    "width": 0,
+    "height": 0,
+    "size": 0,
+    "min_score": 0.0,
+    "normalisation": "",
+    "persons": [{"box": [0.0], "leg": [[0.0]], "foot": [[0.0]], "leg_normalised": [[0.0]], "feet_seen": [""]}],
+    "crop": {"box": [0.0], "size": 0, "person": 0, "foot": [[0.0]]},
+}
 
 
 def norm_size(width: int, height: int) -> int:

@@ -41,6 +41,15 @@ class MaskError(ValueError):
     """A product's RLE does not describe a mask of its image (wrong size, runs that do not cover it)."""
 
 
+def product_rle(product: Any) -> Any:
+    """A product's RLE, or None where it has none: absent, or the typed empty ``{"size": [], "counts": ""}``
+    that one-schema-per-build writes for a product without a whole mask (datasets/schema.py)."""
+    rle = product.get("rle") if isinstance(product, dict) else None
+    if rle is None or (isinstance(rle, dict) and rle.get("size") == [] and rle.get("counts") in ("", [])):
+        return None
+    return rle
+
+
 def decode_rle(rle: Any, height: int, width: int) -> np.ndarray:
     """HxW bool mask of a COCO RLE (``products[i].rle``) that must be exactly ``height`` x ``width``.
 

@@ -13,6 +13,7 @@ products) gets the same answer from the json's ``products: []`` as from the all-
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 from PIL import Image
@@ -28,9 +29,11 @@ def placeholder(member: str, width: int, height: int) -> bytes:
         mode = "RGBA" if member in RGBA_MEMBERS else "RGB" if member in RGB_MEMBERS else "L"
         Image.new(mode, (max(1, width), max(1, height))).save(buf, "PNG", optimize=True)
     elif member.endswith(".jpg"):
-        Image.new("RGB", (8, 8)).save(buf, "JPEG", quality=75)  # views.jpg: no tile (views.count is 0)
+        Image.new("RGB", (8, 8)).save(buf, "JPEG", quality=75)  # no tile (the products stage writes its own strip)
     elif member.endswith(".json"):
-        return b"{}"
+        from hoiforge.datasets.schema import conform, member_template
+
+        return json.dumps(conform({}, member_template(member) or {}), separators=(",", ":")).encode()
     elif member.endswith(".npy"):
         np.save(buf, np.zeros((0,), np.float32))
     elif member == "txt" or member.endswith(".txt"):

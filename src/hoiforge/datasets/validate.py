@@ -15,7 +15,8 @@ from PIL import Image
 from hoiforge.datasets.bounds import SampleRejected, check_sizes, load_json
 from hoiforge.datasets.contract import CHECKSUM_KEYS, IMAGE_EXTENSIONS, SCHEMA, SHARD_NAME, split_member_name
 from hoiforge.datasets.layout import OutLayout
-from hoiforge.datasets.masks import MaskError, decode_rle
+from hoiforge.datasets.masks import MaskError, decode_rle, product_rle
+from hoiforge.datasets.schema import ShapeCheck, declares, member_template
 
 SIZED_MEMBERS = ("pose.png", "mask.png", "edge.png", "wear.png", "shoe.png", "shoemask.png", "wearconf.png")
 
@@ -55,9 +56,9 @@ def _check_sample(url: str, key: str, members: dict[str, bytes], problems: list[
                 if m.size != size:
                     problems.append(f"{where}: {ext} is {m.size}, image is {size}")
     for i, product in enumerate(ann.get("products") or []):
-        if isinstance(product, dict) and "rle" in product:
+        if (rle := product_rle(product)) is not None:
             try:
-                decode_rle(product["rle"], size[1], size[0])  # sized to the image before pycocotools allocates
+                decode_rle(rle, size[1], size[0])  # sized to the image before pycocotools allocates
             except MaskError as e:
                 problems.append(f"{where}: products[{i}]: {e}")
     if "txt" in members and ann.get("caption", {}).get("text") not in (None, members["txt"].decode("utf-8", "replace")):
@@ -95,6 +96,7 @@ def validate(out: str | Path, check_images: bool = True) -> list[str]:
     # the image member under jpg/png/webp, must be the same for every kept sample.
     mixed_images = _image_format(layout) == "source"
     member_sets: dict[frozenset, str] = {}
+    shapes: dict[str, ShapeCheck] = defaultdict(ShapeCheck)  # json member -> the shapes of all its documents
     indexed = {s["url"] for s in index.get("shardlist", [])}
     if indexed != set(expected):
         problems.append(f"index.json shards {sorted(indexed ^ set(expected))[:3]} disagree with the manifest")
@@ -143,10 +145,51 @@ def validate(out: str | Path, check_images: bool = True) -> list[str]:
         for key, members in samples.items():
             names = frozenset(e for e in members if not (mixed_images and e in IMAGE_EXTENSIONS))
             member_sets.setdefault(names, f"{url}:{key}")
+            _add_shapes(shapes, members, f"{url}:{key}")
             if check_images:
                 _check_sample(url, key, members, problems)
     problems += _check_uniform(member_sets, mixed_images)
+    problems += _check_shapes(shapes, _declared_template(layout))
     return problems
+
+
+def _declared_template(layout: OutLayout) -> dict | None:
+    from hoiforge.pipeline.manifest import declared_shape
+
+    return declared_shape(layout)[1]
+
+
+def _add_shapes(shapes: dict[str, ShapeCheck], members: dict[str, bytes], where: str) -> None:
+    for ext, data in members.items():
+        if ext == "json" or ext.endswith(".json"):
+            try:
+                doc = load_json(data)  # bounded, finite numbers only: a received OUT is untrusted
+            except SampleRejected:
+                continue  # _check_sample says so
+            shapes[ext].add(doc, where)
+
+
+def _check_shapes(shapes: dict[str, ShapeCheck], template: dict | None, limit: int = 12) -> list[str]:
+    """Every json member of every sample of every split has one schema (datasets/schema.py): a
+    loader types its columns from the first samples it reads and fails or drops keys on the others.
+    With the recipe's template: no key it does not declare (the dataset card would leave it out)."""
+    lines = [f"{ext}: {line}" for ext, check in sorted(shapes.items()) for line in check.problems()]
+    if template is not None:
+        for ext, check in sorted(shapes.items()):
+            declared = template if ext == "json" else member_template(ext)
+            if declared is None:
+                continue
+            reported: list[str] = []
+            for path in sorted(check.kinds):
+                if declares(declared, path) or any(path.startswith((r + ".", r + "[]")) for r in reported):
+                    continue
+                reported.append(path)
+                where = next(iter(check.kinds[path].values()))
+                lines.append(f"{ext}: json {path} (e.g. {where}): not declared by any stage of the recipe (a typed loader leaves it out)")
+    if not lines:
+        return []
+    head = f"json schemas differ across the build ({len(lines)} differences; every sample needs the same keys and types)"
+    return [head, *lines[:limit]] + ([f"... and {len(lines) - limit} more"] if len(lines) > limit else [])
 
 
 def _image_format(layout: OutLayout) -> str:

@@ -3,9 +3,12 @@
 - A close view is a square crop around a box: its centre, side = the box's longer side grown by
   ``margin`` on each side. It may run past the image; the outside is white (product photos are
   shot on white, and DINOv2 then sees a clean background rather than a smeared edge).
-- ``<id>.views.jpg`` holds every product's close view of a sample as ONE horizontal strip of
-  square tiles (tile i = products[i]), so a sample's member names never depend on how many
-  products it has (Hugging Face ``datasets`` needs one member set per build).
+- ``<id>.views.jpg`` holds the close views of a sample's first products as ONE horizontal strip of
+  ``tiles`` square tiles (tile i = products[i]; black tiles after the last product), so a sample's
+  member names never depend on how many products it has (Hugging Face ``datasets`` needs one
+  member set per build) and every strip of a build has one size (a loader stacks them). The json
+  says how many tiles are products (``views.count``); a product past the strip has its
+  ``close_view`` box, cut from the image at load (datasets/vm_sample.py).
 - ``products[i]["rle"]`` is the product's whole mask as COCO RLE (pycocotools): the instance map
   gives an overlapping pixel to one product only, a jacket over a dress keeps both whole here.
 """
@@ -78,17 +81,24 @@ def to_crop(points: np.ndarray, box: list[float], size: int) -> np.ndarray:
     return pts
 
 
-def encode_strip(tiles: list[np.ndarray], quality: int = 95) -> bytes:
-    """One JPEG of square tiles side by side (the ``views.jpg`` member)."""
+def encode_strip(tiles: list[np.ndarray], slots: int | None = None, size: int | None = None, quality: int = 95) -> bytes:
+    """One JPEG of ``slots`` square ``size`` tiles side by side (the ``views.jpg`` member): the
+    first ``slots`` of ``tiles``, then black ones (default: as many as ``tiles``, at their size)."""
     from PIL import Image
 
+    slots = len(tiles) if slots is None else slots
+    size = tiles[0].shape[0] if size is None else size
+    strip = np.zeros((size, slots * size, 3), np.uint8)
+    for i, tile in enumerate(tiles[:slots]):
+        strip[:, i * size : (i + 1) * size] = tile
     buf = io.BytesIO()
-    Image.fromarray(np.concatenate(tiles, axis=1)).save(buf, "JPEG", quality=quality, subsampling=0)
+    Image.fromarray(strip).save(buf, "JPEG", quality=quality, subsampling=0)
     return buf.getvalue()
 
 
-def decode_strip(data: bytes) -> list[np.ndarray]:
-    """The tiles of a ``views.jpg`` (each HxHx3 RGB); the strip's height is the tile size."""
+def decode_strip(data: bytes, count: int | None = None) -> list[np.ndarray]:
+    """The tiles of a ``views.jpg`` (each HxHx3 RGB; the strip's height is the tile size): the
+    first ``count`` (the json's ``views.count``: the others are padding), all when None."""
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as img:
@@ -96,7 +106,8 @@ def decode_strip(data: bytes) -> list[np.ndarray]:
     size = strip.shape[0]
     if strip.shape[1] % size:
         raise ValueError(f"views strip is {strip.shape[1]}x{size}: not a row of {size}x{size} tiles")
-    return [strip[:, i : i + size] for i in range(0, strip.shape[1], size)]
+    tiles = [strip[:, i : i + size] for i in range(0, strip.shape[1], size)]
+    return tiles if count is None else tiles[:count]
 
 
 def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from PIL import Image
 from hoiforge.datasets.bounds import DEFAULT_LIMITS, MemberLimits, SampleRejected, check_sizes, image_size, load_json
 from hoiforge.datasets.contract import IMAGE_EXTENSIONS
 from hoiforge.datasets.images import to_rgb
-from hoiforge.datasets.masks import MaskError, decode_rle
+from hoiforge.datasets.masks import MaskError, decode_rle, product_rle
 from hoiforge.datasets.precomputed import latent_image_size
 from hoiforge.datasets.render import render_pose
 from hoiforge.errors import HoiforgeError
@@ -236,8 +236,7 @@ def crop_padded(image: np.ndarray, box, out_size: int, scale: float = 1.0, fast:
 def product_mask(ann: dict[str, Any], index: int, instance_map: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
     """HxW bool mask of products[index]: its whole RLE when present (it must be ``shape``, the image's
     (height, width): masks.decode_rle), else its pixels of the instance map."""
-    product = ann["products"][index]
-    rle = product.get("rle")
+    rle = product_rle(product := ann["products"][index])
     if rle is not None:
         try:
             return decode_rle(rle, *shape)

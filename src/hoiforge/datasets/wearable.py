@@ -57,6 +57,21 @@ def decode_labels(data: bytes) -> np.ndarray:
         return np.asarray(img.convert("L") if img.mode != "L" else img)
 
 
+# ``ann["wear"]`` of every origin (shoes' bootstrap, wear_labels' annotations or segmenter), as
+# typed empties (datasets/schema.py): a build mixing origins still has one json schema.
+WEAR_ANNOTATION = {
+    "source": "",  # bootstrap, annotation or segmenter:<name>
+    "visible": 0,
+    "wearable": 0,
+    "note": "",
+    "file": "",
+    "mean_confidence": 0.0,
+    "wearable_fraction": 0.0,
+    "review": False,
+    "review_reasons": [""],
+}
+
+
 def label_counts(labels: np.ndarray) -> dict[str, int]:
     """Pixels per class (the annotation document records them; 0 wearable is the worn bootstrap)."""
     counts = np.bincount(np.asarray(labels, np.uint8).ravel(), minlength=3)

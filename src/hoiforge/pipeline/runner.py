@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from hoiforge import __version__
 from hoiforge.datasets.layout import OutLayout, write_atomic
+from hoiforge.datasets.schema import build_template
 from hoiforge.errors import OutputError
 from hoiforge.pipeline.inputs import conform_listing, list_inputs, refs_to_table
 from hoiforge.pipeline.manifest import clean_uncommitted, committed_keys, finalize, next_shard_seq
@@ -281,7 +282,7 @@ def run_plan(
         # while the actors load their models, instead of after the last batch (cluster.py).
         ray.remote(warm_writer).options(**write_args).remote()
         try:
-            sink = ShardSink(str(layout.root), recipe.output, counter, run_id, uniform_members(stages))
+            sink = ShardSink(str(layout.root), recipe.output, counter, run_id, uniform_members(stages), build_template(stages))
             ds.write_datasink(sink, ray_remote_args=write_args)
             if profile is not None:
                 profile.update(plan_profile(ds, segments, plan_started))

@@ -25,7 +25,7 @@ import ray
 from ray.data.block import BlockAccessor
 from ray.data.datasource import Datasink
 
-from hoiforge.datasets import placeholders
+from hoiforge.datasets import placeholders, schema
 from hoiforge.datasets.contract import shard_name, split_of
 from hoiforge.datasets.layout import OutLayout, commit, tmp_path_for
 from hoiforge.pipeline.adapter import batch_to_samples
@@ -133,17 +133,23 @@ class ShardTar:
             self._finish()
 
 
-def sample_members(s: Sample, uniform: tuple[str, ...] = ()) -> dict[str, bytes]:
+def sample_members(s: Sample, uniform: tuple[str, ...] = (), template: dict[str, Any] | None = None) -> dict[str, bytes]:
     """The shard members of a kept sample, per the sample contract; ``uniform``: the members every
-    sample of the build carries (a placeholder for each one this sample lacks, named in the json)."""
+    sample of the build carries (a placeholder for each one this sample lacks, named in the json);
+    ``template``: the build's json template (datasets/schema.py), every json conformed to it."""
     filled = placeholders.fill(s.members, uniform, s.ann["image"]["width"], s.ann["image"]["height"])
-    if uniform:  # always there when a build has optional members: one json schema for every sample
+    if uniform or template is not None:  # one json schema for every sample
         s.ann["placeholders"] = filled
+    ann = s.ann if template is None else schema.conform(s.ann, template)
     members: dict[str, bytes] = {s.ann["image"]["ext"]: s.image}
-    members["json"] = json.dumps(s.ann, ensure_ascii=False, separators=(",", ":")).encode()
+    members["json"] = json.dumps(ann, ensure_ascii=False, separators=(",", ":")).encode()
     for ext, data in s.members.items():
-        if data is not None:
-            members[ext] = data
+        if data is None:
+            continue
+        member_template = schema.member_template(ext) if template is not None else None
+        if member_template is not None:
+            data = json.dumps(schema.conform(json.loads(data), member_template), separators=(",", ":")).encode()
+        members[ext] = data
     return members
 
 
@@ -218,12 +224,13 @@ def manifest_row(s: Sample) -> dict[str, Any]:
 
 
 class ShardSink(Datasink):
-    def __init__(self, out: str, spec: OutputSpec, counter, run: str, uniform: tuple[str, ...] = ()):
+    def __init__(self, out: str, spec: OutputSpec, counter, run: str, uniform: tuple[str, ...] = (), template: dict | None = None):
         self.out = out
         self.spec = spec
         self.counter = counter
         self.run = run
         self.uniform = uniform
+        self.template = template
 
     @property
     def min_rows_per_write(self) -> int:
@@ -235,7 +242,12 @@ class ShardSink(Datasink):
     def write(self, blocks, ctx) -> dict[str, Any]:
         samples = [s for block in blocks for s in batch_to_samples(BlockAccessor.for_block(block).to_arrow())]
         return write_part(
-            OutLayout(self.out), self.spec, samples, lambda split: ray.get(self.counter.take.remote(self.run, split)), self.uniform
+            OutLayout(self.out),
+            self.spec,
+            samples,
+            lambda split: ray.get(self.counter.take.remote(self.run, split)),
+            self.uniform,
+            self.template,
         )
 
 
@@ -250,7 +262,9 @@ def drop_duplicates_within(samples: list[Sample]) -> None:
             first[sid] = s
 
 
-def write_part(layout: OutLayout, spec: OutputSpec, samples: list[Sample], take_seq, uniform: tuple[str, ...] = ()) -> dict[str, Any]:
+def write_part(
+    layout: OutLayout, spec: OutputSpec, samples: list[Sample], take_seq, uniform: tuple[str, ...] = (), template: dict | None = None
+) -> dict[str, Any]:
     drop_duplicates_within(samples)
     by_split: dict[str, list[Sample]] = defaultdict(list)
     for s in sorted(samples, key=lambda s: s.index):
@@ -266,7 +280,7 @@ def write_part(layout: OutLayout, spec: OutputSpec, samples: list[Sample], take_
             tmp = tmp_path_for(final)
             # The json is written before the shard is known: compaction moves members byte for
             # byte, so where a sample sits is the manifest's and the index's to say, not the json's.
-            info = write_tar(tmp, [(s.ann["id"], sample_members(s, uniform)) for s in group])
+            info = write_tar(tmp, [(s.ann["id"], sample_members(s, uniform, template)) for s in group])
             for s in group:
                 s.ann["shard"] = f"shards/{name}"
             commit(tmp, final)

@@ -58,6 +58,8 @@ class Stage:
     reads: ClassVar[tuple[str, ...]] = ()  # annotation keys / members that must exist before this stage
     writes: ClassVar[tuple[str, ...]] = ()  # annotation keys / members this stage adds
     metrics: ClassVar[tuple[MetricSpec, ...]] = ()  # sample.metrics it records: each is drawn by the report
+    # The annotation keys it writes as typed empties (datasets/schema.py): one json schema per build.
+    annotations: ClassVar[dict[str, Any]] = {}
     default_batch_size: ClassVar[int] = 16
 
     def __init__(self, params: StageParams):
@@ -82,6 +84,10 @@ class Stage:
     def provides(self) -> tuple[str, ...]:
         """What this stage writes (may depend on the params)."""
         return self.writes
+
+    def annotation_schema(self) -> dict[str, Any]:
+        """The template of what this stage writes into the json (may depend on the params)."""
+        return self.annotations
 
     @property
     def members(self) -> tuple[str, ...]:

@@ -82,6 +82,20 @@ class Caption(Stage):
         MetricSpec("caption_truncated", "flag", title="caption cut at max_new_tokens"),
         MetricSpec("translation_truncated", "flag", title="translation cut at its token limit"),
     )
+    annotations = {
+        "caption": {
+            "text": "",
+            "backend": "",
+            "prompt": "",
+            "model": "",
+            "truncated": False,
+            # with a translator: the captioner's text and how the translation went
+            "source_text": "",
+            "translation_model": "",
+            "translation_truncated": False,
+            "translation_skipped": False,
+        }
+    }
     default_batch_size = 8
 
     def process(self, samples: list[Sample]) -> None:

@@ -224,6 +224,20 @@ class Cleanup(Stage):
         MetricSpec("cleanup_fraction", "fraction", "of the image", "inpainted fraction of the image"),
         MetricSpec("products_inpainted", "count", "products", "products touched by inpainting"),
     )
+    annotations = {
+        "text_regions": [{"polygon": [[0.0]], "box": [0.0], "text": "", "score": 0.0, "det_score": 0.0, "action": "", "rule": ""}],
+        "cleanup": {
+            "ocr": "",
+            "inpaint": "",
+            "removed": 0,
+            "fraction": 0.0,
+            "margin_px": 0,
+            "margin_rel": 0.0,
+            "products_inpainted": [0],  # mask indices of the products the inpainting covered
+            "products_dropped": [""],  # labels of those dropped (products.on_inpainted: drop_product)
+        },
+        "products": [{"inpainted": False, "inpainted_fraction": 0.0}],
+    }
     default_batch_size = 4
 
     def process(self, samples: list[Sample]) -> None:
@@ -300,8 +314,9 @@ class Cleanup(Stage):
             s.metrics["product_label"] = kept[0]["label"]
         views = s.ann.get("views")
         if views and "views.jpg" in s.members:  # cut before cleanup: the text is in it
-            tiles = [crop_square(s.rgb(), q["close_view"], views["size"]) for q in products]
-            s.members["views.jpg"] = encode_strip(tiles)
+            slots = views.get("tiles") or len(products)
+            tiles = [crop_square(s.rgb(), q["close_view"], views["size"]) for q in products[:slots]]
+            s.members["views.jpg"] = encode_strip(tiles, slots, views["size"])
             views["count"] = len(tiles)
 
     def _decide(self, s: Sample, regions: list[TextRegion]) -> np.ndarray | None:

@@ -37,6 +37,7 @@ class Person(Stage):
     Params = PersonParams
     writes = ("persons",)
     metrics = (MetricSpec("persons", "count", "persons", "persons per image", over="all"),)
+    annotations = {"persons": [{"box": [0.0], "score": 0.0, "label": "", "source": "", "close_view": [0.0]}]}
     default_batch_size = 8
 
     def process(self, samples: list[Sample]) -> None:

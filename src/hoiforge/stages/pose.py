@@ -43,6 +43,7 @@ class Pose(Stage):
         MetricSpec(f"kp_{part}", "score", "visible keypoints", f"{part}: visible keypoints per person", range=(0, len(idx)))
         for part, idx in K.PARTS.items()
     )
+    annotations = {"persons": [{"keypoints": [[0.0]], "pose_backend": ""}]}  # per person: 133 x [x, y, score]
     default_batch_size = 8
 
     def provides(self) -> tuple[str, ...]:

@@ -46,6 +46,16 @@ class Precompute(Stage):
     Params = PrecomputeParams
     writes = ("latent.npy", "text.npy", "dino.npy")
     metrics = (MetricSpec("latent_hw", "category", "latent cells", "latent size (h x w)"),)
+    annotations = {
+        "precompute": {
+            "resolution": 0,
+            "vae": "",
+            "scaling_factor": 0.0,
+            "text_encoder": "",
+            "dino": "",
+            "dino_layer": 0,
+        }
+    }
     default_batch_size = 8
 
     def requires(self) -> tuple[str, ...]:
@@ -78,7 +88,10 @@ class Precompute(Stage):
                 s.members["text.npy"] = encode_array(h)
             record.update(text_encoder=text.model_id)
         if image is not None:
-            tiles = [decode_strip(s.members["views.jpg"]) if s.members.get("views.jpg") else [] for s in samples]
+            tiles = [
+                decode_strip(s.members["views.jpg"], (s.ann.get("views") or {}).get("count")) if s.members.get("views.jpg") else []
+                for s in samples
+            ]
             features = image.encode([t for per in tiles for t in per])
             start = 0
             for s, per in zip(samples, tiles, strict=True):

@@ -11,8 +11,10 @@ class-agnostic salient-foreground detector (models/embedded_segment.py). Writes:
   (the square crop box around the product, VirtualModel's close view v; may run past the image);
 - ``<id>.mask.png``: instance map, 0 = background, i = ``ann["products"][i-1]`` (an overlapping
   pixel belongs to the better product);
-- ``<id>.views.jpg``: every product's close view as one strip of ``views_size`` squares
-  (datasets/views.py), so trainers and DINOv2 never decode the full image for it;
+- ``<id>.views.jpg``: the first ``views_tiles`` products' close views as one strip of that many
+  ``views_size`` squares, black after the last product, for every sample (one size per build;
+  datasets/views.py), so trainers and DINOv2 never decode the full image for it;
+  ``ann["views"]``: ``{size, tiles, count}`` (count: the tiles that are products);
 - metrics ``products`` (count), ``product_area`` (largest area fraction), ``product_label``.
 
 Images with fewer than ``min_products`` products are dropped unless ``drop_if_none`` is off.
@@ -48,6 +50,9 @@ class ProductsParams(StageParams):
     nms_iou: float = Field(0.7, gt=0, le=1, description="a mask overlapping a better one above this IoU is a duplicate")
     close_view_margin: float = Field(0.25, ge=0, description="close-view crop: the box's longer side grown by this fraction per side")
     views_size: int = Field(256, ge=32, le=1024, description="side of each close-view tile in <id>.views.jpg")
+    # (ours) One strip size per build, so loaders stack it: 4 tiles hold every product of most
+    # e-commerce photos; a product past them is cut from the image at load (its close_view box).
+    views_tiles: int = Field(4, ge=1, le=64, description="tiles in <id>.views.jpg (black after the last product)")
 
     # Before backend slots, the GroundingDINO thresholds were stage keys.
     _legacy_options: ClassVar[dict[str, str]] = {"box_threshold": "detector", "text_threshold": "detector"}
@@ -94,6 +99,25 @@ class Products(Stage):
         MetricSpec("product_area", "fraction", "of the image", "largest product mask"),
         MetricSpec("product_label", "category", title="first product's label"),
     )
+    annotations = {
+        "products": [
+            {
+                "label": "",
+                "phrase": "",
+                "box": [0.0],
+                "score": 0.0,
+                "mask_score": 0.0,
+                "mask_index": 0,
+                "mask_box": [0],
+                "area": 0,
+                "area_fraction": 0.0,
+                "close_view": [0.0],
+                "rle": {"size": [0], "counts": ""},
+                "source": "",
+            }
+        ],
+        "views": {"size": 0, "tiles": 0, "count": 0},
+    }
     default_batch_size = 8
 
     def setup(self) -> None:
@@ -129,10 +153,9 @@ class Products(Stage):
                 p.max_products,
             )
             s.ann["products"] = [self._to_json(q, i + 1, ids, p.close_view_margin) for i, q in enumerate(kept)]
-            if kept:
-                tiles = [crop_square(rgb, q["close_view"], p.views_size) for q in s.ann["products"]]
-                s.members["views.jpg"] = encode_strip(tiles)
-                s.ann["views"] = {"size": p.views_size, "count": len(tiles)}
+            tiles = [crop_square(rgb, q["close_view"], p.views_size) for q in s.ann["products"][: p.views_tiles]]
+            s.members["views.jpg"] = encode_strip(tiles, p.views_tiles, p.views_size)
+            s.ann["views"] = {"size": p.views_size, "tiles": p.views_tiles, "count": len(tiles)}
             s.metrics["products"] = len(kept)
             s.metrics["product_area"] = max((q["area_fraction"] for q in s.ann["products"]), default=0.0)
             s.metrics["product_label"] = kept[0].label if kept else ""

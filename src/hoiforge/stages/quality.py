@@ -43,10 +43,14 @@ class Quality(Stage):
         MetricSpec("aesthetic", "score", "LAION aesthetic (0-10)", "aesthetic score", range=(0, 10), over="all"),
         MetricSpec("brisque", "score", "BRISQUE (lower is better)", "BRISQUE", range=(0, 150), over="all"),
     )
+    annotations = {"quality": {"brisque": 0.0, "backend": ""}, "aesthetic": {"score": 0.0, "backend": "", "model": ""}}
     default_batch_size = 32
 
     def provides(self) -> tuple[str, ...]:
         return ("aesthetic",) if self.params.scorer.backend == "laion-aesthetic" else ("quality",)
+
+    def annotation_schema(self) -> dict:
+        return {k: v for k, v in self.annotations.items() if k in self.provides()}
 
     def process(self, samples: list[Sample]) -> None:
         p = self.params

@@ -69,13 +69,32 @@ class Shoes(Stage):
         MetricSpec("shoes", "count", "shoes", "shoes per image", over="all"),
         MetricSpec("shoe_area", "fraction", "of the image", "shoe mask area"),
     )
+    writes = ("shoes", "shoe_crop", "shoe.png", "shoemask.png", "shoecrop.png", "wear.png", "wear")
+    annotations = {
+        "shoes": [
+            {
+                "person": 0,
+                "side": "",
+                "box": [0],
+                "area": 0,
+                "area_fraction": 0.0,
+                "source": "",
+                "product_index": 0,
+                "touches_border": False,
+            }
+        ],
+        "shoe_crop": {"box": [0.0], "size": 0, "person": 0, "foot": [[0.0]]},
+        "wear": W.WEAR_ANNOTATION,
+    }
     default_batch_size = 8
 
     def requires(self) -> tuple[str, ...]:
         return ("keypoints",) + (("products", "mask.png") if self.params.source == "products" else ())
 
     def provides(self) -> tuple[str, ...]:
-        return ("shoes", "shoe.png", "shoemask.png", "shoecrop.png") + (("wear.png", "wear") if self.params.bootstrap_wear else ())
+        return ("shoes", "shoe_crop", "shoe.png", "shoemask.png", "shoecrop.png") + (
+            ("wear.png", "wear") if self.params.bootstrap_wear else ()
+        )
 
     @property
     def backend_name(self) -> str:

@@ -75,6 +75,7 @@ class WearLabels(Stage):
         MetricSpec("wear_confidence", "score", "mean confidence", "segmenter confidence", range=(0, 1)),
         MetricSpec("wear_review", "flag", title="flagged for human review"),
     )
+    annotations = {"wear": W.WEAR_ANNOTATION}
     default_batch_size = 8
 
     def requires(self) -> tuple[str, ...]:
