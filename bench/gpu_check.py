@@ -47,6 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))  # tests.random_qwen2_vl
 PHOTO = ROOT / "tests" / "data" / "astronaut.png"
 CAPTION = (
     "a young woman with long dark hair stands in a bright kitchen, holding a white ceramic coffee cup with both hands in front "
@@ -551,7 +552,7 @@ def stage_cases(ctx: Ctx) -> list[StageCase]:
     # Caption first: the bounding stage of bench/gpu_hours.py, measured before the budget can run out.
     # Qwen2-VL-7B, 576 visual tokens + 40 prompt tokens, then 64 decoded tokens, batch 16. bf16 or fp32 (never fp16).
     if smoke:
-        from hoiforge.models.random_qwen2_vl import SIZES
+        from tests.random_qwen2_vl import SIZES  # the random Qwen2-VL sizes (a test helper)
 
         spec = SIZES["tiny"]
         text = dict(spec["text"])

@@ -22,7 +22,7 @@ from hoiforge.pipeline.adapter import ChainAdapter, batch_to_samples, chain_clas
 from hoiforge.pipeline.cluster import group_stages, plan_segments
 from hoiforge.pipeline.recipe import load_recipe, parse_recipe
 from hoiforge.pipeline.runner import instantiate
-from hoiforge.stages import base as base_mod
+from hoiforge.stages import sample as sample_mod  # Sample decodes its pixels there
 from hoiforge.stages.testing import decoded, sample_from_file
 
 DATA = Path(__file__).parent / "data"
@@ -66,7 +66,7 @@ def test_sample_rgb_caches_and_never_decodes_full_pixels_twice(tmp_path, monkeyp
     s = decoded(big_jpeg(tmp_path))
     # The decode stage kept the bytes as they came, so it handed its pixels on: no decode at all.
     calls = []
-    monkeypatch.setattr(base_mod, "decode_rgb", lambda *a, **k: calls.append(a[1:] or k) or decode_rgb(*a, **k))
+    monkeypatch.setattr(sample_mod, "decode_rgb", lambda *a, **k: calls.append(a[1:] or k) or decode_rgb(*a, **k))
     assert s.rgb().shape == (2048, 2048, 3) and s.rgb(256) is s.rgb()
     assert calls == []
     assert np.array_equal(s.rgb(), decode_rgb(s.image))
@@ -135,7 +135,7 @@ def test_chain_decodes_once_and_equals_stage_by_stage(photo_dir, monkeypatch):
     paths = sorted(p for p in photo_dir.rglob("*") if p.suffix == ".png")  # PNG: no reduced decodes anywhere
     calls = []
     real = images_mod.decode_rgb
-    monkeypatch.setattr(base_mod, "decode_rgb", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(sample_mod, "decode_rgb", lambda *a, **k: calls.append(1) or real(*a, **k))
 
     one_by_one = [sample_from_file(p, i) for i, p in enumerate(paths)]
     stages = instantiate(recipe)

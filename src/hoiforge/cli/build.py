@@ -233,6 +233,7 @@ def validate(out: Annotated[Path, typer.Argument(help="output directory of a bui
     """Check shards, index and manifest against the sample contract; exit 1 on any violation."""
     from hoiforge.datasets.validate import validate as run_validate
     from hoiforge.pipeline.outlock import check_not_busy
+    from hoiforge.pipeline.stage_set import declared_template
 
     if not out.is_dir():
         _fail(f"{out}: no such folder")
@@ -240,7 +241,7 @@ def validate(out: Annotated[Path, typer.Argument(help="output directory of a bui
         check_not_busy(out, "validate")
     except HoiforgeError as e:
         _fail(str(e))
-    problems = run_validate(out)
+    problems = run_validate(out, declared=declared_template)
     for p in problems[:200]:
         stdout.print(f"[red]✗[/] {escape(p)}", highlight=False)
     if problems:

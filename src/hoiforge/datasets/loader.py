@@ -24,6 +24,7 @@ import os
 import random
 import sys
 import tarfile
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -261,13 +262,40 @@ class ShardStream(IterableDataset):
             yield collate(batch)
 
 
+_LIVE_ITERATORS: weakref.WeakSet = weakref.WeakSet()
+
+
+def _stop_live_workers() -> None:
+    """Main process, at exit: stop the workers of iterators still alive, before multiprocessing's own
+    exit hook does. That hook SIGTERMs daemonic children and joins them, and torch's SIGCHLD handler
+    then raises "DataLoader worker ... is killed by signal: Terminated" inside it: a traceback at the
+    end of a script that simply stopped iterating (atexit is LIFO: registered after torch imported
+    multiprocessing, this runs first)."""
+    for iterator in list(_LIVE_ITERATORS):
+        with contextlib.suppress(Exception):
+            iterator._shutdown_workers()
+
+
+atexit.register(_stop_live_workers)
+
+
+class _Loader(DataLoader):
+    """A DataLoader whose worker iterators are stopped cleanly at interpreter exit."""
+
+    def _get_iterator(self):
+        iterator = super()._get_iterator()
+        if self.num_workers:
+            _LIVE_ITERATORS.add(iterator)
+        return iterator
+
+
 def make_loader(stream: ShardStream, workers: int) -> DataLoader:
     """A DataLoader over a ShardStream (batches are built in the workers).
 
     Workers are spawned, not forked: a process that has used OpenCV's thread pool (any resize)
     deadlocks the forked workers' first OpenCV call (seen here: the workers hang forever).
     """
-    return DataLoader(
+    return _Loader(
         stream,
         batch_size=None,
         num_workers=workers,

@@ -7,6 +7,7 @@ import io
 import json
 import tarfile
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -65,8 +66,12 @@ def _check_sample(url: str, key: str, members: dict[str, bytes], problems: list[
         problems.append(f"{where}: .txt differs from json caption")
 
 
-def validate(out: str | Path, check_images: bool = True) -> list[str]:
-    """Every violation found, as one line each; an empty list means the output is valid."""
+def validate(out: str | Path, check_images: bool = True, declared: Callable[[OutLayout], dict | None] | None = None) -> list[str]:
+    """Every violation found, as one line each; an empty list means the output is valid.
+
+    ``declared``: the build's json template from its recipe (``pipeline.stage_set.declared_template``,
+    which ``hoiforge validate`` passes; this layer cannot build stages): json keys no stage declares
+    are violations too (a typed loader leaves them out)."""
     layout = OutLayout(out)
     problems: list[str] = []
     for required in (layout.index, layout.manifest, layout.stats):
@@ -149,14 +154,8 @@ def validate(out: str | Path, check_images: bool = True) -> list[str]:
             if check_images:
                 _check_sample(url, key, members, problems)
     problems += _check_uniform(member_sets, mixed_images)
-    problems += _check_shapes(shapes, _declared_template(layout))
+    problems += _check_shapes(shapes, declared(layout) if declared else None)
     return problems
-
-
-def _declared_template(layout: OutLayout) -> dict | None:
-    from hoiforge.pipeline.manifest import declared_shape
-
-    return declared_shape(layout)[1]
 
 
 def _add_shapes(shapes: dict[str, ShapeCheck], members: dict[str, bytes], where: str) -> None:

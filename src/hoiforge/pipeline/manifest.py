@@ -277,29 +277,13 @@ def finalize(layout: OutLayout, listing: pa.Table, run_info: dict[str, Any], spe
     return stats
 
 
-def declared_shape(layout: OutLayout) -> tuple[tuple[str, ...], dict[str, Any] | None]:
-    """(the members every sample carries, the json template) the build's recipe declares; ((), None)
-    for an output without a recipe.json this version can read."""
-    try:
-        import warnings
-
-        from hoiforge.datasets.schema import build_template
-        from hoiforge.pipeline.recipe import parse_recipe
-        from hoiforge.pipeline.runner import instantiate, uniform_members
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # an old recipe form was reported when the build started
-            stages = instantiate(parse_recipe(json.loads(layout.recipe.read_text()), str(layout.recipe)))
-        return uniform_members(stages), build_template(stages)
-    except Exception:  # noqa: BLE001 - received or older outputs: no declared shape to compare with
-        return (), None
-
-
 def write_card(layout: OutLayout, stats: dict[str, Any]) -> None:
     """OUT/README.md, the dataset card (datasets/card.py), from the build's recipe.json and stats."""
     from hoiforge.datasets.card import CARD_NAME, render
 
     doc = json.loads(layout.recipe.read_text()) if layout.recipe.exists() else {}
+    from hoiforge.pipeline.stage_set import declared_shape
+
     members, template = declared_shape(layout)
     image_format = output_spec_of(layout).image_format
     write_atomic(layout.root / CARD_NAME, render(doc, stats, image_format, members, template).encode())

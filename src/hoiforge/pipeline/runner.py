@@ -33,7 +33,7 @@ from hoiforge.pipeline.inputs import conform_listing, list_inputs, refs_to_table
 from hoiforge.pipeline.manifest import clean_uncommitted, committed_keys, finalize, next_shard_seq
 from hoiforge.pipeline.outlock import exclusive
 from hoiforge.pipeline.recipe import Recipe
-from hoiforge.stages import stage_class
+from hoiforge.pipeline.stage_set import instantiate, uniform_members
 from hoiforge.stages.base import Stage
 
 
@@ -42,18 +42,6 @@ class BuildResult:
     out: Path
     stats: dict[str, Any]
     processed: int  # inputs processed by this run (the rest were committed before)
-
-
-def instantiate(recipe: Recipe) -> list[Stage]:
-    # The decode stage stores the image, so it is the one that encodes it as the output asks.
-    out = {"image_format": recipe.output.image_format, "image_quality": recipe.output.image_quality}
-    return [stage_class(p.stage)(p.model_copy(update=out) if p.stage == "decode" else p) for p in recipe.stages]
-
-
-def uniform_members(stages: list[Stage]) -> tuple[str, ...]:
-    """The optional members every kept sample of the build carries: all that its stages can write
-    (a sample a stage wrote nothing for gets a placeholder, datasets/placeholders.py)."""
-    return tuple(sorted({m for stage in stages for m in stage.members}))
 
 
 def bind_output(stages: list[Stage], layout: OutLayout) -> None:
