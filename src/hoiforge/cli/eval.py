@@ -131,6 +131,9 @@ ClipModel = Annotated[
 CacheDir = Annotated[Optional[Path], typer.Option("--cache-dir", help="feature cache (default $HOIFORGE_CACHE/eval-features)")]
 Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="progress bars on stderr")]
+AllowOutsideRun = Annotated[
+    bool, typer.Option("--allow-outside-run", help="load base models the run names outside itself (only for runs you made)")
+]
 Method = Annotated[FidMethod, typer.Option("--fid-method", help="matrix square root: scipy sqrtm (standard) or symmetric eigh")]
 
 
@@ -166,6 +169,7 @@ def virtualmodel_command(
     cache_dir: CacheDir = None,
     device: Device = None,
     progress: Progress = True,
+    allow_outside_run: AllowOutsideRun = False,
 ) -> None:
     """VirtualModel Table 1 (and Table 4 with --ablations): generate on OUT's test split with RUN, score, write the tables."""
     from hoiforge.eval.virtualmodel_eval import Options, evaluate_virtualmodel
@@ -188,6 +192,7 @@ def virtualmodel_command(
         device=device,
         compare=compare,
         progress=progress,
+        allow_outside_run=allow_outside_run,
     )
     try:
         doc = evaluate_virtualmodel(checkpoint, data, out, ablations, ablation_run or [], opts, say=_say)
@@ -228,6 +233,7 @@ def shoemodel_command(
     cache_dir: CacheDir = None,
     device: Device = None,
     progress: Progress = True,
+    allow_outside_run: AllowOutsideRun = False,
 ) -> None:
     """ShoeModel Table 3 (FID, KID, CLIP of the whole system on --shoes images vs OUT's test photos) and Table 5 (WD vs wear labels)."""
     from hoiforge.eval.shoemodel_eval import Options, evaluate_shoemodel
@@ -248,6 +254,7 @@ def shoemodel_command(
         cache_dir=str(cache_dir) if cache_dir else None,
         device=device,
         progress=progress,
+        allow_outside_run=allow_outside_run,
     )
     try:
         doc = evaluate_shoemodel(checkpoint, data, out, opts, say=_say)
