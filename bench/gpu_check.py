@@ -34,6 +34,7 @@ import argparse
 import contextlib
 import gc
 import inspect
+import itertools
 import json
 import os
 import platform
@@ -218,7 +219,7 @@ def time_training(ctx: Ctx, name: str, *, trainable, frozen, loss, batches, mixe
     ctx.reset_peak()
     trainer = _NoSaveTrainer(cfg, trainable=trainable, frozen=frozen, data=data, loss=loss)
     trainer.fit()
-    steps = [b - a for a, b in zip(stamps, stamps[1:])][ctx.warmup :]
+    steps = [b - a for a, b in itertools.pairwise(stamps)][ctx.warmup :]
     del trainer
     return {"s_per_step": sum(steps) / len(steps), "peak_gb": ctx.peak_gb(), "mixed_precision": mixed, "steps_timed": len(steps)}
 
@@ -482,7 +483,7 @@ def shoe_cases(ctx: Ctx, which: list[str]) -> list[dict]:
     module_row("sw", f"SW ControlNet train step @{r}²", lambda: sw.controlnet_from_unet(base["unet"], base["vae"]), sw_batches,
                base and sw.make_loss(base["tokenizer"], base["scheduler"]), cfg.sw.train,
                frozen=base and {"vae": base["vae"], "unet": base["unet"], "text_encoder": base["text_encoder"]}, model_name="controlnet")  # fmt: skip
-    base = None  # noqa: F841  (frees the SD1.5 base before WD)
+    base = None
     _gc_cuda(ctx)
 
     # WD: SegFormer, 3 classes, wd.loss.
@@ -646,7 +647,7 @@ def stage_cases(ctx: Ctx) -> list[StageCase]:
         vc = dict(hidden_size=sam_arch["encoder_embed_dim"], num_hidden_layers=sam_arch["encoder_depth"],
                   num_attention_heads=sam_arch["encoder_num_heads"], global_attn_indexes=sam_arch["encoder_global_attn_indexes"],
                   image_size=sam_side, output_channels=sam_arch.get("prompt_embed_dim", 256))  # fmt: skip
-        sam_build = lambda: T.SamModel(T.SamConfig(vision_config=vc)).vision_encoder  # noqa: E731
+        sam_build = lambda: T.SamModel(T.SamConfig(vision_config=vc)).vision_encoder
         sam_path = "transformers SamModel vision encoder (segment-anything not installed), from config"
     cases.append(StageCase("sam-encoder", f"SAM ViT-H image encoder @{sam_side}²", 2 if smoke else 8, sam_build, randn(3, sam_side, sam_side),
                            lambda m, x: m(x), sam_path))  # fmt: skip
@@ -790,7 +791,7 @@ def lama_standin(smoke: bool):
             self.bn = nn.BatchNorm2d(2 * c)
 
         def forward(self, x):
-            b, c, h, w = x.shape
+            _b, _c, h, w = x.shape
             f = torch.fft.rfftn(x, dim=(-2, -1), norm="ortho")  # in x's precision, as LaMa's ffc.py (half: cuFFT wants 2^n sides)
             f = torch.relu(self.bn(self.conv(torch.cat([f.real, f.imag], 1))))
             real, imag = f.chunk(2, 1)
@@ -929,9 +930,9 @@ def run_stage(ctx: Ctx, case: StageCase) -> list[dict]:
             x = case.inputs(case.batch, dt)
             ctx.reset_peak()
             with torch.inference_mode():
-                s = time_calls(ctx, lambda: case.forward(model, x))
+                s = time_calls(ctx, lambda model=model, x=x: case.forward(model, x))
                 if case.key == "caption":  # prefill (vision tower + prompt) alone: the rest of the call is decoding
-                    row["prefill_s"] = time_calls(ctx, lambda: qwen_prefill(model, x), iters=1)
+                    row["prefill_s"] = time_calls(ctx, lambda model=model, x=x: qwen_prefill(model, x), iters=1)
             if case.key == "lama":
                 row["dtype"] = str(model.dtype).removeprefix("torch.")
             row.update(s_per_call=s, images_per_s=case.batch / s, s_per_image=s / case.batch, peak_gb=ctx.peak_gb())
@@ -939,7 +940,7 @@ def run_stage(ctx: Ctx, case: StageCase) -> list[dict]:
             row.update(failed(row["case"], "stages", case.what, e))
         rows.append(row)
         _gc_cuda(ctx)
-    model = None  # noqa: F841
+    model = None
     _gc_cuda(ctx)
     return rows
 

@@ -74,7 +74,7 @@ class UltralyticsPersonDetector:
         self.check(model, trusted_sha256=trusted_sha256)
         import torch
 
-        YOLO = import_yolo()  # noqa: N806
+        YOLO = import_yolo()
         self.model = YOLO(str(Path(model).expanduser()))
         dev, dt = device_dtype(device, dtype)
         self.device = str(dev)
@@ -88,7 +88,7 @@ class UltralyticsPersonDetector:
         require("torchvision", INSTALL)
         try:
             import torchvision  # noqa: F401 - ultralytics needs it to import, and it fails on mismatched torch
-        except Exception as e:  # noqa: BLE001 - any import failure means the backend cannot run
+        except Exception as e:
             raise BackendUnavailable(
                 f"person backend 'yolo': torchvision does not load here ({type(e).__name__}: {e}); {INSTALL}"
             ) from None

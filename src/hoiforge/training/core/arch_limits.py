@@ -44,7 +44,7 @@ LIMITS: dict[str, tuple[int, str]] = {
             "time_embedding_dim",
         ),
         _WIDTH,
-    ),  # fmt: skip
+    ),
     "intermediate_size": (65_536, "DINOv2-giant's MLP is 6,144 wide"),
     **dict.fromkeys(("num_hidden_layers", "layers_per_block", "depth", "depths", "transformer_layers_per_block"), _LAYERS),
     **dict.fromkeys(("num_attention_heads", "attention_head_dim"), (1_024, "SDXL uses 64 heads")),
@@ -119,7 +119,7 @@ def check_buildable(where: str, build: Callable[[], Any], max_params: int = MAX_
         n = count_parameters(build)
     except HoiforgeError:
         raise
-    except Exception as e:  # noqa: BLE001 - the architecture's own refusal, in one sentence
+    except Exception as e:
         first = (str(e).strip().splitlines() or [""])[0][:300]
         raise ArchitectureError(f"{where} does not describe a model that can be built ({type(e).__name__}: {first})") from None
     if n > max_params:
