@@ -342,7 +342,7 @@ def vm_cases(ctx: Ctx) -> list[dict]:
             r = with_oom_fallback(ctx, plan, run)
             rows.append({"case": f"vm-{stage}", "section": "VirtualModel", "what": f"{cfg.name} stage {stage} train step @{side}²", **r,
                          "gradient_checkpointing": getattr(t, stage).gradient_checkpointing})  # fmt: skip
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a case that fails is recorded with its error and the run goes on
             rows.append(failed(f"vm-{stage}", "VirtualModel", f"{cfg.name} stage {stage} train step @{side}²", e))
 
     # Stage 1: the base UNet, text dropped with p = 0.1 (the trainer's own loss).
@@ -397,7 +397,7 @@ def vm_cases(ctx: Ctx) -> list[dict]:
             s = time_calls(ctx, lambda b=b: generate(b), iters=1)
             rows.append({"case": f"vm-generate-b{b}", "section": "VirtualModel", "what": what, "batch": b, "dtype": str(dtype).removeprefix("torch."),
                          "s_per_image": s / b, "s_per_call": s, "peak_gb": ctx.peak_gb()})  # fmt: skip
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a case that fails is recorded with its error and the run goes on
             rows.append(failed(f"vm-generate-b{b}", "VirtualModel", what, e))
         _gc_cuda(ctx)
     return rows
@@ -464,7 +464,7 @@ def shoe_cases(ctx: Ctx, which: list[str]) -> list[dict]:
             rows.append(
                 {"case": name, "section": "ShoeModel", "what": what, **r, "gradient_checkpointing": settings.gradient_checkpointing}
             )
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a case that fails is recorded with its error and the run goes on
             rows.append(failed(name, "ShoeModel", what, e))
         _gc_cuda(ctx)
 
@@ -483,7 +483,7 @@ def shoe_cases(ctx: Ctx, which: list[str]) -> list[dict]:
     module_row("sw", f"SW ControlNet train step @{r}²", lambda: sw.controlnet_from_unet(base["unet"], base["vae"]), sw_batches,
                base and sw.make_loss(base["tokenizer"], base["scheduler"]), cfg.sw.train,
                frozen=base and {"vae": base["vae"], "unet": base["unet"], "text_encoder": base["text_encoder"]}, model_name="controlnet")  # fmt: skip
-    base = None
+    base = None  # frees the SD1.5 base before WD
     _gc_cuda(ctx)
 
     # WD: SegFormer, 3 classes, wd.loss.
@@ -643,7 +643,7 @@ def stage_cases(ctx: Ctx) -> list[StageCase]:
             (lambda: S.build_sam(sam_arch).image_encoder),
             "models.sam.build_sam (segment-anything classes), image encoder",
         )
-    except Exception:  # segment-anything absent: transformers' SAM vision encoder of the same shape (HfSamSegmenter's)
+    except Exception:  # noqa: BLE001 - segment-anything absent: transformers' SAM vision encoder of the same shape (HfSamSegmenter's)
         vc = dict(hidden_size=sam_arch["encoder_embed_dim"], num_hidden_layers=sam_arch["encoder_depth"],
                   num_attention_heads=sam_arch["encoder_num_heads"], global_attn_indexes=sam_arch["encoder_global_attn_indexes"],
                   image_size=sam_side, output_channels=sam_arch.get("prompt_embed_dim", 256))  # fmt: skip
@@ -920,7 +920,7 @@ def run_stage(ctx: Ctx, case: StageCase) -> list[dict]:
         for part in ("vae", "model"):  # the precompute shims: their network evaluated, on the device
             if isinstance(getattr(model, part, None), torch.nn.Module):
                 getattr(model, part).eval()
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - a case that cannot build is recorded and the run goes on
         return [failed(case.key, "stages", case.what, e)]
     for dtype in [d for d in ("fp32", "bf16") if d in ctx.dtypes and d in case.dtypes]:
         row = {"case": f"{case.key}-{dtype}", "key": case.key, "section": "stages", "what": case.what, "batch": case.batch, "dtype": dtype,
@@ -936,7 +936,7 @@ def run_stage(ctx: Ctx, case: StageCase) -> list[dict]:
             if case.key == "lama":
                 row["dtype"] = str(model.dtype).removeprefix("torch.")
             row.update(s_per_call=s, images_per_s=case.batch / s, s_per_image=s / case.batch, peak_gb=ctx.peak_gb())
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a case that fails is recorded with its error and the run goes on
             row.update(failed(row["case"], "stages", case.what, e))
         rows.append(row)
         _gc_cuda(ctx)
@@ -1064,7 +1064,7 @@ def main(argv: list[str] | None = None) -> int:
             t, cpu = time.perf_counter(), time.process_time()
             try:
                 got = run()
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - a section that fails is recorded and the run goes on
                 got = [failed(name, name, name, e)]
             for r in got:
                 r.setdefault("wall_s", round(time.perf_counter() - t, 1))

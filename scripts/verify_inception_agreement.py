@@ -96,7 +96,7 @@ def load_reference_modules(ref_path: str):
 
     try:
         from torchmetrics.image.fid import NoTrainInceptionV3
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001
         print(f"torchmetrics not importable ({type(e).__name__}: {e}); comparing with torch-fidelity only")
         NoTrainInceptionV3 = None
     return FeatureExtractorInceptionV3, NoTrainInceptionV3

@@ -367,7 +367,7 @@ def test_concurrent_fetches_of_one_entry_download_once(server, tmp_path):
     def run() -> None:
         try:
             results.append(fetch(s, tmp_path))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
             errors.append(e)
 
     threads = [threading.Thread(target=run) for _ in range(2)]

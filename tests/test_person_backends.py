@@ -117,7 +117,7 @@ def _ultralytics_importable() -> bool:
         from hoiforge.models.ultralytics_person import import_yolo
 
         import_yolo()
-    except Exception:
+    except Exception:  # noqa: BLE001 - missing or broken (torchvision mismatch)
         return False
     return True
 

@@ -42,7 +42,7 @@ def test_a_second_build_into_the_same_out_is_refused_while_the_first_writes(ray_
     def run_first() -> None:
         try:
             first["result"] = build([str(inputs)], out, recipe, progress=False)
-        except BaseException as e:
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
             first["error"] = e
 
     thread = threading.Thread(target=run_first, daemon=True)

@@ -58,7 +58,7 @@ def test_build_with_a_huge_concurrency_stops_at_once_with_one_sentence(ray_local
         try:
             build([str(tmp_path / "in")], tmp_path / "out", _recipe(1_000_000), progress=False)
             outcome.append("built")
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the test inspects it
             outcome.append(e)
 
     worker = threading.Thread(target=run, daemon=True)

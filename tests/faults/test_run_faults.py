@@ -69,7 +69,7 @@ def test_a_second_trainer_on_the_same_run_is_refused_and_the_first_finishes(tmp_
     def train_first():
         try:
             first["result"] = Trainer(config(run), trainable={"net": model()}, data=slow, loss=loss).fit()
-        except BaseException as e:
+        except BaseException as e:  # noqa: BLE001 - reported below
             first["error"] = e
 
     thread = threading.Thread(target=train_first)

@@ -94,7 +94,7 @@ def image_size(data: bytes, what: str, limits: MemberLimits = DEFAULT_LIMITS) ->
         raise SampleRejected(
             f"member .{what} declares more pixels than Pillow opens, above the reader's limit of {limits.max_pixels}"
         ) from None
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any header Pillow cannot read is a bad member
         raise SampleRejected(f"member .{what} is not a readable image ({type(e).__name__})") from None
     if w * h > limits.max_pixels:
         raise SampleRejected(f"member .{what} is {w}x{h} = {w * h} pixels, above the reader's limit of {limits.max_pixels}")

@@ -103,7 +103,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         raise BadImage(f"image too large (decompression bomb guard): {e}", "too_many_pixels") from None
     except UnidentifiedImageError:
         raise BadImage("not an image (no raster decoder recognises the bytes)", "not_an_image") from None
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any decoder error is a property of the input
         raise BadImage(f"corrupt or truncated image header: {type(e).__name__}: {e}") from None
     if w * h > max_pixels:
         raise BadImage(f"image too large: {w}x{h} = {w * h / 1e6:.1f} MP > limit {max_pixels / 1e6:.1f} MP", "too_many_pixels")
@@ -191,7 +191,7 @@ def _corrupt_data_is_bad_image() -> Iterator[None]:
         yield
     except BadImage:
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any decoder error is a property of the input
         raise BadImage(f"corrupt or truncated image data: {type(e).__name__}: {e}") from None
 
 

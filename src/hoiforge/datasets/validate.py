@@ -44,7 +44,7 @@ def _check_sample(url: str, key: str, members: dict[str, bytes], problems: list[
         with Image.open(io.BytesIO(members[images[0]])) as img:
             size = img.size
             img.verify()
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001
         problems.append(f"{where}: image does not decode: {e}")
         return
     declared = (ann.get("image", {}).get("width"), ann.get("image", {}).get("height"))

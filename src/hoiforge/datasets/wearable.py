@@ -112,7 +112,7 @@ def read_label_png(data: bytes, colours: dict[tuple[int, int, int], int] | None 
     try:
         img = Image.open(io.BytesIO(data))
         img.load()
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any decoder error is this label's reason
         raise LabelError(f"{what}: not a readable image ({e})") from None
     with img:
         if img.mode in VALUE_MODES:

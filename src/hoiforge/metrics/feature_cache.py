@@ -58,7 +58,7 @@ def cached_folder_features(
     if path.is_file():
         try:
             features = Features.load(path)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a damaged cache entry is recomputed, never trusted
             path.unlink(missing_ok=True)
         else:
             features.source = str(listing.root)

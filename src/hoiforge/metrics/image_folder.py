@@ -60,7 +60,7 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise ValueError("decompression bomb") from None
     except ValueError:
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any decoder error (truncated, corrupt) is a property of the file
         raise ValueError(f"cannot decode ({type(e).__name__}: {e})") from None
 
 

@@ -88,7 +88,7 @@ class UltralyticsPersonDetector:
         require("torchvision", INSTALL)
         try:
             import torchvision  # noqa: F401 - ultralytics needs it to import, and it fails on mismatched torch
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any import failure means the backend cannot run
             raise BackendUnavailable(
                 f"person backend 'yolo': torchvision does not load here ({type(e).__name__}: {e}); {INSTALL}"
             ) from None

@@ -118,7 +118,7 @@ def _process_isolated(stage: Stage, live: list[Sample]) -> None:
     try:
         stage.process(live)
         return
-    except Exception:
+    except Exception:  # noqa: BLE001 - fall back to one sample at a time to find the culprit
         if len(live) == 1:
             _fail(stage, live[0])
             return
@@ -126,7 +126,7 @@ def _process_isolated(stage: Stage, live: list[Sample]) -> None:
         snapshot = (dict(s.ann), dict(s.metrics), dict(s.members))
         try:
             stage.process([s])
-        except Exception:
+        except Exception:  # noqa: BLE001 - the error is this sample's reason
             s.ann, s.metrics, s.members = snapshot
             _fail(stage, s)
 

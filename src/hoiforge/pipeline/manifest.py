@@ -291,7 +291,7 @@ def declared_shape(layout: OutLayout) -> tuple[tuple[str, ...], dict[str, Any] |
             warnings.simplefilter("ignore")  # an old recipe form was reported when the build started
             stages = instantiate(parse_recipe(json.loads(layout.recipe.read_text()), str(layout.recipe)))
         return uniform_members(stages), build_template(stages)
-    except Exception:
+    except Exception:  # noqa: BLE001 - received or older outputs: no declared shape to compare with
         return (), None
 
 

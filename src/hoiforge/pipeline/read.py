@@ -31,7 +31,7 @@ def read_batch(listing: pa.Table, max_bytes: int | None = None) -> pa.Table:
                 data = read_input(row["uri"], row["member"], row["offset"], row["size"], max_bytes)
             except (InputTooLarge, NotRegularFile, StaleMember) as e:
                 s.fail("read", READ_CODES[type(e)], str(e))
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - an unreadable input is that input's failure
                 s.fail("read", "unreadable", f"cannot read: {type(e).__name__}: {e}", exception=type(e).__name__)
             else:
                 s.image = data

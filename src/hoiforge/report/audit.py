@@ -125,7 +125,7 @@ def default_reviewer() -> str:
 
     try:
         name = re.sub(r"[^A-Za-z0-9._@-]", "", getpass.getuser())[:40]
-    except Exception:
+    except Exception:  # noqa: BLE001 - no login name (containers): fall back
         name = ""
     return name if REVIEWER.match(name) else "reviewer"
 

@@ -123,7 +123,7 @@ def _viewer(out: str | Path):
         from hoiforge.report.viewer import Viewer
 
         return Viewer(out)
-    except Exception:
+    except Exception:  # noqa: BLE001 - no thumbnails is better than no report
         return None
 
 
@@ -134,6 +134,6 @@ def _thumb(viewer, index: int, status: str) -> str:
             data, _ = viewer.thumb(index)
             src = "data:image/jpeg;base64," + base64.b64encode(data).decode()
             return f'<figure><img alt="" src="{src}"><figcaption>{_e(label)}</figcaption></figure>'
-        except Exception:
+        except Exception:  # noqa: BLE001 - a dropped row's source may be gone: say so instead
             pass
     return f"<figure><figcaption>{_e(label)}: no image readable</figcaption></figure>"

@@ -61,7 +61,7 @@ def convert(src: Path, dst: Path) -> Path:
 
     try:
         state = torch.load(src, map_location="cpu", weights_only=True)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - a pickle with code in it, or not a checkpoint at all
         raise ConversionError(f"{src}: cannot load as a weights-only checkpoint: {type(e).__name__}: {str(e).splitlines()[0]}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConversionError(f"{src}: expected a state dict of tensors")

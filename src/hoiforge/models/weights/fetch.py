@@ -188,7 +188,7 @@ def _fetch_hf(s: WeightSpec, folder: Path, log: Callable[[str], None], endpoint:
         raise FetchError(f"{s.hf_repo}@{commit} has no {current}; the registry entry {s.name!r} needs updating") from None
     except FetchError:
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - hub, HTTP and connection errors all become one line
         first = (str(e).strip().splitlines() or [""])[0]
         if _is_connection_error(e):
             raise _no_network(f"{s.hf_repo}", f"{type(e).__name__}: {first}") from None
@@ -226,7 +226,7 @@ def _convert(s: WeightSpec, folder: Path, log: Callable[[str], None]) -> None:
     _remove(tmp)
     try:
         convert(folder / s.files[0].path, tmp)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - a converter's any failure is the published file's, said in one line
         _remove(tmp)
         first = (str(e).strip().splitlines() or [""])[0]
         raise FetchError(f"{s.name}: {s.converter} could not convert {s.files[0].path}: {type(e).__name__}: {first}") from None

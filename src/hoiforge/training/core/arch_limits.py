@@ -119,7 +119,7 @@ def check_buildable(where: str, build: Callable[[], Any], max_params: int = MAX_
         n = count_parameters(build)
     except HoiforgeError:
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - the architecture's own refusal, in one sentence
         first = (str(e).strip().splitlines() or [""])[0][:300]
         raise ArchitectureError(f"{where} does not describe a model that can be built ({type(e).__name__}: {first})") from None
     if n > max_params:

@@ -36,7 +36,7 @@ def each(samples: Iterator[ShoeLegSample], derive: Callable[[ShoeLegSample], Any
     for sample in samples:
         try:
             out = derive(sample)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - one bad sample must not stop a long run
             log.warning("skipped sample %s: %s: %s", sample.key, type(e).__name__, e)
             continue
         if out is not None:

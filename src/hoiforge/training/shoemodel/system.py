@@ -81,7 +81,7 @@ def read_shoe(path: str | Path, gen: GenerateConfig) -> Shoe:
         img.load()
     except InputError:
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any decoder error is the input's
         raise InputError(f"shoe image {path} is not a readable image ({type(e).__name__}: {e})") from None
     has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
     if has_alpha:

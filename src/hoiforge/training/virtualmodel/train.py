@@ -284,7 +284,7 @@ def load_weights(module: torch.nn.Module, path: Path, cfg: VirtualModelConfig) -
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - safetensors' own error type: a truncated or foreign file
         raise ConfigError(f"{path} is not a readable safetensors file ({str(e).splitlines()[0][:200]}); it may be truncated") from None
     if meta.get("architecture") and meta["architecture"] != cfg.architecture():
         raise ConfigError(f"{path} was trained with config {meta.get('config')!r}, not {cfg.name!r} (another architecture)")
