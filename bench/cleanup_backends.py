@@ -15,11 +15,11 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from overlays import DATA, sale_overlay  # noqa: E402
+from overlays import DATA, sale_overlay
 
-from hoiforge.models.inpaint import PatchMatchInpainter, TeleaInpainter  # noqa: E402
-from hoiforge.models.ocr import RapidOCRReader  # noqa: E402
-from hoiforge.stages.cleanup import TextPolicy, decide, removal_mask  # noqa: E402
+from hoiforge.models.inpaint import PatchMatchInpainter, TeleaInpainter
+from hoiforge.models.ocr import RapidOCRReader
+from hoiforge.stages.cleanup import TextPolicy, decide, removal_mask
 
 
 def timed(fn, repeat: int = 3):

@@ -34,6 +34,7 @@ import argparse
 import contextlib
 import gc
 import inspect
+import itertools
 import json
 import os
 import platform
@@ -219,7 +220,7 @@ def time_training(ctx: Ctx, name: str, *, trainable, frozen, loss, batches, mixe
     ctx.reset_peak()
     trainer = _NoSaveTrainer(cfg, trainable=trainable, frozen=frozen, data=data, loss=loss)
     trainer.fit()
-    steps = [b - a for a, b in zip(stamps, stamps[1:])][ctx.warmup :]
+    steps = [b - a for a, b in itertools.pairwise(stamps)][ctx.warmup :]
     del trainer
     return {"s_per_step": sum(steps) / len(steps), "peak_gb": ctx.peak_gb(), "mixed_precision": mixed, "steps_timed": len(steps)}
 
@@ -342,7 +343,7 @@ def vm_cases(ctx: Ctx) -> list[dict]:
             r = with_oom_fallback(ctx, plan, run)
             rows.append({"case": f"vm-{stage}", "section": "VirtualModel", "what": f"{cfg.name} stage {stage} train step @{side}²", **r,
                          "gradient_checkpointing": getattr(t, stage).gradient_checkpointing})  # fmt: skip
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a case that fails is recorded with its error and the run goes on
             rows.append(failed(f"vm-{stage}", "VirtualModel", f"{cfg.name} stage {stage} train step @{side}²", e))
 
     # Stage 1: the base UNet, text dropped with p = 0.1 (the trainer's own loss).
@@ -397,7 +398,7 @@ def vm_cases(ctx: Ctx) -> list[dict]:
             s = time_calls(ctx, lambda b=b: generate(b), iters=1)
             rows.append({"case": f"vm-generate-b{b}", "section": "VirtualModel", "what": what, "batch": b, "dtype": str(dtype).removeprefix("torch."),
                          "s_per_image": s / b, "s_per_call": s, "peak_gb": ctx.peak_gb()})  # fmt: skip
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a case that fails is recorded with its error and the run goes on
             rows.append(failed(f"vm-generate-b{b}", "VirtualModel", what, e))
         _gc_cuda(ctx)
     return rows
@@ -464,7 +465,7 @@ def shoe_cases(ctx: Ctx, which: list[str]) -> list[dict]:
             rows.append(
                 {"case": name, "section": "ShoeModel", "what": what, **r, "gradient_checkpointing": settings.gradient_checkpointing}
             )
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a case that fails is recorded with its error and the run goes on
             rows.append(failed(name, "ShoeModel", what, e))
         _gc_cuda(ctx)
 
@@ -483,7 +484,7 @@ def shoe_cases(ctx: Ctx, which: list[str]) -> list[dict]:
     module_row("sw", f"SW ControlNet train step @{r}²", lambda: sw.controlnet_from_unet(base["unet"], base["vae"]), sw_batches,
                base and sw.make_loss(base["tokenizer"], base["scheduler"]), cfg.sw.train,
                frozen=base and {"vae": base["vae"], "unet": base["unet"], "text_encoder": base["text_encoder"]}, model_name="controlnet")  # fmt: skip
-    base = None  # noqa: F841  (frees the SD1.5 base before WD)
+    base = None  # frees the SD1.5 base before WD
     _gc_cuda(ctx)
 
     # WD: SegFormer, 3 classes, wd.loss.
@@ -643,11 +644,11 @@ def stage_cases(ctx: Ctx) -> list[StageCase]:
             (lambda: S.build_sam(sam_arch).image_encoder),
             "models.sam.build_sam (segment-anything classes), image encoder",
         )
-    except Exception:  # segment-anything absent: transformers' SAM vision encoder of the same shape (HfSamSegmenter's)
+    except Exception:  # noqa: BLE001 - segment-anything absent: transformers' SAM vision encoder of the same shape (HfSamSegmenter's)
         vc = dict(hidden_size=sam_arch["encoder_embed_dim"], num_hidden_layers=sam_arch["encoder_depth"],
                   num_attention_heads=sam_arch["encoder_num_heads"], global_attn_indexes=sam_arch["encoder_global_attn_indexes"],
                   image_size=sam_side, output_channels=sam_arch.get("prompt_embed_dim", 256))  # fmt: skip
-        sam_build = lambda: T.SamModel(T.SamConfig(vision_config=vc)).vision_encoder  # noqa: E731
+        sam_build = lambda: T.SamModel(T.SamConfig(vision_config=vc)).vision_encoder
         sam_path = "transformers SamModel vision encoder (segment-anything not installed), from config"
     cases.append(StageCase("sam-encoder", f"SAM ViT-H image encoder @{sam_side}²", 2 if smoke else 8, sam_build, randn(3, sam_side, sam_side),
                            lambda m, x: m(x), sam_path))  # fmt: skip
@@ -791,7 +792,7 @@ def lama_standin(smoke: bool):
             self.bn = nn.BatchNorm2d(2 * c)
 
         def forward(self, x):
-            b, c, h, w = x.shape
+            _b, _c, h, w = x.shape
             f = torch.fft.rfftn(x, dim=(-2, -1), norm="ortho")  # in x's precision, as LaMa's ffc.py (half: cuFFT wants 2^n sides)
             f = torch.relu(self.bn(self.conv(torch.cat([f.real, f.imag], 1))))
             real, imag = f.chunk(2, 1)
@@ -920,7 +921,7 @@ def run_stage(ctx: Ctx, case: StageCase) -> list[dict]:
         for part in ("vae", "model"):  # the precompute shims: their network evaluated, on the device
             if isinstance(getattr(model, part, None), torch.nn.Module):
                 getattr(model, part).eval()
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - a case that cannot build is recorded and the run goes on
         return [failed(case.key, "stages", case.what, e)]
     for dtype in [d for d in ("fp32", "bf16") if d in ctx.dtypes and d in case.dtypes]:
         row = {"case": f"{case.key}-{dtype}", "key": case.key, "section": "stages", "what": case.what, "batch": case.batch, "dtype": dtype,
@@ -930,17 +931,17 @@ def run_stage(ctx: Ctx, case: StageCase) -> list[dict]:
             x = case.inputs(case.batch, dt)
             ctx.reset_peak()
             with torch.inference_mode():
-                s = time_calls(ctx, lambda: case.forward(model, x))
+                s = time_calls(ctx, lambda model=model, x=x: case.forward(model, x))
                 if case.key == "caption":  # prefill (vision tower + prompt) alone: the rest of the call is decoding
-                    row["prefill_s"] = time_calls(ctx, lambda: qwen_prefill(model, x), iters=1)
+                    row["prefill_s"] = time_calls(ctx, lambda model=model, x=x: qwen_prefill(model, x), iters=1)
             if case.key == "lama":
                 row["dtype"] = str(model.dtype).removeprefix("torch.")
             row.update(s_per_call=s, images_per_s=case.batch / s, s_per_image=s / case.batch, peak_gb=ctx.peak_gb())
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a case that fails is recorded with its error and the run goes on
             row.update(failed(row["case"], "stages", case.what, e))
         rows.append(row)
         _gc_cuda(ctx)
-    model = None  # noqa: F841
+    model = None
     _gc_cuda(ctx)
     return rows
 
@@ -1064,7 +1065,7 @@ def main(argv: list[str] | None = None) -> int:
             t, cpu = time.perf_counter(), time.process_time()
             try:
                 got = run()
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - a section that fails is recorded and the run goes on
                 got = [failed(name, name, name, e)]
             for r in got:
                 r.setdefault("wall_s", round(time.perf_counter() - t, 1))

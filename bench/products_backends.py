@@ -65,7 +65,7 @@ def paper(images: dict[str, np.ndarray]) -> None:
     rgb = images["astronaut.png"]
     with tempfile.TemporaryDirectory() as d:
         words = sorted({w for w in HOIHUMAN_PROMPT.replace(",", " ").split()})
-        Path(d, "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + words) + "\n")
+        Path(d, "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", *words]) + "\n")
         tokenizer = BertTokenizerFast(str(Path(d, "vocab.txt")))
         config = GroundingDinoConfig(text_config=BertConfig(vocab_size=30522))  # Swin-T + BERT-base: grounding-dino-tiny's shape
         GroundingDinoForObjectDetection(config).save_pretrained(d)

@@ -46,7 +46,7 @@ def synthetic_manifest(n: int, seed: int = 0) -> tuple[pa.Table, list[dict]]:
     rng = np.random.default_rng(seed)
     index = np.arange(n, dtype=np.int64)
     # Status and stage: each row draws where (if anywhere) it leaves the funnel.
-    names = list(DROPS) + ["kept"]
+    names = [*list(DROPS), "kept"]
     shares = np.array([v[0] for v in DROPS.values()] + [1 - sum(v[0] for v in DROPS.values())])
     fate = rng.choice(len(names), n, p=shares)
     fate_name = np.array(names, dtype=object)[fate]

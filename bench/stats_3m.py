@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report_3m import generate  # noqa: E402
+from report_3m import generate
 
 GROUP = ["status", "stage", "reason_code"]
 

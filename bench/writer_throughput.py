@@ -141,7 +141,7 @@ def main() -> None:
                 s.ann.pop("shard", None)
             seq = iter(range(10**6))
             started = time.perf_counter()
-            write_part(layout, spec, samples, lambda split: next(seq))
+            write_part(layout, spec, samples, lambda split, seq=seq: next(seq))
             best["writer"] = min(best["writer"], time.perf_counter() - started)
             shutil.rmtree(out)
 

@@ -80,7 +80,7 @@ def test_overlay_and_watermark_are_removed_and_nothing_else_changes(default_clea
     # Every drawn pixel was inside the mask, and the fill there is close to the clean photo.
     text_pixels = changed_pixels(drawn, clean)
     assert (mask[text_pixels] > 0).all()
-    error = lambda img: np.abs(np.asarray(img, dtype=int) - clean.astype(int))[text_pixels].mean()  # noqa: E731
+    error = lambda img: np.abs(np.asarray(img, dtype=int) - clean.astype(int))[text_pixels].mean()
     assert error(after) < 0.6 * error(drawn)
 
 

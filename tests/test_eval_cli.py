@@ -70,7 +70,7 @@ def test_metrics_json_last_line_then_the_cache_is_used(sets):
 
 
 def test_bad_inputs_get_one_clear_line(sets, tmp_path, monkeypatch):
-    root, real, fake, captions, _ = sets
+    _root, real, fake, captions, _ = sets
     one = tmp_path / "one"
     one.mkdir()
     Image.open(DATA / "coffee.png").save(one / "a.png")

@@ -273,6 +273,25 @@ def shoe(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
+def test_eval_shoemodel_loads_a_base_outside_the_run_only_with_allow_outside_run(shoe, clip, tmp_path):
+    """The refusal of an outside base names --allow-outside-run; eval has it, as generate does (docs/security.md)."""
+    import shutil
+
+    out, shoe_run = shoe
+    run, elsewhere = tmp_path / "run", tmp_path / "my-base"
+    shutil.copytree(shoe_run, run)
+    shutil.move(run / "sw" / "base", elsewhere)
+    record = run / "sw" / "shoemodel.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "base_model": {"outside": str(elsewhere)}}))
+    args = ["eval", "shoemodel", "--checkpoint", run, "--data", out, "--clip-model", clip, "--cache-dir", tmp_path / "cache",
+            "--steps", "2", "--allow-bootstrap", *FAST]  # fmt: skip
+    fails(*args, "--out", tmp_path / "refused", match="--allow-outside-run")
+    code, stdout, err = cli(*args, "--out", tmp_path / "allowed", "--allow-outside-run")
+    assert code == 0, stdout + err
+    assert len(list((tmp_path / "allowed" / "generated" / "shoemodel").glob("*.png"))) == 2
+
+
+@pytest.mark.slow
 def test_eval_shoemodel_worn_shoe_mode_is_labelled_and_not_compared(shoe, clip, tmp_path):
     out, run = shoe
     report = tmp_path / "report"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -36,7 +38,7 @@ def test_fid_of_a_set_with_itself_is_zero_and_rises_monotonically_with_noise(n):
         assert abs(fid(x, x, method=method)) < 1e-6
         noise = rng.normal(size=x.shape)
         values = [fid(x, x + s * noise, method=method) for s in (0.02, 0.05, 0.1, 0.2, 0.4)]
-        assert all(b > a for a, b in zip(values, values[1:])), values
+        assert all(b > a for a, b in itertools.pairwise(values)), values
         assert values[0] > 1e-4
 
 

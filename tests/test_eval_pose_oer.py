@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def synthetic_people(n_images: int = 4, seed: int = 0) -> tuple[list[list[Person
 
 
 def shifted(people: list[list[PersonPose]], dx: float) -> list[list[PersonPose]]:
-    return [[PersonPose(p.box, p.keypoints + [dx, 0, 0]) for p in ps] for ps in people]
+    return [[PersonPose(p.box, p.keypoints + np.array([dx, 0, 0])) for p in ps] for ps in people]
 
 
 def test_ap_is_100_when_predictions_equal_ground_truth_and_falls_with_shifts():
@@ -41,7 +42,7 @@ def test_ap_is_100_when_predictions_equal_ground_truth_and_falls_with_shifts():
     for part, r in perfect.items():
         assert (r["AP"], r["AR"], r["persons"]) == (100.0, 100.0, 8), part
     aps = [pose_ap(gts, shifted(gts, dx), sizes)["wholebody"]["AP"] for dx in (0, 3, 6, 12, 24)]
-    assert aps[0] == 100.0 and all(b <= a for a, b in zip(aps, aps[1:])) and aps[-1] < 10, aps
+    assert aps[0] == 100.0 and all(b <= a for a, b in itertools.pairwise(aps)) and aps[-1] < 10, aps
     # Face points have the smallest sigmas: a small shift costs the face far more than the body.
     r = pose_ap(gts, shifted(gts, 6), sizes)
     assert r["face"]["AP"] < r["body"]["AP"]
@@ -159,7 +160,7 @@ def test_product_oer_segments_each_product_on_its_own_box():
     pytest.importorskip("mediapipe")
     rgb = np.asarray(Image.open(DATA / "coffee.png").convert("RGB"))
     cup = np.asarray(Image.open(DATA / "coffee_cup_mask.png").convert("L")) > 127
-    ys, xs = np.nonzero(cup)
+    ys, _xs = np.nonzero(cup)
     other = np.zeros_like(cup)  # a second product: a patch of the table left of the cup
     other[ys.max() - 60 : ys.max() - 20, 10:70] = True
     result = product_oer([rgb], [[cup, other, np.zeros_like(cup)]], box_scale=1.1, segmenter="embedded")

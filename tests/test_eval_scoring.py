@@ -92,7 +92,7 @@ def test_score_virtualmodel_on_generated_images_equal_to_the_real_ones(tmp_path)
     out = tmp_path / "build"
     ids = build_test_split(out, pose)
     samples = list(iter_split_samples(out, "test"))
-    assert [sid for sid, _ in samples] == ids and list(iter_split_samples(out, "test", limit=1))[0][0] == ids[0]
+    assert [sid for sid, _ in samples] == ids and next(iter(iter_split_samples(out, "test", limit=1)))[0] == ids[0]
     conditions = [virtualmodel_condition(sid, members) for sid, members in samples]
     assert [len(c.persons) > 0 for c in conditions] == [True, False, True]
     assert conditions[1].product_mask is not None and conditions[1].caption == "a cup of coffee"

@@ -104,7 +104,7 @@ def test_gpu_hours_measured_columns(smoke, capsys):
     from gpu_hours import Row, load_measured, measured_table
 
     path = str(smoke.out / "gpu_check.json")
-    measured, env = load_measured(path, caption_tokens=160)
+    measured, _env = load_measured(path, caption_tokens=160)
     doc = json.loads(Path(path).read_text())
     rows = {r["case"]: r for r in doc["rows"]}
     assert measured["rtdetr"][0] == pytest.approx(rows["rtdetr-fp32"]["s_per_image"])

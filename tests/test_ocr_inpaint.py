@@ -70,7 +70,7 @@ def test_inpainting_removes_drawn_text_and_touches_nothing_else(backend, reader,
     (filled,) = backend.inpaint([drawn], [mask])
     assert filled.shape == drawn.shape and filled.dtype == np.uint8
     assert np.array_equal(filled[mask == 0], drawn[mask == 0])  # outside the mask: exact
-    error = lambda img: np.abs(img.astype(int) - clean.astype(int))[text_pixels].mean()  # noqa: E731
+    error = lambda img: np.abs(img.astype(int) - clean.astype(int))[text_pixels].mean()
     assert error(filled) < 0.6 * error(drawn)  # the fill is far closer to the clean photo than the text was
     still_read = texts(reader.read([filled])[0])
     assert not any(word in still_read for word in ("SALE", "OFF", "SHOPMARK")), still_read

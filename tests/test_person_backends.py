@@ -135,7 +135,7 @@ def test_yolo_tiny_model_batch(tmp_path):
     from hoiforge.datasets.images import BadImage, normalise
     from hoiforge.models.ultralytics_person import UltralyticsPersonDetector, import_yolo
 
-    YOLO = import_yolo()  # noqa: N806
+    YOLO = import_yolo()
 
     weights = tmp_path / "tiny.pt"
     YOLO("yolov8n.yaml").save(str(weights))  # real architecture, random weights, no download

@@ -70,7 +70,7 @@ def test_leg_json_holds_the_12_points_in_the_paper_order(posed):
     s = posed["basketball"]
     doc = json.loads(s.members["leg.json"])
     assert doc["layout"] == "coco-wholebody/shoe-leg-12" and doc["names"] == PAPER_ORDER
-    assert doc["foot_names"] == ["left_ankle", "right_ankle"] + PAPER_ORDER[6:]
+    assert doc["foot_names"] == ["left_ankle", "right_ankle", *PAPER_ORDER[6:]]
     person = doc["persons"][0]
     kp133 = np.array(s.ann["persons"][0]["keypoints"])
     leg, foot = np.array(person["leg"]), np.array(person["foot"])
@@ -97,7 +97,7 @@ def test_leg_normalisation_is_p_over_size_times_09_plus_01_with_0_for_missing(po
     assert (norm[~seen] == 0).all() and (norm[seen] >= 0.1).all() and (norm[seen] <= 1.0).all()
     # An angle between two seen points is the same in pixels and normalised.
     a, b = np.flatnonzero(seen)[:2]
-    angle = lambda p, q: np.arctan2(q[1] - p[1], q[0] - p[0])  # noqa: E731
+    angle = lambda p, q: np.arctan2(q[1] - p[1], q[0] - p[0])
     assert angle(leg[a], leg[b]) == pytest.approx(angle(norm[a], norm[b]), abs=1e-3)
     back = L.denormalise(norm, doc["size"])
     assert np.allclose(back[seen, :2], leg[seen, :2], atol=0.01) and (back[~seen] == 0).all()

@@ -138,7 +138,7 @@ def test_lps1_heatmaps_are_64_square_and_the_model_learns_one_batch(sample):
     losses = fit_one_batch(model, lps1.loss, "lps1", batch, 15, 3e-3)
     assert losses[-1] < 0.7 * losses[0], losses
     found = lps1.crop_and_points(sample, cfg.crop_margin, cfg.size)
-    m, xw, foot = found
+    _m, _xw, foot = found
     pred = lps1.predict(model.eval(), [np.zeros((256, 256, 3), np.uint8)])[0]
     assert pred.shape == (8, 3)
     # The foot points land on the shoe crop: toes and heels inside it.
@@ -304,7 +304,7 @@ def test_generate_keeps_the_shoes_visible_pixels_in_every_output(run, shoe_png, 
     for i in range(2):
         image = np.asarray(Image.open(tmp_path / "gen" / f"{i}.png"))
         leg = np.asarray(Image.open(tmp_path / "gen" / f"leg_{i}.png"))
-        assert image.shape == rgba.shape[:2] + (3,) and leg.shape == image.shape
+        assert image.shape == (*rgba.shape[:2], 3) and leg.shape == image.shape
         shoe = rgba[..., 3] >= 128
         kept = (image[shoe] == rgba[..., :3][shoe]).all(-1)
         assert kept.sum() == info["visible_pixels"] > 0  # every visible shoe pixel is the input's

@@ -52,7 +52,7 @@ def _slots_by_task() -> dict[str, tuple[str, str]]:
 @pytest.mark.parametrize("b", registry.all_backends(), ids=lambda b: f"{b.task}/{b.name}")
 def test_a_typo_in_any_backend_option_names_stage_slot_and_key(b: registry.Backend):
     stage, slot = _slots_by_task()[b.task]
-    stages = _prerequisites(stage) + [{"stage": stage, **EXTRA.get(stage, {}), slot: {"backend": b.name, "options": {"tresh": 3}}}]
+    stages = [*_prerequisites(stage), {"stage": stage, **EXTRA.get(stage, {}), slot: {"backend": b.name, "options": {"tresh": 3}}}]
     with pytest.raises(RecipeError) as e:
         parse_recipe({"name": "t", "stages": stages}, source="typo.yaml")
     where = f"typo.yaml: stages[{len(stages) - 1}] ({stage}): {slot}: options.tresh: unknown key (backend '{b.name}' takes:"
@@ -88,7 +88,7 @@ def _bad_orders():
 def test_every_bad_stage_order_names_the_producer(name: str, i: int, j: int):
     data = yaml.safe_load(bundled_recipes()[name].read_text())
     stages = data["stages"]
-    moved = stages[:i] + [stages[j]] + stages[i:j] + stages[j + 1 :]
+    moved = [*stages[:i], stages[j], *stages[i:j], *stages[j + 1 :]]
     with pytest.raises(RecipeError) as e:
         parse_recipe({**data, "stages": moved}, source=f"{name}.yaml")
     msg = str(e.value)

@@ -261,7 +261,7 @@ def head(url: str) -> dict[str, str]:
 def test_crafted_out_serves_no_file_and_no_type_it_must_not(crafted):
     from tests.crafted_out import SECRET
 
-    server, out, rows = crafted
+    server, _out, rows = crafted
     secret = SECRET.read_bytes()
     for path in ("/", "/app.js", f"/api/sample/{rows['passwd']}", f"/api/source/{rows['passwd']}", "/api/facets"):
         assert head(server + path)["Content-Security-Policy"] == "default-src 'self'", path
@@ -276,7 +276,7 @@ def test_crafted_out_serves_no_file_and_no_type_it_must_not(crafted):
     # Members only as allowlisted image/text types.
     assert get(f"{server}/api/member/{rows['kept']}/html")[0] == 415
     assert get(f"{server}/api/member/{rows['kept']}/svg")[0] == 415
-    status, body = get(f"{server}/api/member/{rows['kept']}/txt")
+    status, _body = get(f"{server}/api/member/{rows['kept']}/txt")
     assert status == 200 and head(f"{server}/api/member/{rows['kept']}/txt")["Content-Type"] == "text/plain; charset=utf-8"
     assert head(f"{server}/api/member/{rows['kept']}/png")["Content-Type"] == "image/png"
     # A source above the build's pixel limit (1 MP in its recipe) is neither thumbnailed nor served.

@@ -63,7 +63,7 @@ def test_eval_mode_gives_each_rank_and_worker_disjoint_samples_covering_all_once
     assert sorted(got) == sorted(keys) and len(got) == len(set(got))
     assert batches[0]["image"].shape == (3, 64, 64, 3) and batches[0]["image"].dtype == torch.uint8
     b = normalise(batches[0])  # where the model is: floats, channels first, o = image x m
-    assert b["image"].shape == (3, 3, 64, 64) and -1 <= b["image"].min() and b["image"].max() <= 1
+    assert b["image"].shape == (3, 3, 64, 64) and b["image"].min() >= -1 and b["image"].max() <= 1
     assert b["mask"].shape == (3, 1, 64, 64) and set(b["mask"].unique().tolist()) <= {0.0, 1.0}
     assert torch.equal(b["object"], b["image"] * b["mask"]) and b["object"][(b["mask"] == 0).expand_as(b["object"])].abs().max() == 0
 

@@ -60,6 +60,6 @@ def load(text: str | bytes) -> Any:
     if len(text) > MAX_BYTES:
         raise YamlBomb(f"the document is {len(text)} bytes, above {MAX_BYTES}")
     try:
-        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader subclass: no Python objects
     except RecursionError:
         raise YamlBomb("the document nests too deeply") from None

@@ -87,7 +87,7 @@ def test_names_two_labels_claim_are_refused(tmp_path):
                 "annotations": [],
                 "categories": [{"id": 1, "name": "visible"}, {"id": 2, "name": "wearable"}],
             }
-        )  # fmt: skip
+        )
     )
     stage = WearLabels(WearLabels.Params(stage="wear_labels", labels_dir=str(root), coco_json=str(coco)))
     folder, in_coco = run_stage(stage, [sample_at("a/001.jpg", 0), sample_at("x/002.jpg", 1)])

@@ -4,6 +4,7 @@ stage pinned to the second node."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -71,10 +72,8 @@ def two_node_cluster():
         # Stop only this cluster's processes (a plain `ray stop` would stop every Ray here).
         found = subprocess.run(["pgrep", "-f", temp_dir], capture_output=True, text=True).stdout.split()
         for pid in found:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         time.sleep(1)
         shutil.rmtree(temp_dir, ignore_errors=True)
 

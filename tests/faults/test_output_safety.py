@@ -69,9 +69,8 @@ def test_a_second_writer_is_refused_naming_the_first(tmp_path):
     holder.start()
     try:
         assert ready.wait(20)
-        with pytest.raises(OutputError) as e:
-            with exclusive(out):
-                pass
+        with pytest.raises(OutputError) as e, exclusive(out):
+            pass
         message = str(e.value)
         assert f"{out} is being written by pid {holder.pid} on {socket.gethostname()} since 20" in message
         with pytest.raises(OutputError, match=f"pid {holder.pid}"):

@@ -240,6 +240,6 @@ def test_real_architectures_pass_the_limits():
         {"unet": sd15_unet, "scheduler": {"num_train_timesteps": 1000}, "dino": {"hidden_size": 1536, "num_hidden_layers": 40}}, "x"
     )
     assert 8e8 < check_buildable("SD 1.5 UNet", UNet2DConditionModel) < 9e8  # diffusers' defaults are SD 1.5's UNet
-    assert 8e7 < check_buildable("SD 1.5 VAE", lambda: AutoencoderKL(
+    assert check_buildable("SD 1.5 VAE", lambda: AutoencoderKL(
         block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
-        layers_per_block=2, latent_channels=4))  # fmt: skip
+        layers_per_block=2, latent_channels=4)) > 8e7  # fmt: skip

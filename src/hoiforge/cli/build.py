@@ -9,7 +9,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -30,13 +30,9 @@ def build(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="output directory; rerunning the same command resumes")],
     recipe: Annotated[str, typer.Option("--recipe", "-r", help="bundled recipe name (demo, hoihuman, shoeleg) or a YAML path")] = "demo",
-    address: Annotated[
-        Optional[str], typer.Option("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
-    ] = None,
-    test_size: Annotated[
-        Optional[float], typer.Option("--test-size", help="fraction of ids held out for test (overrides the recipe)")
-    ] = None,
-    shard_size: Annotated[Optional[int], typer.Option("--shard-size", help="samples per shard at most (overrides the recipe)")] = None,
+    address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")] = None,
+    test_size: Annotated[float | None, typer.Option("--test-size", help="fraction of ids held out for test (overrides the recipe)")] = None,
+    shard_size: Annotated[int | None, typer.Option("--shard-size", help="samples per shard at most (overrides the recipe)")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Ray Data progress bars (on a terminal)")] = True,
     allow_outside_lists: Annotated[
         bool,
@@ -46,7 +42,7 @@ def build(
         bool, typer.Option("--verbose", help="show the workers' library output (mediapipe/TFLite warnings, prints)")
     ] = False,
     weights: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--weights", help="weights root of the paper-grade backends (default $HOIFORGE_WEIGHTS, else ~/.cache/hoiforge/weights)"
         ),
@@ -146,7 +142,7 @@ def profile_lines(profile: dict | None) -> list[tuple[str, str]]:
         lines.append(
             ("set-up", " · ".join(f"{escape(k)} {v['total']:.1f} s over {v['workers']} workers" for k, v in setup.items() if v["total"]))
         )
-    return [("profile", 'stats.json "profile"')] + lines
+    return [("profile", 'stats.json "profile"'), *lines]
 
 
 def stage_lines(stats: dict, stage_order: list[str]) -> list[tuple[str, str]]:
@@ -169,7 +165,7 @@ def stage_lines(stats: dict, stage_order: list[str]) -> list[tuple[str, str]]:
 def inspect(
     out: Annotated[Path, typer.Argument(help="output directory of a build")],
     ident: Annotated[str, typer.Argument(metavar="ID", help="sample id (or any unique prefix), or the input path as given to build")],
-    extract: Annotated[Optional[Path], typer.Option("--extract", help="also write the sample's members into this folder")] = None,
+    extract: Annotated[Path | None, typer.Option("--extract", help="also write the sample's members into this folder")] = None,
 ) -> None:
     """Print one sample's annotations (and its manifest row)."""
     from hoiforge.datasets.reader import AmbiguousId, NotAShard, find_row, read_sample

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,7 +22,7 @@ def print_dry_run(plans, weights_note: str, gpu_memory: str) -> bool:
     return all(p.fits(gpu) for p in plans)
 
 
-def dry_run_world(world_size: Optional[int]) -> int:
+def dry_run_world(world_size: int | None) -> int:
     from hoiforge.training.core.batch_plan import world_size as launched
 
     return world_size if world_size is not None else launched()
@@ -42,5 +42,5 @@ def quiet_meta_builds(gpu_memory: str) -> None:
 DryRun = Annotated[bool, typer.Option("--dry-run", help="build on the meta device and print the per-device memory plan; train nothing")]
 GpuMemory = Annotated[str, typer.Option("--gpu-memory", help="GPU memory the dry run checks against, e.g. 80GB")]
 WorldSize = Annotated[
-    Optional[int], typer.Option("--world-size", min=1, help="dry run: processes to plan for (default: what accelerate launched)")
+    int | None, typer.Option("--world-size", min=1, help="dry run: processes to plan for (default: what accelerate launched)")
 ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -55,7 +55,7 @@ def metrics_command(
     real: Annotated[Path, typer.Option("--real", help="folder of real images (or a features .npz of an earlier run)")],
     fake: Annotated[Path, typer.Option("--fake", help="folder of generated images")],
     captions: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--captions", help='JSON Lines, one {"file": NAME, "caption": TEXT} per generated image (adds CLIP score)'),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="end stdout with one JSON object of the results")] = False,
@@ -65,9 +65,9 @@ def metrics_command(
     resize: Annotated[ResizeChoice, typer.Option("--resize", help="the 299x299 Inception resize")] = ResizeChoice.tf1,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="images per Inception batch")] = 64,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="reuse the real set's features cached by content")] = True,
-    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="feature cache (default $HOIFORGE_CACHE/eval-features)")] = None,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="feature cache (default $HOIFORGE_CACHE/eval-features)")] = None,
     clip_model: Annotated[
-        Optional[str], typer.Option("--clip-model", help="CLIP folder or cached hub id (default: the clip-vit-base-patch16 weights entry)")
+        str | None, typer.Option("--clip-model", help="CLIP folder or cached hub id (default: the clip-vit-base-patch16 weights entry)")
     ] = None,
     clip_truncation: Annotated[
         Truncation, typer.Option("--clip-truncation", help="how captions over 77 tokens are cut")
@@ -77,7 +77,7 @@ def metrics_command(
     ] = FidMethod.sqrtm,
     kid_subsets: Annotated[int, typer.Option("--kid-subsets", min=1)] = 100,
     kid_subset_size: Annotated[int, typer.Option("--kid-subset-size", min=2)] = 1000,
-    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bars on stderr")] = True,
 ) -> None:
     """FID and KID (and CLIP score with --captions) of generated images against real ones."""
@@ -122,15 +122,18 @@ def metrics_command(
 Checkpoint = Annotated[Path, typer.Option("--checkpoint", help="the run folder of `hoiforge train ...` (--out RUN)")]
 Data = Annotated[Path, typer.Option("--data", help="the build output (hoiforge build --out OUT) whose test split is evaluated")]
 Report = Annotated[Path, typer.Option("--out", "-o", help="report folder: tables (.md/.csv/.json), report.json, generated/, real/")]
-N = Annotated[Optional[int], typer.Option("--n", help="evaluate the first N test samples (default: all)")]
+N = Annotated[int | None, typer.Option("--n", help="evaluate the first N test samples (default: all)")]
 Seed = Annotated[int, typer.Option("--seed", help="seed of the first image; image i uses seed + i")]
 Compare = Annotated[bool, typer.Option("--compare", help="the paper's published numbers beside ours")]
 ClipModel = Annotated[
-    Optional[str], typer.Option("--clip-model", help="CLIP folder or cached hub id (default: the clip-vit-base-patch16 weights entry)")
+    str | None, typer.Option("--clip-model", help="CLIP folder or cached hub id (default: the clip-vit-base-patch16 weights entry)")
 ]
-CacheDir = Annotated[Optional[Path], typer.Option("--cache-dir", help="feature cache (default $HOIFORGE_CACHE/eval-features)")]
-Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")]
+CacheDir = Annotated[Path | None, typer.Option("--cache-dir", help="feature cache (default $HOIFORGE_CACHE/eval-features)")]
+Device = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 (default: cuda when present)")]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="progress bars on stderr")]
+AllowOutsideRun = Annotated[
+    bool, typer.Option("--allow-outside-run", help="load base models the run names outside itself (only for runs you made)")
+]
 Method = Annotated[FidMethod, typer.Option("--fid-method", help="matrix square root: scipy sqrtm (standard) or symmetric eigh")]
 
 
@@ -142,12 +145,12 @@ def virtualmodel_command(
     n: N = None,
     ablations: Annotated[bool, typer.Option("--ablations", help="also Table 4: the run's variant and every --ablation-run")] = False,
     ablation_run: Annotated[
-        Optional[list[Path]], typer.Option("--ablation-run", help="a run trained as an ablation (w/o CB, w/o IB, w/o C_v); repeatable")
+        list[Path] | None, typer.Option("--ablation-run", help="a run trained as an ablation (w/o CB, w/o IB, w/o C_v); repeatable")
     ] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="DDIM steps (default: the run's config, 30)")] = None,
-    cfg: Annotated[Optional[float], typer.Option("--cfg", help="classifier-free guidance scale (default: the run's config, 7)")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="DDIM steps (default: the run's config, 30)")] = None,
+    cfg: Annotated[float | None, typer.Option("--cfg", help="classifier-free guidance scale (default: the run's config, 7)")] = None,
     seed: Seed = 0,
-    size: Annotated[Optional[int], typer.Option("--size", help="output short side, multiple of 8 (default: the run's resolution)")] = None,
+    size: Annotated[int | None, typer.Option("--size", help="output short side, multiple of 8 (default: the run's resolution)")] = None,
     batch: Annotated[int, typer.Option("--batch", help="conditions of one output size generated together")] = 8,
     pose_estimator: Annotated[
         str,
@@ -166,6 +169,7 @@ def virtualmodel_command(
     cache_dir: CacheDir = None,
     device: Device = None,
     progress: Progress = True,
+    allow_outside_run: AllowOutsideRun = False,
 ) -> None:
     """VirtualModel Table 1 (and Table 4 with --ablations): generate on OUT's test split with RUN, score, write the tables."""
     from hoiforge.eval.virtualmodel_eval import Options, evaluate_virtualmodel
@@ -188,6 +192,7 @@ def virtualmodel_command(
         device=device,
         compare=compare,
         progress=progress,
+        allow_outside_run=allow_outside_run,
     )
     try:
         doc = evaluate_virtualmodel(checkpoint, data, out, ablations, ablation_run or [], opts, say=_say)
@@ -203,13 +208,13 @@ def shoemodel_command(
     data: Data,
     out: Report,
     shoes: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--shoes", help="folder of shoe-only images (the paper's Table 3 protocol); without it: worn-shoe input, no --compare"
         ),
     ] = None,
     prompts: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--prompts", help='JSON Lines, one {"file": NAME, "caption": PROMPT} per --shoes image (default: OUT\'s test captions)'
         ),
@@ -219,8 +224,8 @@ def shoemodel_command(
     ] = False,
     n: N = None,
     seed: Seed = 0,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="DDIM steps of SW (default: the run's, 30)")] = None,
-    cfg: Annotated[Optional[float], typer.Option("--cfg", help="guidance scale of SW (default: the run's, 7)")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="DDIM steps of SW (default: the run's, 30)")] = None,
+    cfg: Annotated[float | None, typer.Option("--cfg", help="guidance scale of SW (default: the run's, 7)")] = None,
     compare: Compare = False,
     clip_model: ClipModel = None,
     clip_truncation: Annotated[Truncation, typer.Option("--clip-truncation")] = Truncation.torchmetrics,
@@ -228,6 +233,7 @@ def shoemodel_command(
     cache_dir: CacheDir = None,
     device: Device = None,
     progress: Progress = True,
+    allow_outside_run: AllowOutsideRun = False,
 ) -> None:
     """ShoeModel Table 3 (FID, KID, CLIP of the whole system on --shoes images vs OUT's test photos) and Table 5 (WD vs wear labels)."""
     from hoiforge.eval.shoemodel_eval import Options, evaluate_shoemodel
@@ -248,6 +254,7 @@ def shoemodel_command(
         cache_dir=str(cache_dir) if cache_dir else None,
         device=device,
         progress=progress,
+        allow_outside_run=allow_outside_run,
     )
     try:
         doc = evaluate_shoemodel(checkpoint, data, out, opts, say=_say)

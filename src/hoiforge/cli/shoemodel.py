@@ -8,7 +8,7 @@ hoiforge generate shoemodel --checkpoint RUN --shoe SHOE.png --prompt "..." --n 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -26,11 +26,11 @@ def train_shoemodel(
     module: Annotated[str, typer.Option("--module", help="wd | lps1 | lps2 | sw")],
     config: Annotated[str, typer.Option("--config", help="tiny | paper | a YAML file (base: tiny|paper plus overrides)")],
     data: Annotated[
-        Optional[list[Path]], typer.Option("--data", help="a shoe-leg build (hoiforge build --recipe shoeleg); repeat for several")
+        list[Path] | None, typer.Option("--data", help="a shoe-leg build (hoiforge build --recipe shoeleg); repeat for several")
     ] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="the run directory; the module is written to OUT/<module>/")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="the run directory; the module is written to OUT/<module>/")] = None,
     max_steps: Annotated[
-        Optional[int], typer.Option("--max-steps", min=0, help="stop after N optimizer steps (default: the config's)")
+        int | None, typer.Option("--max-steps", min=0, help="stop after N optimizer steps (default: the config's)")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the module's newest checkpoint")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar")] = True,
@@ -73,8 +73,8 @@ def generate_shoemodel(
     out: Annotated[Path, typer.Option("--out", help="folder for 0.png ... and leg_0.png ...")],
     n: Annotated[int, typer.Option("--n", min=1, max=64, help="images to make")] = 4,
     seed: Annotated[int, typer.Option("--seed", help="random seed (legs and images)")] = 0,
-    layout: Annotated[Optional[str], typer.Option("--layout", help="move:DX,DY or rotate:DEGREES applied to the shoe first")] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="cuda, cpu, ... (default: cuda when present)")] = None,
+    layout: Annotated[str | None, typer.Option("--layout", help="move:DX,DY or rotate:DEGREES applied to the shoe first")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="cuda, cpu, ... (default: cuda when present)")] = None,
     allow_outside_run: Annotated[
         bool, typer.Option("--allow-outside-run", help="load a base model the run records outside itself (only for runs you made)")
     ] = False,

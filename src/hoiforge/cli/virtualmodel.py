@@ -11,7 +11,7 @@ hoiforge generate virtualmodel --checkpoint RUN --product P.png --mask M.png --p
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -24,15 +24,15 @@ console = Console(stderr=True)
 
 
 def train_virtualmodel_command(
-    data: Annotated[Optional[list[Path]], typer.Option("--data", help="build output folder (repeat for several)")] = None,
+    data: Annotated[list[Path] | None, typer.Option("--data", help="build output folder (repeat for several)")] = None,
     out: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="run folder: config.yaml, checkpoints, metrics.jsonl, validation images")
+        Path | None, typer.Option("--out", "-o", help="run folder: config.yaml, checkpoints, metrics.jsonl, validation images")
     ] = None,
     config: Annotated[
         str, typer.Option("--config", "-c", help="tiny (CPU, random, untrained), sd15 (paper sizes) or a YAML path")
     ] = "tiny",
-    stage: Annotated[Optional[str], typer.Option("--stage", help="base | branches (default: base, then branches)")] = None,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=0, help="steps per stage (overrides the config)")] = None,
+    stage: Annotated[str | None, typer.Option("--stage", help="base | branches (default: base, then branches)")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", min=0, help="steps per stage (overrides the config)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the newest checkpoints in --out")] = False,
     dry_run: DryRun = False,
     gpu_memory: GpuMemory = "80GB",
@@ -76,7 +76,7 @@ def generate_virtualmodel_command(
     pose: Annotated[Path, typer.Option("--pose", help="pose image (rendered skeleton) or a json of 133-keypoint persons")],
     prompt: Annotated[str, typer.Option("--prompt", help="caption of the image to generate")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output PNG")],
-    mask: Annotated[Optional[Path], typer.Option("--mask", help="product mask (same size as the product; default: its alpha)")] = None,
+    mask: Annotated[Path | None, typer.Option("--mask", help="product mask (same size as the product; default: its alpha)")] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="DDIM steps")] = 30,
     cfg: Annotated[float, typer.Option("--cfg", min=0.0, help="classifier-free guidance scale")] = 7.0,
     seed: Annotated[int, typer.Option("--seed")] = 0,

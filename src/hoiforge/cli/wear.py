@@ -6,7 +6,7 @@ The checks themselves are datasets/wear_check.py; this module lists what they fo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,8 +24,8 @@ def _group() -> None:
 @wear_app.command("check")
 def check_command(
     images: Annotated[Path, typer.Argument(help="folder of images (searched recursively)")],
-    labels_dir: Annotated[Optional[Path], typer.Option("--labels-dir", help="folder of <stem>.png masks (0/1/2 or 3 colours)")] = None,
-    coco_json: Annotated[Optional[Path], typer.Option("--coco", help="COCO json with categories visible/wearable")] = None,
+    labels_dir: Annotated[Path | None, typer.Option("--labels-dir", help="folder of <stem>.png masks (0/1/2 or 3 colours)")] = None,
+    coco_json: Annotated[Path | None, typer.Option("--coco", help="COCO json with categories visible/wearable")] = None,
 ) -> None:
     """List images whose labels are bad (wrong size, unknown values), missing, or labels without an image."""
     if labels_dir is None and coco_json is None:

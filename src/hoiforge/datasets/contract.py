@@ -70,7 +70,7 @@ SHARD_NAME = re.compile(r"^(train|test)-(\d{6})\.tar$")
 # A shard's checksum in index.json, by key: hashlib algorithm. The writer records sha256; outputs
 # written before it record md5sum (the wids name), which validate still checks.
 CHECKSUM_KEYS = {"sha256": "sha256", "md5sum": "md5"}
-_MEMBER_NAME = re.compile(r"^([0-9a-f]{%d})\.([a-z0-9][a-z0-9._-]*)$" % ID_LENGTH)
+_MEMBER_NAME = re.compile(rf"^([0-9a-f]{{{ID_LENGTH}}})\.([a-z0-9][a-z0-9._-]*)$")
 
 
 def sample_id(data: bytes) -> str:

@@ -11,6 +11,7 @@ whatever the file is called, so without the list an EPS named ``.jpg`` would rea
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import warnings
@@ -51,10 +52,8 @@ def register_plugins() -> None:
         register_heif_opener()
     except ImportError:  # optional: without it HEIC inputs fail as "not an image"
         pass
-    try:
+    with contextlib.suppress(ImportError):  # optional too: without it JXL inputs fail as "not an image"
         import pillow_jxl  # noqa: F401 - importing registers the JXL plugin
-    except ImportError:
-        pass
     _plugins_ready = True
 
 
@@ -192,7 +191,7 @@ def _corrupt_data_is_bad_image() -> Iterator[None]:
         yield
     except BadImage:
         raise
-    except Exception as e:  # noqa: BLE001 - truncated/corrupt data raises many types
+    except Exception as e:  # noqa: BLE001 - any decoder error is a property of the input
         raise BadImage(f"corrupt or truncated image data: {type(e).__name__}: {e}") from None
 
 

@@ -19,8 +19,9 @@ BODY_NAMES = (
 )  # fmt: skip
 FOOT_NAMES = ("left_big_toe", "left_small_toe", "left_heel", "right_big_toe", "right_small_toe", "right_heel")
 FACE_NAMES = tuple(f"face-{i}" for i in range(68))  # the 68 iBUG/dlib face points
-_FINGER_POINTS = ("root",) + tuple(
-    f"{finger}{j}" for finger in ("thumb", "forefinger", "middle_finger", "ring_finger", "pinky_finger") for j in range(1, 5)
+_FINGER_POINTS = (
+    "root",
+    *tuple(f"{finger}{j}" for finger in ("thumb", "forefinger", "middle_finger", "ring_finger", "pinky_finger") for j in range(1, 5)),
 )
 LEFT_HAND_NAMES = tuple(f"left_hand_{p}" if p == "root" else f"left_{p}" for p in _FINGER_POINTS)
 RIGHT_HAND_NAMES = tuple(f"right_hand_{p}" if p == "root" else f"right_{p}" for p in _FINGER_POINTS)
@@ -38,7 +39,7 @@ PARTS = {"body": BODY, "feet": FEET, "face": FACE, "hands": HANDS}
 
 # ShoeModel: hips, knees, ankles + the 6 foot points (12), and ankles + foot points (8).
 SHOE_LEG = tuple(INDEX[n] for n in ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")) + FEET
-SHOE_FOOT = (INDEX["left_ankle"], INDEX["right_ankle"]) + FEET
+SHOE_FOOT = (INDEX["left_ankle"], INDEX["right_ankle"], *FEET)
 SUBSETS = {"body": BODY, "feet": FEET, "face": FACE, "left_hand": LEFT_HAND, "right_hand": RIGHT_HAND,
            "hands": HANDS, "shoe_leg": SHOE_LEG, "shoe_foot": SHOE_FOOT}  # fmt: skip
 

@@ -230,7 +230,7 @@ class ShardStream(IterableDataset):
             for sample in raw:
                 try:
                     yield self.decode(sample, nprng)
-                except Exception as e:  # one bad sample must not stop a long run
+                except Exception as e:  # noqa: BLE001 - one bad sample must not stop a long run
                     reader.skip(sample.get("__key__"), sample.get("__url__"), f"{type(e).__name__}: {e}")
         else:
             mine = eval_slice(self.urls, self.rank, self.world, worker, workers)
@@ -238,7 +238,7 @@ class ShardStream(IterableDataset):
                 try:
                     # Eval randomness is per sample id, so it does not depend on how samples are split.
                     yield self.decode(sample, np.random.default_rng([self.seed, zlib.crc32(str(sample["__key__"]).encode())]))
-                except Exception as e:  # a bad sample is skipped and counted here too (the trainer's validation batch)
+                except Exception as e:  # noqa: BLE001 - a bad sample is skipped and counted here too (the trainer's validation batch)
                     reader.skip(sample.get("__key__"), sample.get("__url__"), f"{type(e).__name__}: {e}")
 
     def _draw(self, rng: random.Random, reader: ShardReader) -> Iterator[str]:

@@ -23,6 +23,7 @@ it already decoded, the neardup stage and finalize group the hashes. Nothing her
 from __future__ import annotations
 
 import io
+import itertools
 from dataclasses import dataclass
 from functools import lru_cache
 from math import comb
@@ -96,7 +97,7 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _band_masks(bands: int) -> list[tuple[int, np.uint64]]:
     """(shift, mask) of each contiguous band of the 64 bits."""
     edges = np.linspace(0, HASH_BITS, bands + 1).round().astype(int)
-    return [(int(lo), np.uint64((1 << int(hi - lo)) - 1)) for lo, hi in zip(edges[:-1], edges[1:])]
+    return [(int(lo), np.uint64((1 << int(hi - lo)) - 1)) for lo, hi in itertools.pairwise(edges)]
 
 
 @lru_cache(maxsize=8)

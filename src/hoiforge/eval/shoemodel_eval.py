@@ -80,6 +80,7 @@ class Options:
     device: str | None = None
     compare: bool = False
     progress: bool = True
+    allow_outside_run: bool = False  # load an SW base model the run records outside itself (runs you made)
 
 
 @dataclass(frozen=True)
@@ -391,7 +392,7 @@ def evaluate_shoemodel(
 
     opts = options or Options()
     plan = check_inputs(checkpoint, data, report, opts)
-    model = S.ShoeModel(plan.run, device=opts.device)
+    model = S.ShoeModel(plan.run, device=opts.device, allow_outside_run=opts.allow_outside_run)
     updates = {k: v for k, v in (("inference_steps", opts.steps), ("guidance_scale", opts.cfg)) if v is not None}
     if updates:
         model.sw_cfg = model.sw_cfg.model_copy(update=updates)

@@ -107,6 +107,7 @@ class Options:
     device: str | None = None
     compare: bool = False
     progress: bool = True
+    allow_outside_run: bool = False  # load base models a run's config names outside it (runs you made)
 
 
 def variant_of(cfg) -> str:
@@ -389,7 +390,7 @@ def generate_variant(variant: str, run: Path, plan: Plan, conditions: list[Condi
     """Generate the variant's images missing from its folder; returns the result so far (settings, images made, timing)."""
     from hoiforge.training.virtualmodel.generate import load_run
 
-    cfg, pipe = load_run(run)
+    cfg, pipe = load_run(run, opts.allow_outside_run)
     if opts.device is not None:
         on_device(pipe, opts.device)
     size = opts.size or cfg.data.resolution

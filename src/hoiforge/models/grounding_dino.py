@@ -82,7 +82,7 @@ class GroundingDinoDetector:
         logits: list = [None] * len(images)
         pred_boxes: list = [None] * len(images)
         for indices in groups.values():
-            inputs = {k: torch.cat([per_image[i][k] for i in indices]) for k in per_image[indices[0]].keys()}
+            inputs = {k: torch.cat([per_image[i][k] for i in indices]) for k in per_image[indices[0]]}
             inputs = {k: (v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)) for k, v in inputs.items()}
             with torch.inference_mode():
                 out = self.model(**inputs)

@@ -74,7 +74,7 @@ class UltralyticsPersonDetector:
         self.check(model, trusted_sha256=trusted_sha256)
         import torch
 
-        YOLO = import_yolo()  # noqa: N806
+        YOLO = import_yolo()
         self.model = YOLO(str(Path(model).expanduser()))
         dev, dt = device_dtype(device, dtype)
         self.device = str(dev)

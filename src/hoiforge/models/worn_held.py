@@ -412,8 +412,8 @@ class WornHeldDetector:
         goes to its nearest part if it lies within that part's reach (how far cloth hangs from
         the bone: loose coats from the torso, sleeves from the arm; ours, in shoulder widths).
         """
-        seen = lambda i: p.seen(i, self.min_visibility)  # noqa: E731
-        pt = lambda i: tuple(int(round(v)) for v in p.pose[i, :2])  # noqa: E731
+        seen = lambda i: p.seen(i, self.min_visibility)
+        pt = lambda i: tuple(int(round(v)) for v in p.pose[i, :2])
         label = {"torso": "clothes-upper", "arms": "clothes-upper", "pelvis": "clothes-lower", "legs": "clothes-lower", "feet": "shoes"}
         parts = {k: np.zeros(shape, np.uint8) for k in label}
         score = {k: 0.0 for k in label}
@@ -466,7 +466,7 @@ class WornHeldDetector:
         h, w = crop.shape[:2]
         hand, tips, wrist = grip
         ox, oy = place
-        tips, wrist = tips + (ox, oy), wrist + (ox, oy)
+        tips, wrist = tips + np.array((ox, oy)), wrist + np.array((ox, oy))  # arrays: shifted into the scene
         body, hand, skin, segmented = (_to_scene(m, place, (h, w)) for m in (body, hand, skin, segmented))
         ycc = cv2.cvtColor(crop, cv2.COLOR_RGB2YCrCb)
         ys, xs = np.nonzero(hand)

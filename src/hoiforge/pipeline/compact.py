@@ -132,7 +132,7 @@ class _ShardReader:
             for m in tar:
                 key, _, ext = m.name.partition(".")
                 self.offsets[key].append((ext, m.offset_data, m.size))
-        self.f = open(path, "rb")
+        self.f = open(path, "rb")  # noqa: SIM115 - held for the reader's life, closed by close()
 
     def sizes(self, key: str) -> list[int]:
         return [size for _, _, size in self.offsets[key]]

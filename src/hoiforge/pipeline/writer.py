@@ -86,7 +86,7 @@ class ShardTar:
 
     def __init__(self, path: Path):
         self.size, self.nsamples = 0, 0
-        self._file = open(path, "wb", buffering=1 << 20)
+        self._file = open(path, "wb", buffering=1 << 20)  # noqa: SIM115 - held until close() commits the shard
         self._sha256 = hashlib.sha256()
         self._chunks: queue.SimpleQueue = queue.SimpleQueue()
         self._hasher = threading.Thread(target=self._hash_chunks, name="shard-sha256", daemon=True)

@@ -226,7 +226,7 @@ def _convert(s: WeightSpec, folder: Path, log: Callable[[str], None]) -> None:
     _remove(tmp)
     try:
         convert(folder / s.files[0].path, tmp)
-    except Exception as e:  # noqa: BLE001 - a converter's refusal is one line, like any fetch error
+    except Exception as e:  # noqa: BLE001 - a converter's any failure is the published file's, said in one line
         _remove(tmp)
         first = (str(e).strip().splitlines() or [""])[0]
         raise FetchError(f"{s.name}: {s.converter} could not convert {s.files[0].path}: {type(e).__name__}: {first}") from None

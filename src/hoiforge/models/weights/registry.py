@@ -30,6 +30,7 @@ and a Hugging Face copy must come from the pinned commit. Pickle-based checkpoin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable
@@ -369,10 +370,8 @@ def verify_pinned(s: WeightSpec, folder: Path, root: Path | str | None = None) -
         recorded[f.path] = {**known, "sha256": got, **file_stamp(path)}
         changed = True
     if changed and manifest:  # remember the check (best effort: a read-only shared root is checked again next time)
-        try:
+        with contextlib.suppress(OSError):
             (folder / MANIFEST).write_text(json.dumps({**manifest, "files": recorded}, indent=1))
-        except OSError:
-            pass
 
 
 def pinned_sha256s(backend: str) -> set[str]:

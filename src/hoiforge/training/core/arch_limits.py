@@ -44,7 +44,7 @@ LIMITS: dict[str, tuple[int, str]] = {
             "time_embedding_dim",
         ),
         _WIDTH,
-    ),  # fmt: skip
+    ),
     "intermediate_size": (65_536, "DINOv2-giant's MLP is 6,144 wide"),
     **dict.fromkeys(("num_hidden_layers", "layers_per_block", "depth", "depths", "transformer_layers_per_block"), _LAYERS),
     **dict.fromkeys(("num_attention_heads", "attention_head_dim"), (1_024, "SDXL uses 64 heads")),

@@ -185,7 +185,7 @@ TINY: dict[str, Any] = {
         "size": 128,
         "eval_samples": 4,
         "train": {**_tiny_train(2, 1e-3), "optimizer": "adamw"},
-    },  # fmt: skip
+    },
     "lps1": {
         "pretrained": None,
         "architecture": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "mlp_ratio": 2},

@@ -31,7 +31,7 @@ def square_box(mask: np.ndarray, margin: float) -> tuple[float, float, float, fl
 
 def crop_matrix(box: tuple[float, float, float, float], size: int) -> np.ndarray:
     """2x3 affine from frame pixels to the ``size`` x ``size`` crop of the square ``box``."""
-    x0, y0, x1, y1 = box
+    x0, y0, x1, _y1 = box
     scale = size / max(x1 - x0, 1e-6)
     return np.array([[scale, 0.0, -x0 * scale], [0.0, scale, -y0 * scale]], np.float64)
 

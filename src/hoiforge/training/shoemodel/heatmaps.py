@@ -61,7 +61,7 @@ def weighted_mse(pred, target, weights):
 def decode(heatmaps: np.ndarray, input_size: int, refine: Refine = "dark", blur_kernel: int = 11) -> tuple[np.ndarray, np.ndarray]:
     """(K x 2 input-pixel coordinates, K peak values) of K x H x W heatmaps."""
     hm = np.asarray(heatmaps, np.float32)
-    k, h, w = hm.shape
+    k, _h, w = hm.shape
     flat = hm.reshape(k, -1)
     idx = flat.argmax(1)
     scores = flat[np.arange(k), idx]

@@ -192,10 +192,8 @@ def make_loss(tokenizer, noise_scheduler):
             down_block_additional_residuals=[d.to(dtype) for d in down],
             mid_block_additional_residual=mid.to(dtype),
         ).sample
-        if noise_scheduler.config.prediction_type == "v_prediction":
-            target = noise_scheduler.get_velocity(latents, noise, t)
-        else:
-            target = noise
+        v_prediction = noise_scheduler.config.prediction_type == "v_prediction"
+        target = noise_scheduler.get_velocity(latents, noise, t) if v_prediction else noise
         return torch.nn.functional.mse_loss(pred.float(), target.float())
 
     return loss

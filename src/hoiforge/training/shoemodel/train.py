@@ -323,7 +323,7 @@ def _lps2(cfg: ShoeModelConfig, urls, data, folder: Path, s: ModuleTrain, plan: 
         "validate": validate,
         "export": export,
         "preset": cfg.preset,
-        "record": {"people": int(len(points)), "schedule": lps2.describe(sched)},
+        "record": {"people": len(points), "schedule": lps2.describe(sched)},
     }
 
 

@@ -79,10 +79,10 @@ def stage_plans(cfg: VirtualModelConfig, world: int, stages: tuple[str, ...] = (
         chunks = cfg.models.text_chunks
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(sc.mixed_precision, torch.float32)
 
-        def meta(*shape):
+        def meta(*shape, dtype=dtype):
             return torch.zeros(*shape, device="meta", dtype=dtype)
 
-        text = lambda: meta(b, chunks * TOKENS, comp.text_encoder.config.hidden_size)  # noqa: E731
+        text = lambda b=b, chunks=chunks, comp=comp: meta(b, chunks * TOKENS, comp.text_encoder.config.hidden_size)
         t = torch.zeros(b, device="meta", dtype=torch.long)
         frozen = {"vae": comp.vae, "text_encoder": comp.text_encoder, "dino": comp.dino}
         notes = ["VAE, text encoder and DINOv2 run without gradient (their transient peak is not counted)"]

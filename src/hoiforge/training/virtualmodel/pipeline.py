@@ -69,7 +69,7 @@ class VirtualModelPipeline:
         seed: int = 0,
     ) -> np.ndarray:
         """HxWx3 uint8 (before backfill). Without branches (stage 1) it is the base UNet's text-to-image."""
-        one = lambda x: None if x is None else [x]  # noqa: E731
+        one = lambda x: None if x is None else [x]
         return self.batch(
             [prompt],
             height=height,
