@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+
+from hoiforge.cli.output import fail
 
 
 def print_dry_run(plans, weights_note: str, gpu_memory: str) -> bool:
@@ -44,3 +47,16 @@ GpuMemory = Annotated[str, typer.Option("--gpu-memory", help="GPU memory the dry
 WorldSize = Annotated[
     int | None, typer.Option("--world-size", min=1, help="dry run: processes to plan for (default: what accelerate launched)")
 ]
+
+
+def plan_and_exit(plans: Callable[[int], list], weights_note: str, gpu_memory: str, world_size: int | None) -> NoReturn:
+    """``--dry-run``: print the plans for the world size, exit 0 if every stage fits ``gpu_memory``, else 1 (a check failed)."""
+    quiet_meta_builds(gpu_memory)
+    fits = print_dry_run(plans(dry_run_world(world_size)), weights_note, gpu_memory)
+    raise typer.Exit(0 if fits else 1)
+
+
+def require_data_and_out(data, out) -> None:
+    """A real run (not ``--dry-run``) needs shards to read and a RUN to write."""
+    if not data or out is None:
+        fail("give --data OUT and --out RUN (or --dry-run to see the memory plan only)")

@@ -18,6 +18,16 @@ def _require_build(out: Path) -> None:
         fail(f"{out}: no manifest.parquet (not a finished build)")
 
 
+def _serve(server) -> None:
+    """Serve until Ctrl-C, then close the socket."""
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 def stats_command(
     out: Annotated[Path, typer.Argument(help="output directory of a build")],
     as_json: Annotated[bool, typer.Option("--json", help="also print the figures as JSON on stdout")] = False,
@@ -68,12 +78,7 @@ def view_command(
     server = make_server(out, host, port, remote_sources=remote_sources)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     typer.echo(f"hoiforge view: http://{shown}:{server.server_address[1]}/  ({out}; Ctrl-C to stop)")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    _serve(server)
 
 
 def audit_command(
@@ -105,9 +110,4 @@ def audit_command(
         f"hoiforge audit: http://127.0.0.1:{server.server_address[1]}/audit  ({stage}, {len(doc['items'])} samples, seed {seed}, "
         f"reviewer {session.store.reviewer}; answers -> {session.store.path}; Ctrl-C to stop)"
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    _serve(server)

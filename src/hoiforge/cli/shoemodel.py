@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from hoiforge.cli.dry_run import DryRun, GpuMemory, WorldSize, dry_run_world, print_dry_run, quiet_meta_builds
+from hoiforge.cli.dry_run import DryRun, GpuMemory, WorldSize, plan_and_exit, require_data_and_out
 from hoiforge.cli.output import fail as _fail
 from hoiforge.cli.output import say as _say
 from hoiforge.cli.output import training_logs, warn
@@ -49,12 +49,9 @@ def train_shoemodel(
 
             if module not in MODULES:
                 _fail(f"unknown module {module!r}: choose one of {', '.join(MODULES)}")
-            quiet_meta_builds(gpu_memory)
             cfg = load_config(config)
-            fits = print_dry_run([D.module_plan(cfg, module, dry_run_world(world_size))], D.weights_note(cfg, module), gpu_memory)
-            raise typer.Exit(0 if fits else 1)
-        if not data or out is None:
-            _fail("give --data OUT and --out RUN (or --dry-run to see the memory plan only)")
+            plan_and_exit(lambda world: [D.module_plan(cfg, module, world)], D.weights_note(cfg, module), gpu_memory, world_size)
+        require_data_and_out(data, out)
         summary = train(module, [str(d) for d in data], config, out, max_steps=max_steps, resume=resume, progress=progress, say=_say)
     except HoiforgeError as e:
         _fail(str(e))

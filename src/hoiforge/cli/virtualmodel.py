@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from hoiforge.cli.dry_run import DryRun, GpuMemory, WorldSize, dry_run_world, print_dry_run, quiet_meta_builds
+from hoiforge.cli.dry_run import DryRun, GpuMemory, WorldSize, plan_and_exit, require_data_and_out
 from hoiforge.cli.output import fail, training_logs, warn
 from hoiforge.errors import HoiforgeError
 
@@ -50,12 +50,9 @@ def train_virtualmodel_command(
 
             if stage not in (None, "base", "branches"):
                 fail(f"--stage must be base or branches, not {stage!r}")
-            quiet_meta_builds(gpu_memory)
             stages = (stage,) if stage else ("base", "branches")
-            fits = print_dry_run(D.stage_plans(cfg, dry_run_world(world_size), stages), D.weights_note(cfg), gpu_memory)
-            raise typer.Exit(0 if fits else 1)
-        if not data or out is None:
-            fail("give --data OUT and --out RUN (or --dry-run to see the memory plan only)")
+            plan_and_exit(lambda world: D.stage_plans(cfg, world, stages), D.weights_note(cfg), gpu_memory, world_size)
+        require_data_and_out(data, out)
         if cfg.untrained:
             warn(f"config {cfg.name!r} is UNTRAINED random models: it tests the code path, its images are noise")
         results = train_virtualmodel(data, config, out, stage=stage, max_steps=max_steps, resume=resume)

@@ -69,6 +69,16 @@ def settings_match(folder: Path, settings: dict) -> bool:
         return False
 
 
+def generation_folder(folder: Path, settings: dict) -> None:
+    """Make ``folder`` hold images of ``settings`` only: images made with other settings are removed (a
+    rerun keeps what matches and fills the rest), and ``generation.json`` records the settings."""
+    if folder.is_dir() and not settings_match(folder, settings):
+        for old in folder.glob("*.png"):
+            old.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "generation.json").write_text(json.dumps(settings, indent=2))
+
+
 def tracked(items: Iterable[T], total: int, description: str, enabled: bool, weight: Callable[[T], int] | None = None) -> Iterator[T]:
     """``items`` with a rich progress bar on stderr; each item advances it by ``weight(item)`` (1 by default)."""
     if not enabled:

@@ -42,7 +42,7 @@ from PIL import Image
 from hoiforge.errors import EvalError
 from hoiforge.eval.held_out import Need, annotation, caption, check_test_split, samples, survey
 from hoiforge.eval.paper_tables import SHOEMODEL_TABLE3, SHOEMODEL_TABLE5
-from hoiforge.eval.runs import check_run, finite, prepare_report, settings_match, table_markdown, timed, tracked
+from hoiforge.eval.runs import check_run, finite, generation_folder, prepare_report, table_markdown, timed, tracked
 from hoiforge.eval.scoring import score_shoemodel, shoemodel_row, wd_row
 from hoiforge.eval.tables import GenerationSettings, ResultRow, write_table
 from hoiforge.metrics.fid import MIN_IMAGES
@@ -407,11 +407,7 @@ def evaluate_shoemodel(
     real = export_real(plan)
     folder = plan.report / "generated" / "shoemodel"
     settings = generation_settings(model, plan, opts)
-    if folder.is_dir() and not settings_match(folder, settings):
-        for old in folder.glob("*.png"):
-            old.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "generation.json").write_text(json.dumps(settings, indent=2))
+    generation_folder(folder, settings)
 
     timing: dict = {}
     with timed(timing, "generate_s"):

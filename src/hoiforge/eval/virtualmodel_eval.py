@@ -49,7 +49,7 @@ from PIL import Image
 
 from hoiforge.errors import EvalError
 from hoiforge.eval.held_out import Members, Need, annotation, caption, check_test_split, samples, survey
-from hoiforge.eval.runs import check_run, finite, prepare_report, settings_match, table_markdown, timed, tracked
+from hoiforge.eval.runs import check_run, finite, generation_folder, prepare_report, table_markdown, timed, tracked
 from hoiforge.eval.scoring import score_virtualmodel, virtualmodel_row
 from hoiforge.eval.tables import GenerationSettings, ResultRow, write_table
 from hoiforge.metrics.pose import PersonPose
@@ -414,11 +414,7 @@ def generate_variant(variant: str, run: Path, plan: Plan, conditions: list[Condi
         "product": PRODUCT_RULE,
         "ids": [c.id for c in conditions],
     }
-    if folder.is_dir() and not settings_match(folder, settings):
-        for old in folder.glob("*.png"):
-            old.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "generation.json").write_text(json.dumps(settings, indent=2))
+    generation_folder(folder, settings)
     timing: dict = {}
     with timed(timing, "generate_s"):
         made = generate(pipe, conditions, real, folder, size, steps, guidance, opts.seed, opts, variant)

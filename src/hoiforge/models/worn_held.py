@@ -418,6 +418,15 @@ class WornHeldDetector:
         parts = {k: np.zeros(shape, np.uint8) for k in label}
         score = {k: 0.0 for k in label}
         reach = {k: 0.0 for k in label}
+
+        def limbs(canvas: np.ndarray, chains) -> None:
+            """Each chain's visible segments (root-middle, then middle-end) as 1-px lines on ``canvas``."""
+            for a, b, c in chains:
+                if seen(b):
+                    cv2.line(canvas, pt(a), pt(b), 1, 1)
+                    if seen(c):
+                        cv2.line(canvas, pt(b), pt(c), 1, 1)
+
         if seen(L_SHOULDER) and seen(R_SHOULDER):
             # The hips may lie outside a portrait's frame: their predicted position still bounds the torso.
             lh, rh = p.pose[L_HIP, :2], p.pose[R_HIP, :2]
@@ -427,20 +436,12 @@ class WornHeldDetector:
             cv2.fillConvexPoly(parts["torso"], np.round([ls, rs, rw, lw]).astype(np.int32), 1)
             score["torso"] = score["arms"] = float(np.mean(p.pose[[L_SHOULDER, R_SHOULDER], 2]))
             reach["torso"], reach["arms"] = 0.6 * sw, 0.3 * sw
-            for a, b, c in ((L_SHOULDER, L_ELBOW, L_WRIST), (R_SHOULDER, R_ELBOW, R_WRIST)):
-                if seen(b):
-                    cv2.line(parts["arms"], pt(a), pt(b), 1, 1)
-                    if seen(c):
-                        cv2.line(parts["arms"], pt(b), pt(c), 1, 1)
+            limbs(parts["arms"], ((L_SHOULDER, L_ELBOW, L_WRIST), (R_SHOULDER, R_ELBOW, R_WRIST)))
             if seen(L_HIP) and seen(R_HIP):
                 cv2.fillConvexPoly(parts["pelvis"], np.round([lw, rw, rh, lh]).astype(np.int32), 1)
                 score["pelvis"] = score["legs"] = float(np.mean(p.pose[[L_HIP, R_HIP], 2]))
                 reach["pelvis"], reach["legs"] = 0.5 * sw, 0.35 * sw
-                for a, b, c in ((L_HIP, L_KNEE, L_ANKLE), (R_HIP, R_KNEE, R_ANKLE)):
-                    if seen(b):
-                        cv2.line(parts["legs"], pt(a), pt(b), 1, 1)
-                        if seen(c):
-                            cv2.line(parts["legs"], pt(b), pt(c), 1, 1)
+                limbs(parts["legs"], ((L_HIP, L_KNEE, L_ANKLE), (R_HIP, R_KNEE, R_ANKLE)))
         feet = []
         for ankle, heel, toe in ((L_ANKLE, L_HEEL, L_TOE), (R_ANKLE, R_HEEL, R_TOE)):
             if seen(ankle) and seen(heel) and seen(toe):

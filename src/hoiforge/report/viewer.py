@@ -48,7 +48,7 @@ from hoiforge.report.http_error import HttpError
 from hoiforge.report.overlays import OVERLAYS, overlay_png, thumbnail_jpeg
 from hoiforge.report.samples import PAGE_SIZE, Query, SampleIndex
 
-STATIC_FILES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js", "/app.css": "app.css"}
+STATIC_FILES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js", "/app.css": "app.css", "/draw.js": "draw.js"}
 STATIC_FILES |= {"/audit": "audit.html", "/audit.js": "audit.js", "/audit.css": "audit.css"}  # audit mode (report/audit_session.py)
 CSP = "default-src 'self'"
 # What a shard member may be served as, by the last part of its extension; anything else is refused.
@@ -272,8 +272,26 @@ def make_handler(viewer: Viewer, allowed_hosts: tuple[str, ...] | None):
                 sys.stderr.write("view: %s\n" % (format % args))
 
         def do_GET(self) -> None:
+            self._answer()
+
+        def do_POST(self) -> None:
+            self._answer(self._check_post)
+
+        def _check_post(self) -> None:
+            # Only audit answers are ever posted: JSON from this page's own origin (no CSRF from elsewhere).
+            origin = self.headers.get("Origin")
+            if origin is not None and urlsplit(origin).netloc != self.headers.get("Host"):
+                raise HttpError(HTTPStatus.FORBIDDEN, "cross-origin request refused")
+            if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
+                raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the answer as application/json")
+            if not urlsplit(self.path).path.startswith("/api/audit/"):
+                raise HttpError(HTTPStatus.NOT_FOUND, "nothing to post here")
+
+        def _answer(self, check: Any = None) -> None:
             try:
                 self._check_host()
+                if check is not None:
+                    check()
                 body, ctype = self._route()
                 self._send(HTTPStatus.OK, body, ctype)
             except HttpError as e:
@@ -281,26 +299,6 @@ def make_handler(viewer: Viewer, allowed_hosts: tuple[str, ...] | None):
             except BrokenPipeError:
                 pass
             except Exception as e:  # noqa: BLE001 - a bug must not kill the server: report it to the page
-                self._send(HTTPStatus.INTERNAL_SERVER_ERROR, json.dumps({"error": f"{type(e).__name__}: {e}"}).encode(), "application/json")
-
-        def do_POST(self) -> None:
-            # Only audit answers are ever posted: JSON from this page's own origin (no CSRF from elsewhere).
-            try:
-                self._check_host()
-                origin = self.headers.get("Origin")
-                if origin is not None and urlsplit(origin).netloc != self.headers.get("Host"):
-                    raise HttpError(HTTPStatus.FORBIDDEN, "cross-origin request refused")
-                if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
-                    raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the answer as application/json")
-                if not urlsplit(self.path).path.startswith("/api/audit/"):
-                    raise HttpError(HTTPStatus.NOT_FOUND, "nothing to post here")
-                body, ctype = self._route()
-                self._send(HTTPStatus.OK, body, ctype)
-            except HttpError as e:
-                self._send(e.status, json.dumps({"error": str(e)}).encode(), "application/json")
-            except BrokenPipeError:
-                pass
-            except Exception as e:  # noqa: BLE001 - one request's failure is its 500, never the server's
                 self._send(HTTPStatus.INTERNAL_SERVER_ERROR, json.dumps({"error": f"{type(e).__name__}: {e}"}).encode(), "application/json")
 
         def _body(self) -> bytes:

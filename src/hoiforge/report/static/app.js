@@ -156,31 +156,9 @@ function render() {
 
 function drawBoxes(missing) {
   const s = state.sample;
-  const base = $("base");
-  const canvas = $("boxes");
   const ann = s.annotation || {};
-  const w = base.naturalWidth || (ann.image && ann.image.width) || 1;
-  const h = base.naturalHeight || (ann.image && ann.image.height) || 1;
-  canvas.width = w;
-  canvas.height = h;
-  const ctx = canvas.getContext("2d");
-  ctx.clearRect(0, 0, w, h);
-  const lw = Math.max(2, Math.round(w / 300));
-  ctx.lineWidth = lw;
-  ctx.font = `${Math.max(12, Math.round(w / 45))}px sans-serif`;
-  const box = (b, color, label, dashed) => {
-    ctx.strokeStyle = color;
-    ctx.setLineDash(dashed ? [4 * lw, 3 * lw] : []);
-    ctx.strokeRect(b[0], b[1], b[2] - b[0], b[3] - b[1]);
-    if (label) {
-      const tw = ctx.measureText(label).width + 6;
-      const th = parseInt(ctx.font) + 4;
-      ctx.fillStyle = color;
-      ctx.fillRect(b[0], Math.max(0, b[1] - th), tw, th);
-      ctx.fillStyle = "#000";
-      ctx.fillText(label, b[0] + 3, Math.max(th - 4, b[1] - 4));
-    }
-  };
+  const [ctx, w] = freshCanvas($("base"), $("boxes"), ann);
+  const box = boxPainter(ctx, w);
   const layers = [
     ["persons", ann.persons, (p) => box(p.box, COLORS.person, `person ${(p.score ?? 0).toFixed(2)}`)],
     ["products", ann.products, (p) => box(p.box, COLORS.product, `${p.label} ${(p.score ?? 0).toFixed(2)}`)],

@@ -153,33 +153,10 @@ function draw() {
   const s = state.sample;
   if (!s) return;
   for (const id of ["ov-mask", "ov-pose", "ov-layer"]) $(id).classList.toggle("on", state.overlays && !!$(id).getAttribute("src"));
-  const base = $("base");
-  const canvas = $("boxes");
   const ann = s.annotation || {};
-  const w = base.naturalWidth || (ann.image && ann.image.width) || 1;
-  const h = base.naturalHeight || (ann.image && ann.image.height) || 1;
-  canvas.width = w;
-  canvas.height = h;
-  const ctx = canvas.getContext("2d");
-  ctx.clearRect(0, 0, w, h);
+  const [ctx, w] = freshCanvas($("base"), $("boxes"), ann);
   if (!state.overlays) return;
-  const lw = Math.max(2, Math.round(w / 300));
-  ctx.lineWidth = lw;
-  ctx.font = `${Math.max(12, Math.round(w / 45))}px sans-serif`;
-  const box = (b, color, label, dashed) => {
-    if (!Array.isArray(b) || b.length !== 4) return;
-    ctx.strokeStyle = color;
-    ctx.setLineDash(dashed ? [4 * lw, 3 * lw] : []);
-    ctx.strokeRect(b[0], b[1], b[2] - b[0], b[3] - b[1]);
-    if (label) {
-      const tw = ctx.measureText(label).width + 6;
-      const th = parseInt(ctx.font) + 4;
-      ctx.fillStyle = color;
-      ctx.fillRect(b[0], Math.max(0, b[1] - th), tw, th);
-      ctx.fillStyle = "#000";
-      ctx.fillText(label, b[0] + 3, Math.max(th - 4, b[1] - 4));
-    }
-  };
+  const box = boxPainter(ctx, w);
   const num = (x) => (typeof x === "number" ? x.toFixed(2) : "");
   const layers = state.doc.layers;
   const list = (x) => (Array.isArray(x) ? x : []);
