@@ -156,11 +156,8 @@ def normalise(data: bytes, max_pixels: int, jpeg_quality: int = 95, image_format
     """
     if image_format != "source":
         return _normalise_to(data, max_pixels, image_format, quality)
-    img = _open(data, max_pixels)
-    source_format, source_mode = img.format or "unknown", img.mode
-    reasons: list[str] = []
+    img, source_format, source_mode, reasons = _opened_upright(data, max_pixels)
     with _corrupt_data_is_bad_image():
-        img = _upright_first_frame(img, reasons)
         img, why = _to_keepable_mode(img)
     if why:
         reasons.append(why)
@@ -210,15 +207,23 @@ def _upright_first_frame(img: Image.Image, reasons: list[str]) -> Image.Image:
     return img
 
 
-def _normalise_to(data: bytes, max_pixels: int, image_format: str, quality: int) -> Normalised:
-    if image_format not in OUTPUT_FORMATS:
-        raise ValueError(f"image_format {image_format!r}: use source, {', '.join(OUTPUT_FORMATS)}")
-    target = OUTPUT_FORMATS[image_format]
+def _opened_upright(data: bytes, max_pixels: int) -> tuple[Image.Image, str, str, list[str]]:
+    """The first frame upright (EXIF orientation applied), its source format and mode, and the reasons
+    (re-encoding causes) found on the way: the first steps of both normalise paths."""
     img = _open(data, max_pixels)
     source_format, source_mode = img.format or "unknown", img.mode
     reasons: list[str] = []
     with _corrupt_data_is_bad_image():
         img = _upright_first_frame(img, reasons)
+    return img, source_format, source_mode, reasons
+
+
+def _normalise_to(data: bytes, max_pixels: int, image_format: str, quality: int) -> Normalised:
+    if image_format not in OUTPUT_FORMATS:
+        raise ValueError(f"image_format {image_format!r}: use source, {', '.join(OUTPUT_FORMATS)}")
+    target = OUTPUT_FORMATS[image_format]
+    img, source_format, source_mode, reasons = _opened_upright(data, max_pixels)
+    with _corrupt_data_is_bad_image():
         # RGB under every format: a loader stacks the images of a build only when each has the
         # same channels (grey would be (1,H,W) among (3,H,W)); alpha is composited on white, as
         # every stage sees it anyway.
