@@ -13,12 +13,16 @@ person at a working resolution:
   keypoints: each pixel goes to the nearest body part, drawn from the pose landmarks (torso and
   arms -> ``clothes-upper``, pelvis and legs -> ``clothes-lower``, ankle/heel/toe -> ``shoes``);
   non-skin pixels above the face that do not match the hair beside the face -> ``headwear``.
-- **held**: at each hand with landmarks, seeds just beyond the fingertips and where the person
+- **held**: at each hand with landmarks (holistic's, or the hand model's on a full-resolution
+  window at a visible wrist holistic left without a hand), seeds just beyond the fingertips, in
+  the grasp (the landmarks' hull minus the hand drawn from its bones) and where the person
   segmentation runs past skin and shirt around the hand (mediapipe counts what a hand holds as
-  the person); a watershed against the rim of a window around the hand, skin and body grows
-  them into the object. It is kept only if it is hand-sized, compact, stays off the window's
-  rim (bounded: a wall or a table runs out of it), touches at most one image border and covers
-  at most ``max_held_area`` of the image -> ``held-object``.
+  the person); a watershed against the rim of a window around the hand, skin, the hand and the
+  body (not in the grasp: there the image's edges decide) grows them into the object. It is kept
+  only if it is hand-sized, compact, stays off the window's rim (bounded: a wall or a table runs
+  out of it), touches at most one image border, covers ``min_held_area`` to ``max_held_area`` of
+  the image, and is neither skin, nor the hand, nor a patch of the person's clothing (its colour
+  found on more of the person than itself, or going on past its outline) -> ``held-object``.
 - **never the background**: every candidate is part of a person's body or grows from a hand; nothing is
   searched for elsewhere in the image, so a curtain, a wall or a bus behind a person is never a
   product.
