@@ -103,3 +103,23 @@ def test_frozen_modules_get_no_gradient(tmp_path):
 
     Trainer(config(tmp_path, max_steps=3), trainable={"net": make_model()}, frozen={"pre": frozen}, data=batches, loss=loss).fit()
     assert torch.equal(frozen.weight, before) and not frozen.weight.requires_grad
+
+
+def test_samples_the_loaders_skipped_are_written_to_metrics_and_never_reach_the_loss(tmp_path, caplog):
+    """A loader batch carries ``skipped`` (samples its worker could not decode since its previous batch);
+    each metrics row holds the sum since the previous row, the run's total is logged once at the end."""
+
+    def with_skips(start_step: int):
+        for step, batch in enumerate(batches(start_step), start=start_step):
+            yield {**batch, "skipped": 2 if step % 3 == 0 else 0}
+
+    def loss(batch, models):
+        assert "skipped" not in batch
+        return noisy_loss(batch, models)
+
+    cfg = config(tmp_path, max_steps=6, log_every=2, checkpoint_every=6)
+    with caplog.at_level("WARNING", logger="hoiforge.training"):
+        Trainer(cfg, trainable={"net": make_model()}, data=with_skips, loss=loss).fit()
+    rows = read_metrics(cfg.output_dir, "toy")
+    assert [(r["step"], r["skipped"]) for r in rows] == [(2, 2), (4, 2), (6, 0)]  # data steps 0 and 3 skipped 2 each
+    assert "4 samples skipped in this run" in caplog.text

@@ -312,3 +312,33 @@ def test_edges_are_computed_from_the_crop_as_generation_does(tmp_path):
     member = cv2.imdecode(np.frombuffer(first_sample(shard_urls(big)[0])["edge.png"], np.uint8), cv2.IMREAD_GRAYSCALE)
     shrunk = cv2.resize(member, (160, 120), interpolation=cv2.INTER_AREA)
     assert 0 < shrunk[shrunk > 0].mean() < 128
+
+
+class FailingDecoder(SampleDecoder):
+    """The loader's decoder, failing on the given keys as a damaged member would (module level: the
+    DataLoader's spawned workers unpickle it)."""
+
+    def __init__(self, spec: SampleSpec, bad: set[str]):
+        super().__init__(spec)
+        self.bad = bad
+
+    def __call__(self, sample, rng):
+        if sample["__key__"] in self.bad:
+            raise ValueError("a damaged member")
+        return super().__call__(sample, rng)
+
+
+def test_batches_carry_how_many_samples_their_worker_skipped(out10):
+    """A sample whose decode fails is skipped, and the next batch of that worker says so (the
+    trainer sums these into metrics.jsonl): here every sample of one shard fails, in eval mode
+    (each sample once), in a real DataLoader with two worker processes."""
+    out, keys = out10
+    urls = shard_urls(out)
+    bad = set(keys[:2])
+    from hoiforge.datasets.loader import make_loader
+
+    stream = ShardStream(urls, FailingDecoder(SPEC, bad), batch_size=2, mode="eval", rank=0, world=1, drop_last=False)
+    batches = list(make_loader(stream, 2))
+    got = [k for b in batches for k in b["key"]]
+    assert sorted(got) == sorted(set(keys) - bad)
+    assert sum(b["skipped"] for b in batches) == len(bad)

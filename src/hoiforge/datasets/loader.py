@@ -10,7 +10,8 @@ Shard urls come from ``OUT/index.<split>.json`` (relative to OUT). Shards are re
 ``shard_read.ShardReader`` (sha256 checked once per process, member sizes bounded); per-sample
 decoding is ``vm_sample.SampleDecoder`` (pixel counts, RLE sizes, finite json checked first);
 ``collate`` turns its arrays into tensors. A sample that fails any of these is skipped and counted
-in the log, in both modes.
+in the log, in both modes; each batch carries ``skipped`` (samples its worker skipped since its
+previous batch), which the trainer sums into metrics.jsonl.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from hoiforge.datasets.bounds import DEFAULT_LIMITS, MemberLimits
-from hoiforge.datasets.shard_read import ShardReader
+from hoiforge.datasets.shard_read import ShardReader, take_skipped
 from hoiforge.datasets.vm_sample import WRITTEN_BY, SampleDecoder, SampleSpec, ShardDataError, missing_members
 
 log = logging.getLogger("hoiforge.datasets")
@@ -256,10 +257,10 @@ class ShardStream(IterableDataset):
         for sample in self.samples():
             batch.append(sample)
             if len(batch) == self.batch_size:
-                yield collate(batch)
+                yield {**collate(batch), "skipped": take_skipped()}
                 batch = []
         if batch and not self.drop_last:
-            yield collate(batch)
+            yield {**collate(batch), "skipped": take_skipped()}
 
 
 _LIVE_ITERATORS: weakref.WeakSet = weakref.WeakSet()

@@ -61,6 +61,24 @@ def expected_sha256(url: str) -> str | None:
     return _listed_checksums(str(root), stamp).get(str(path))
 
 
+# Samples skipped in this process since the last ``take_skipped``: loader workers are processes, so
+# each batch carries its worker's count to the trainer, which writes it to metrics.jsonl.
+_skipped_here = 0
+
+
+def count_skipped(n: int = 1) -> None:
+    """Count ``n`` samples skipped in this process (the reader's own skips are counted by ``skip``)."""
+    global _skipped_here
+    _skipped_here += n
+
+
+def take_skipped() -> int:
+    """Samples skipped in this process since the previous call."""
+    global _skipped_here
+    n, _skipped_here = _skipped_here, 0
+    return n
+
+
 class ShardReader:
     """One process's reader: which shards it verified, which failed, how many samples it skipped and why."""
 
@@ -73,6 +91,7 @@ class ShardReader:
     def skip(self, key: Any, url: Any, reason: str) -> None:
         """Count and log one skipped sample (the count is the user's view of how much data a run lost)."""
         self.skipped[reason.split(":", 1)[0][:60]] += 1
+        count_skipped()
         total = sum(self.skipped.values())
         log.warning("skipped sample %s of %s: %s (%d skipped by %s so far)", key, url, reason, total, self.who)
 

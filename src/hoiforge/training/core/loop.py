@@ -188,6 +188,7 @@ class Trainer:
         bar = tqdm(total=cfg.max_steps, initial=start, desc=cfg.name, disable=not (cfg.progress and acc.is_local_main_process))
         t_log, steps_since_log, t0 = time.perf_counter(), 0, time.perf_counter()
         last_loss = None
+        skipped, skipped_total = 0, 0  # samples the loaders skipped (bad members), since the last row / in all
         step = start
         while step < cfg.max_steps:
             for m in models_p:
@@ -202,6 +203,8 @@ class Trainer:
                     log.warning("%s: the data ran out at step %d of %d", cfg.name, step, cfg.max_steps)
                     bar.close()
                     return last_loss
+                if isinstance(batch, Mapping):
+                    skipped += int(batch.pop("skipped", 0))
                 batch = to_device(batch, acc.device)
                 with acc.accumulate(*models_p):
                     with acc.autocast():
@@ -224,13 +227,15 @@ class Trainer:
             if step % cfg.log_every == 0 or is_last:
                 # Every process joins the gather; only the main one writes.
                 step_loss = acc.gather(torch.stack(losses).mean().reshape(1)).mean().item()
+                skipped_all = int(acc.gather(torch.tensor([skipped], device=acc.device)).sum().item())
+                skipped_total, skipped = skipped_total + skipped_all, 0
                 now = time.perf_counter()
                 it_s = steps_since_log / max(now - t_log, 1e-9)
                 t_log, steps_since_log = now, 0
                 last_loss = step_loss
                 lr = scheduler.get_last_lr()[0]
                 if acc.is_main_process:
-                    metrics.write(step, loss=step_loss, lr=float(lr), it_s=it_s, elapsed_s=now - t0)
+                    metrics.write(step, loss=step_loss, lr=float(lr), it_s=it_s, elapsed_s=now - t0, skipped=skipped_all)
                 bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}", refresh=False)
             bar.update(1)
             if step % cfg.checkpoint_every == 0 or is_last:
@@ -244,6 +249,10 @@ class Trainer:
             if self.validate is not None and ((cfg.validate_every and step % cfg.validate_every == 0) or is_last):
                 self._run_validation(step, models, models_p, ema)
         bar.close()
+        if skipped_total and acc.is_main_process:
+            log.warning(
+                "%s: %d samples skipped in this run (a member failed to decode; the warnings above name them)", cfg.name, skipped_total
+            )
         return last_loss
 
     # -- optimizer, schedule, EMA

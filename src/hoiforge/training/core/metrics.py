@@ -1,4 +1,7 @@
-"""``metrics.jsonl``: one JSON line per logged step (stage, step, loss, lr, it_s, elapsed_s), main process only."""
+"""``metrics.jsonl``: one JSON line per logged step (stage, step, loss, lr, it_s, elapsed_s, skipped), main process only.
+
+``skipped``: samples the loaders of all ranks skipped (a member failed to decode) since the previous row.
+"""
 
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from hoiforge.datasets.loader import ShardStream
 from hoiforge.datasets.loader import make_loader as shared_loader
+from hoiforge.datasets.shard_read import count_skipped, take_skipped
 from hoiforge.training.shoemodel.data import ShoeLegSample
 
 log = logging.getLogger("hoiforge.training")
@@ -38,6 +39,7 @@ def each(samples: Iterator[ShoeLegSample], derive: Callable[[ShoeLegSample], Any
             out = derive(sample)
         except Exception as e:  # noqa: BLE001 - one bad sample must not stop a long run
             log.warning("skipped sample %s: %s: %s", sample.key, type(e).__name__, e)
+            count_skipped()
             continue
         if out is not None:
             yield out
@@ -57,7 +59,7 @@ class ExampleStream(ShardStream):
         for example in self.make_examples(self.samples(), rng):
             batch.append(example)
             if len(batch) == self.batch_size:
-                yield default_collate(batch)
+                yield {**default_collate(batch), "skipped": take_skipped()}
                 batch = []
 
 
