@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import os
+import sys
 from dataclasses import dataclass
 
 from hoiforge.stages.base import Stage
@@ -50,6 +51,57 @@ def connect(address: str | None = None, verbose: bool = False) -> bool:
 
 
 AUTH_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+# Ray Data 2.60 passes every actor pool a constructor argument in the object store while asking
+# for restarts, and the driver's core worker says so at ERROR level for each pool, on every build
+# (ray-project/ray#57733: a false alarm for Ray Data's own argument; fixed upstream after 2.60).
+RAY_FALSE_ALARMS = (b"has constructor arguments in the object store and max_restarts > 0",)
+
+
+@contextlib.contextmanager
+def without_false_alarms(patterns: tuple[bytes, ...] = RAY_FALSE_ALARMS):
+    """This process's fd 2 through a filter for the block: whole lines holding one of ``patterns``
+    are dropped, everything else passes on at once (a partial line too, unless it may be the start
+    of a C++ log line, ``[``, which is held until its end). Ray's C++ code writes to fd 2 itself,
+    so Python's logging cannot filter it."""
+    import threading
+
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 at all: nothing to filter
+        yield
+        return
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def send(data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            os.write(saved, data)
+
+    def pump() -> None:
+        held = b""
+        with os.fdopen(read_end, "rb", buffering=0) as source:
+            while chunk := source.read(65536):
+                *lines, held = (held + chunk).split(b"\n")
+                out = b"".join(line + b"\n" for line in lines if not any(p in line for p in patterns))
+                if held and not held.startswith(b"["):
+                    out, held = out + held, b""
+                if out:
+                    send(out)
+        if held and not any(p in held for p in patterns):
+            send(held)
+
+    thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last write end closes: the pump reads to its end and stops
+        thread.join(timeout=5)
+        os.close(saved)
 
 
 @contextlib.contextmanager

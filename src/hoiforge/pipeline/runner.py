@@ -200,7 +200,7 @@ def run_plan(
     import ray
 
     from hoiforge.pipeline.adapter import chain_class
-    from hoiforge.pipeline.cluster import check_pools, connect, plan_segments
+    from hoiforge.pipeline.cluster import check_pools, connect, plan_segments, without_false_alarms
     from hoiforge.pipeline.read import read_batch
     from hoiforge.pipeline.visibility import check_out_visible
     from hoiforge.pipeline.writer import ShardSink, shard_counter
@@ -271,7 +271,8 @@ def run_plan(
         ray.remote(warm_writer).options(**write_args).remote()
         try:
             sink = ShardSink(str(layout.root), recipe.output, counter, run_id, uniform_members(stages), build_template(stages))
-            ds.write_datasink(sink, ray_remote_args=write_args)
+            with without_false_alarms():
+                ds.write_datasink(sink, ray_remote_args=write_args)
             if profile is not None:
                 profile.update(plan_profile(ds, segments, plan_started))
         except Exception as e:
