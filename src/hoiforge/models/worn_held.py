@@ -28,15 +28,16 @@ person at a working resolution:
   product.
 
 Scores (0..1) say how sure the geometry is: the mean visibility of the keypoints that define the
-part (held objects: the better wrist's).
+part (held objects: that of the pose wrist nearest the holding hand).
 
 Limits (why a user switches to grounding-dino + sam): persons mediapipe misses (seen from the
-back with no face, tiny, heavily cropped) wear nothing; one garment that covers upper and lower
-body (a dress, an overall) is cut at the waist into two; hair that differs from the hair beside
-the face (a bun, a ponytail above it) can become ``headwear``; a held object the colour of the
-background it is seen against, at a hand without landmarks, or one the segmentation does not
-reach (a ball seen against a wall of its grey) is not found; bare-skin regions the face colour does not match (strong
-shading, tattoos) may be left in a garment. Choices marked "(ours)" are not from the paper.
+back with no face, tiny, heavily cropped, the face hidden by what they hold) wear nothing; one
+garment that covers upper and lower body (a dress, an overall) is cut at the waist into two; hair
+unlike the hair beside the face that still meets it at an edge can become ``headwear``; a held
+object at a hand neither hand model finds, thin (cards), or the colour of the person around it
+is not found, and a clear part of it (a glass's rim) is missed; bare skin in other light than the
+face (a lit thigh) stays in a garment, a garment of the face's colour partly counts as skin.
+Choices marked "(ours)" are not from the paper.
 """
 
 from __future__ import annotations
@@ -711,8 +712,10 @@ class WornHeldDetector:
         band &= ~cv2.dilate(hand.astype(np.uint8), _disk(2)).astype(bool)
         if not colourless and band.any() and (np.linalg.norm(lab[band] - np.median(lab[full], 0), axis=1) < 10).mean() > 0.25:
             return self._no_held("goes on past its outline in its colour", wrist, scale)
-        wrist_vis = float(np.max(p.pose[[L_WRIST, R_WRIST], 2]))
-        return full, wrist_vis
+        # the score: the visibility of the pose wrist this hand belongs to (the nearer one)
+        pose_wrists = p.pose[[L_WRIST, R_WRIST]]
+        nearer = int(np.argmin(np.linalg.norm(pose_wrists[:, :2] + (ox, oy) - wrist, axis=1)))
+        return full, float(pose_wrists[nearer, 2])
 
     @staticmethod
     def _no_held(why: str, wrist, scale: float) -> None:
