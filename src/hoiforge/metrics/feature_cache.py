@@ -19,6 +19,7 @@ from pathlib import Path
 from hoiforge.metrics.features import Features, extract_folder, settings_of
 from hoiforge.metrics.image_folder import ImageFolder, list_images
 from hoiforge.metrics.inception import InceptionV3Features
+from hoiforge.models.weights.digest import sha256_of
 
 CACHE_ENV = "HOIFORGE_CACHE"
 
@@ -28,16 +29,8 @@ def default_cache_dir() -> Path:
     return (Path(root).expanduser() if root else Path("~/.cache/hoiforge").expanduser()) / "eval-features"
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def content_key(listing: ImageFolder, extractor: InceptionV3Features) -> str:
-    digests = sorted(_file_sha256(listing.root / rel) for rel in listing.files)
+    digests = sorted(sha256_of(listing.root / rel) for rel in listing.files)
     s = settings_of(extractor)
     doc = {"files": digests, "extractor": s.extractor, "resize": s.resize, "resolution": s.resolution}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()

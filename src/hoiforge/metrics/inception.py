@@ -22,7 +22,6 @@ Preprocessing, per image:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +32,7 @@ from PIL import Image
 
 from hoiforge.errors import BackendUnavailable
 from hoiforge.models.device import resolve_device
+from hoiforge.models.weights.digest import sha256_of
 
 INCEPTION_SIZE = 299
 FEATURE_DIM = 2048
@@ -55,11 +55,8 @@ def model_path() -> Path:
 
 @lru_cache(maxsize=4)
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The weights file's sha256, hashed once per process (it names the extractor in every cache key)."""
+    return sha256_of(path)
 
 
 def short_side_resize(rgb: np.ndarray, resolution: int | None) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""sha256 of a weights file: the registry's pin check and fetch's verification hash with this one function.
+"""sha256 of a file: the registry's pin check, fetch's verification, checkpoints' checksums and the FID
+feature cache's keys all hash with this one function.
 
 The lowest module of ``models.weights`` (standard library only), so the registry and fetch both
 import it and neither imports the other for it.

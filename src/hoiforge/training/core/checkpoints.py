@@ -9,7 +9,6 @@ that verifies.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -17,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from hoiforge.errors import HoiforgeError
+from hoiforge.models.weights.digest import sha256_of
 
 CHECKPOINTS = "checkpoints"
 CHECKSUMS = "checksums.json"
@@ -54,14 +54,6 @@ def latest_checkpoint(output_dir: Path, name: str) -> tuple[int, Path] | None:
     return found[-1] if found else None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file() and p.name != CHECKSUMS)
 
@@ -69,7 +61,7 @@ def _files(directory: Path) -> list[Path]:
 def write_checksums(directory: Path) -> None:
     """Write ``checksums.json`` over every file of ``directory``: call it after everything else is written."""
     directory = Path(directory)
-    sums = {p.relative_to(directory).as_posix(): {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in _files(directory)}
+    sums = {p.relative_to(directory).as_posix(): {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in _files(directory)}
     tmp = directory / f".{CHECKSUMS}.tmp"
     tmp.write_text(json.dumps(sums, indent=1, sort_keys=True))
     tmp.replace(directory / CHECKSUMS)
@@ -96,7 +88,7 @@ def verify(directory: Path) -> str | None:
         size = path.stat().st_size
         if not isinstance(want, dict) or size != want.get("bytes"):
             return f"{path} is {size} bytes, not the {want.get('bytes') if isinstance(want, dict) else '?'} it was saved with (truncated?)"
-        if _sha256(path) != want.get("sha256"):
+        if sha256_of(path) != want.get("sha256"):
             return f"{path} does not match its checksum (corrupted)"
     return None
 
