@@ -143,6 +143,11 @@ class ColourModel:
         return self._dist(ycc.reshape(-1, 3).astype(np.float64)).reshape(ycc.shape[:2])
 
 
+def _colourless(ycc: np.ndarray) -> bool:
+    """Whether an image (YCrCb) has one chroma (greyscale, sepia): colour models say nothing there."""
+    return float(ycc[..., 1:].reshape(-1, 2).std(0).max()) < 3.0
+
+
 def _stands_out(luma: np.ndarray, region: np.ndarray, around: np.ndarray, ratio: float = 1.5) -> bool:
     """Whether ``region`` meets ``around`` at an edge: the brightness gradient on their shared
     boundary is at least ``ratio`` times the gradient inside the region (median over pixels).
@@ -391,8 +396,7 @@ class WornHeldDetector:
             core = cv2.erode(face.astype(np.uint8), _disk(max(1, int(0.1 * np.sqrt(face.sum()))))).astype(bool)
             # a colourless photo (greyscale, sepia) has one chroma: a colour model would call every
             # pixel as bright as the face skin, so skin is the landmarks' alone there (ours)
-            colourless = float(ycc[..., 1:].reshape(-1, 2).std(0).max()) < 3.0
-            if core.sum() >= 20 and not colourless:
+            if core.sum() >= 20 and not _colourless(ycc):
                 skin_model = ColourModel(ycc[core], floor=4.0)
                 skin |= p.body & (skin_model.distance(ycc) < self.skin_distance)
         clothing = p.body & ~skin
@@ -618,7 +622,7 @@ class WornHeldDetector:
         # the hand's own colour around it: the drawn bones are thinner than the hand, and a thumb
         # or a palm edge beside them is no object (ours; colourless photos have no colour to go by)
         core = cv2.erode(hand_w.astype(np.uint8), _disk(1)).astype(bool)
-        colourless = float(ycc[sub][..., 1:].reshape(-1, 2).std(0).max()) < 3.0
+        colourless = _colourless(ycc[sub])
         if core.sum() >= 20 and not colourless:
             hand_model = ColourModel(ycc[sub][core], floor=4.0)
             around = cv2.dilate(hand_w.astype(np.uint8), _disk(max(2, hs // 3))).astype(bool)
